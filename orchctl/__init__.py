@@ -1,0 +1,1 @@
+"""orchctl: the command-line client of orchd."""
