@@ -1,0 +1,184 @@
+"""How orchctl shows things: rich tables, the live watch view, plain progress lines."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+from typing import Iterable
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from orchd import events as ev
+from orchd import state as st
+
+COLOURS = {"pending": "bright_black", "running": "cyan", "retrying": "yellow", "completed": "green",
+           "failed": "red", "cancelled": "magenta"}
+ORDER = {"running": 0, "retrying": 1, "failed": 2, "pending": 3, "cancelled": 4, "completed": 5}
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts else "-"
+
+
+def span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def cost(value: float | None) -> str:
+    return "-" if value is None else f"${value:.4f}"
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=COLOURS.get(state, ""))
+
+
+def counts_text(counts: dict[str, int]) -> Text:
+    text = Text()
+    for name in st.TASK_STATES:
+        if counts.get(name):
+            text.append(f"{counts[name]} {name}  ", style=COLOURS[name])
+    return text
+
+
+def runs_table(runs: Iterable[st.RunSummary]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("RUN", "STATE", "TASKS", "PROGRESS", "SUBMITTED", "DURATION", "COST"):
+        table.add_column(col)
+    for run in sorted(runs, key=lambda r: r.submitted_at):
+        end = run.finished_at or time.time()
+        table.add_row(run.run_id, state_text(run.state), str(run.tasks), counts_text(run.counts),
+                      when(run.submitted_at), span(end - run.submitted_at), cost(run.cost_usd))
+    return table
+
+
+def task_rows(tasks: list[st.TaskView], limit: int | None = None) -> Table:
+    table = Table(box=None, header_style="bold")
+    for col in ("TASK", "STATE", "ATTEMPT", "DURATION", "EXIT", "COST", "DETAIL"):
+        table.add_column(col, overflow="ellipsis", no_wrap=True)
+    now = time.time()
+    ordered = sorted(tasks, key=lambda t: ORDER.get(t.state, 9))
+    for task in ordered[:limit]:
+        if task.state == "retrying" and task.due_at:
+            detail = f"next attempt at {when(task.due_at)} ({task.reason})"
+        elif task.state in ("completed",):
+            detail = task.result
+        else:
+            detail = task.reason
+        duration = task.duration
+        if duration is None and task.started_at and task.state == "running":
+            duration = now - task.started_at
+        table.add_row(task.id, state_text(task.state), f"{task.attempts}/{task.max_attempts}", span(duration),
+                      "-" if task.exit_code is None else str(task.exit_code), cost(task.cost_usd), detail)
+    if limit is not None and len(ordered) > limit:
+        table.add_row(f"… {len(ordered) - limit} more", "", "", "", "", "", "")
+    return table
+
+
+def summary_line(run: st.RunSummary) -> Text:
+    end = run.finished_at or time.time()
+    text = Text.assemble((run.run_id, "bold"), "  ", state_text(run.state),
+                         f"  {run.tasks} tasks in {span(end - run.submitted_at)}  ")
+    text.append_text(counts_text(run.counts))
+    if run.cost_usd is not None:
+        text.append(f" cost {cost(run.cost_usd)}")
+    return text
+
+
+def run_status(view: st.RunView) -> Group:
+    return Group(summary_line(view.summary), task_rows(view.tasks))
+
+
+def results_table(view: st.RunView) -> Table:
+    table = Table(header_style="bold", show_lines=False)
+    for col in ("TASK", "STATE", "ATTEMPTS", "DURATION", "COST", "TOKENS", "RESULT"):
+        table.add_column(col, overflow="fold")
+    for task in sorted(view.tasks, key=lambda t: t.id):
+        tokens = "-" if task.tokens_in is None else f"{task.tokens_in}/{task.tokens_out}"
+        result = task.result if task.state == "completed" else task.reason
+        table.add_row(task.id, state_text(task.state), str(task.attempts), span(task.duration),
+                      cost(task.cost_usd), tokens, result)
+    return table
+
+
+class RunTracker:
+    """A client-side fold of one run's events: what watch and --wait show."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.state = st.State()
+
+    def feed(self, rows: list[ev.Row]) -> list[tuple[ev.Row, ev.Event | None]]:
+        out = []
+        for row in rows:
+            event = ev.decode(row.kind, row.payload)
+            st.apply(self.state, ev.Record(row.seq, row.ts, row.kind, event))
+            out.append((row, event))
+        return out
+
+    @property
+    def run(self) -> st.RunState | None:
+        return self.state.runs.get(self.run_id)
+
+    @property
+    def finished(self) -> bool:
+        run = self.run
+        return run is not None and run.state != "running"
+
+
+class WatchView:
+    """The live view: a progress bar with counts per state, and the busiest tasks."""
+
+    def __init__(self, tracker: RunTracker) -> None:
+        self.tracker = tracker
+        self.live = Live(console=console, auto_refresh=False, transient=False, redirect_stdout=False)
+
+    def __enter__(self) -> "WatchView":
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def render(self) -> Group:
+        run = self.tracker.run
+        if run is None:
+            return Group(Text("waiting for the run…"))
+        view = st.run_view(run)
+        s = view.summary
+        done = sum(s.counts[x] for x in st.TERMINAL)
+        elapsed = (s.finished_at or time.time()) - s.submitted_at
+        eta = ""
+        if 0 < done < s.tasks and s.state == "running":
+            eta = f"  eta {span(elapsed / done * (s.tasks - done))}"
+        bar = ProgressBar(total=max(1, s.tasks), completed=done, width=40)
+        header = Text.assemble((s.run_id, "bold"), "  ", state_text(s.state),
+                               f"  {done}/{s.tasks}  elapsed {span(elapsed)}{eta}")
+        rows = max(5, console.size.height - 6)
+        return Group(header, bar, counts_text(s.counts), task_rows(view.tasks, limit=rows))
+
+    def update(self) -> None:
+        self.live.update(self.render(), refresh=True)
+
+
+def progress_line(run: st.RunState) -> str:
+    s = st.run_summary(run)
+    done = sum(s.counts[x] for x in st.TERMINAL)
+    parts = [f"{s.counts[k]} {k}" for k in st.TASK_STATES if s.counts[k]]
+    return f"{s.run_id}: {done}/{s.tasks} done ({', '.join(parts)})"
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

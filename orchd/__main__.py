@@ -1,0 +1,3 @@
+from orchd.daemon import main
+
+main()

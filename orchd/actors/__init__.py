@@ -1,0 +1,1 @@
+"""The actors of orchd: journal, supervisor, run, session."""

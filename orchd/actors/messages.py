@@ -1,0 +1,76 @@
+"""Messages between the supervisor and run actors (one vocabulary, one place)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from orchd.plan import RunSpec
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Supervisor → run: this task has a session slot."""
+
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    """Run → supervisor: these tasks are ready for a slot."""
+
+    run_id: str
+    cap: int
+    task_ids: list[str]
+    ref: Any
+
+
+@dataclass(frozen=True)
+class Withdraw:
+    """Run → supervisor: drop these tasks from the queue (cancelled)."""
+
+    run_id: str
+    task_ids: list[str]
+
+
+@dataclass(frozen=True)
+class Release:
+    """Run → supervisor: one slot of this run is free again."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
+class RunDone:
+    """Run → supervisor: the run has finished; stop its actor."""
+
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Submit:
+    """Server → supervisor: record a new run and start it; reply with its id."""
+
+    spec: RunSpec
+    source: str
+    reply: pykka.Future
+
+
+@dataclass(frozen=True)
+class CancelTasks:
+    """Server → supervisor → run: cancel these tasks (all when empty); reply with how many."""
+
+    run_id: str
+    task_ids: list[str]
+    reply: pykka.Future
+
+
+@dataclass(frozen=True)
+class RetryTasks:
+    """Server → supervisor → run: run these failed or cancelled tasks again; reply with how many."""
+
+    run_id: str
+    task_ids: list[str]
+    reply: pykka.Future

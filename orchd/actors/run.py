@@ -1,0 +1,293 @@
+"""RunActor: one per unfinished run. Decides each task's next step and records it.
+
+Decide, record, act: every decision becomes events handed to the journal; the
+side effect (spawn, enqueue, timer) happens in the callback once they are
+durable. The actor's state is the fold of its own run's events, rebuilt from
+the log when it starts, so a run resumes the same way after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import pykka
+
+from orchd import backoff, store
+from orchd import events as ev
+from orchd import state as st
+from orchd.actors.context import Context
+from orchd.actors.session import Cancel, SessionActor, SessionEnded, SessionStarted
+from orchd.agents import adapter_for
+from orchd.actors.messages import CancelTasks, Enqueue, Grant, Release, RetryTasks, RunDone, Withdraw
+from orchd.agents.base import CANCELLED, LOST, PARK, PERMANENT, RETRYABLE, SUCCESS, Outcome
+from orchd.errors import OrchError
+from orchd.executors.local import Process, alive
+
+log = logging.getLogger(__name__)
+
+WRITE_RETRY = 1.0  # seconds before retrying an append the log refused (disk full)
+MAX_LOST = 5  # lost attempts do not spend retries, but a task that keeps losing them fails
+
+
+@dataclass(frozen=True)
+class _Committed:
+    records: list[ev.Record] | None
+    error: OrchError | None
+    events: Sequence[ev.Event]
+    then: Callable[[], None] | None
+
+
+@dataclass(frozen=True)
+class _RetryDue:
+    task_id: str
+
+
+class RunActor(pykka.ThreadingActor):
+    """Owns one run's tasks: launches granted tasks, retries, cancels, finishes."""
+
+    def __init__(self, ctx: Context, run_id: str) -> None:
+        super().__init__()
+        self.ctx, self.run_id = ctx, run_id
+        self.state = st.State()
+        self.sessions: dict[str, Any] = {}  # task id -> SessionActor ref of its running attempt
+        self.closing: set[str] = set()  # tasks whose terminal event is on its way to the log
+        self.finishing = False
+
+    @property
+    def run(self) -> st.RunState:
+        return self.state.runs[self.run_id]
+
+    # ------------------------------------------------------------ lifecycle
+
+    def on_start(self) -> None:
+        conn = self.ctx.reader()
+        try:
+            st.replay(store.records(conn, run_id=self.run_id), self.state)
+        finally:
+            conn.close()
+        self._resume()
+
+    def _resume(self) -> None:
+        """Pick up every task where the log left it (a new run: all pending)."""
+        now = time.time()
+        ready, lost = [], []
+        for task in self.run.tasks.values():
+            if task.state in st.TERMINAL:
+                continue
+            attempt = task.current
+            if attempt is not None:
+                if attempt.pid is not None and alive(attempt.pid, attempt.start_ticks):
+                    self.ctx.executor.signal(Process(attempt.pid, attempt.pgid or attempt.pid, 0), signal.SIGKILL)
+                lost.append(task.spec.id)
+                self._record([
+                    ev.AttemptFinished(self.run_id, task.spec.id, attempt.n, LOST,
+                                       reason="orchd restarted while the attempt ran; its outcome is lost"),
+                    ev.TaskRetrying(self.run_id, task.spec.id, due_at=now, delay=0.0,
+                                    reason="attempt lost in a restart", spends_retry=False),
+                ], then=self._enqueue_later(task.spec.id))
+            elif task.cancel_requested:
+                self._close(task.spec.id, [ev.TaskCancelled(self.run_id, task.spec.id)])
+            elif task.state == "retrying" and task.due_at is not None:
+                self._schedule_retry(task.spec.id, task.due_at)
+            else:
+                ready.append(task.spec.id)
+        if ready:
+            self._enqueue(ready)
+        self._maybe_finish()
+
+    # ------------------------------------------------------------ messages
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, _Committed):
+            self._committed(message)
+        elif isinstance(message, Grant):
+            self._launch(message.task_id)
+        elif isinstance(message, SessionStarted):
+            p = message.process
+            self._record([ev.AttemptStarted(self.run_id, message.task_id, message.attempt,
+                                            pid=p.pid, pgid=p.pgid, start_ticks=p.start_ticks)])
+        elif isinstance(message, SessionEnded):
+            self._ended(message)
+        elif isinstance(message, _RetryDue):
+            task = self.run.tasks[message.task_id]
+            if task.state == "retrying" and message.task_id not in self.closing:
+                self._enqueue([message.task_id])
+        elif isinstance(message, CancelTasks):
+            self._cancel(message)
+        elif isinstance(message, RetryTasks):
+            self._retry(message)
+        return None
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        log.error("run %s failed: %s", self.run_id, exception_value)
+
+    # ------------------------------------------------------------ recording
+
+    def _record(self, events: Sequence[ev.Event], then: Callable[[], None] | None = None) -> None:
+        """Hand `events` to the journal; fold them and run `then` once durable."""
+        ref = self.actor_ref
+        self.ctx.journal.append(events, lambda recs, err: ref.tell(_Committed(recs, err, events, then)))
+
+    def _committed(self, message: _Committed) -> None:
+        if message.error is not None:  # the log refused the write: try again, act only once it is durable
+            log.warning("run %s: %s; retrying in %gs", self.run_id, message.error, WRITE_RETRY)
+            ref = self.actor_ref
+            self.ctx.reactor.call_later(WRITE_RETRY, lambda: self.ctx.journal.append(
+                message.events, lambda recs, err: ref.tell(_Committed(recs, err, message.events, message.then))))
+            return
+        st.replay(message.records or [], self.state)
+        if message.then is not None:
+            message.then()
+        self._maybe_finish()
+
+    def _close(self, task_id: str, events: list[ev.Event]) -> None:
+        self.closing.add(task_id)
+        self._record(events, then=lambda: self.closing.discard(task_id))
+
+    def _maybe_finish(self) -> None:
+        if self.finishing or self.closing or self.run.state != "running":
+            return
+        outcome = st.run_outcome(self.run)
+        if outcome is not None:
+            self.finishing = True
+            self._record([ev.RunFinished(self.run_id, outcome)], then=self._finished)
+
+    def _finished(self) -> None:
+        self.finishing = False
+        self.ctx.supervisor.tell(RunDone(self.run_id))
+
+    # ------------------------------------------------------------ scheduling
+
+    def _enqueue(self, task_ids: list[str]) -> None:
+        self.ctx.supervisor.tell(Enqueue(self.run_id, self.run.spec.concurrency, task_ids, self.actor_ref))
+
+    def _enqueue_later(self, task_id: str) -> Callable[[], None]:
+        return lambda: self._enqueue([task_id])
+
+    def _schedule_retry(self, task_id: str, due_at: float) -> None:
+        ref = self.actor_ref
+        self.ctx.reactor.call_at_wall(due_at, lambda: ref.tell(_RetryDue(task_id)))
+
+    def _release(self) -> None:
+        self.ctx.supervisor.tell(Release(self.run_id))
+
+    # ------------------------------------------------------------ attempts
+
+    def _launch(self, task_id: str) -> None:
+        task = self.run.tasks[task_id]
+        if task.state in st.TERMINAL or task.cancel_requested or task_id in self.closing or task.current:
+            self._release()
+            return
+        adapter = adapter_for(task.spec.agent)
+        assert adapter is not None, "plans are checked for known agents at submit"
+        n = len(task.attempts) + 1
+        launch = adapter.launch(task.spec, n)
+        log_path = self.ctx.paths.attempt_log(self.run_id, task_id, n)
+        env = {**self.ctx.base_env, **task.spec.env, **launch.env,
+               "ORCH_RUN_ID": self.run_id, "ORCH_TASK_ID": task_id, "ORCH_ATTEMPT": str(n)}
+
+        def spawn() -> None:
+            if self.run.tasks[task_id].cancel_requested:
+                self._ended(SessionEnded(task_id, n, None, _cancelled(), 0.0))
+                return
+            self.sessions[task_id] = SessionActor.start(
+                self.ctx, self.actor_ref, task.spec, n, launch, adapter, env, log_path)
+
+        self._record([ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))],
+                     then=spawn)
+
+    def _ended(self, message: SessionEnded) -> None:
+        self.sessions.pop(message.task_id, None)
+        self._release()
+        task = self.run.tasks[message.task_id]
+        o = message.outcome
+        if task.cancel_requested and o.outcome != SUCCESS:
+            o = _cancelled()
+        x = message.exit
+        finished = ev.AttemptFinished(
+            self.run_id, message.task_id, message.attempt, o.outcome,
+            exit_code=x.exit_code if x else None, signal=x.signal if x else None,
+            reason=o.reason, duration=round(message.duration, 6), result=o.result,
+            session_id=o.session_id, cost_usd=o.cost_usd, tokens_in=o.tokens_in, tokens_out=o.tokens_out)
+        tid = message.task_id
+        if o.outcome == SUCCESS:
+            self._close(tid, [finished, ev.TaskCompleted(self.run_id, tid)])
+        elif o.outcome == CANCELLED:
+            self._close(tid, [finished, ev.TaskCancelled(self.run_id, tid)])
+        elif o.outcome == PERMANENT:
+            self._close(tid, [finished, ev.TaskFailed(self.run_id, tid, reason=o.reason)])
+        elif (o.outcome == PARK or (o.outcome == LOST and _lost(task) < MAX_LOST)
+              or (o.outcome in RETRYABLE and task.retries_spent < task.spec.max_retries)):
+            self._retry_later(task, finished, o.park_until)
+        else:
+            attempts = len(task.attempts)
+            self._close(tid, [finished, ev.TaskFailed(
+                self.run_id, tid, reason=f"{o.reason} (gave up after {attempts} attempt{'s' * (attempts != 1)})")])
+
+    def _retry_later(self, task: st.TaskState, finished: ev.AttemptFinished, park_until: float | None) -> None:
+        now = time.time()
+        spends = finished.outcome in RETRYABLE
+        if finished.outcome == PARK and park_until is not None:
+            delay = max(0.0, park_until - now)
+        elif finished.outcome == LOST:
+            delay = 0.0
+        else:
+            delay = backoff.delay(task.spec.backoff, task.retries_spent + 1)
+        due = now + delay
+        tid = task.spec.id
+        self._record([finished, ev.TaskRetrying(self.run_id, tid, due_at=due, delay=round(delay, 6),
+                                                reason=finished.reason, spends_retry=spends)],
+                     then=lambda: self._schedule_retry(tid, due))
+
+    # ------------------------------------------------------------ user requests
+
+    def _cancel(self, message: CancelTasks) -> None:
+        ids = message.task_ids or list(self.run.tasks)
+        live = [t for t in ids if self.run.tasks[t].state not in st.TERMINAL and t not in self.closing]
+
+        def act() -> None:
+            self.ctx.supervisor.tell(Withdraw(self.run_id, live))
+            for tid in live:
+                task = self.run.tasks[tid]
+                if tid in self.sessions:
+                    self.sessions[tid].tell(Cancel())
+                elif task.current is None and tid not in self.closing and task.state not in st.TERMINAL:
+                    self._close(tid, [ev.TaskCancelled(self.run_id, tid)])
+            message.reply.set(len(live))
+
+        if not live:
+            message.reply.set(0)
+            return
+        self._record([ev.CancelRequested(self.run_id, live)], then=act)
+
+    def _retry(self, message: RetryTasks) -> None:
+        ids = message.task_ids or list(self.run.tasks)
+        again = [t for t in ids if self.run.tasks[t].state in ("failed", "cancelled") and t not in self.closing]
+        if not again:
+            message.reply.set(0)
+            return
+
+        def act() -> None:
+            self._enqueue(again)
+            message.reply.set(len(again))
+
+        self._record([ev.RetryRequested(self.run_id, again)], then=act)
+
+    def kill_all(self) -> None:
+        """On daemon shutdown: kill every running attempt's process group (recorded as lost on restart)."""
+        for task in self.run.tasks.values():
+            attempt = task.current
+            if attempt is not None and attempt.pgid is not None:
+                self.ctx.executor.signal(Process(attempt.pid or 0, attempt.pgid, 0), signal.SIGKILL)
+
+
+def _lost(task: st.TaskState) -> int:
+    return sum(1 for a in task.attempts if a.outcome == LOST)
+
+
+def _cancelled() -> Outcome:
+    return Outcome(CANCELLED, reason="cancelled by the user")

@@ -1,0 +1,126 @@
+"""SessionActor: one per attempt. Launches and watches one agent process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from orchd.actors.context import Context
+from orchd.agents.base import CANCELLED, PERMANENT, TIMEOUT, AgentAdapter, Exit, Launch, Outcome
+from orchd.executors.local import Process
+from orchd.plan import TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    task_id: str
+    attempt: int
+    process: Process
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    task_id: str
+    attempt: int
+    exit: Exit | None
+    outcome: Outcome
+    duration: float
+
+
+class Cancel:
+    """Stop the attempt: TERM its process group, KILL after the grace period."""
+
+
+class _Exited:
+    pass
+
+
+class _Timeout:
+    pass
+
+
+class _Kill:
+    pass
+
+
+class SessionActor(pykka.ThreadingActor):
+    """Owns one attempt's process from spawn to exit; reports to its run."""
+
+    def __init__(self, ctx: Context, run: Any, task: TaskSpec, attempt: int,
+                 launch: Launch, adapter: AgentAdapter, env: dict[str, str], log_path: Path) -> None:
+        super().__init__()
+        self.ctx, self.run, self.task, self.attempt = ctx, run, task, attempt
+        self.launch, self.adapter, self.env, self.log_path = launch, adapter, env, log_path
+        self.process: Process | None = None
+        self.stopping: str | None = None  # TIMEOUT or CANCELLED once we began to stop it
+        self.timers: list = []
+        self.started = time.monotonic()
+
+    def on_start(self) -> None:
+        try:
+            self.process = self.ctx.executor.spawn(self.launch.argv, self.env, self.launch.cwd, self.log_path)
+        except OSError as exc:
+            reason = f"cannot start {self.launch.argv[0]!r}: {exc.strerror or exc}"
+            with open(self.log_path, "a") as f:
+                f.write(f"orch: {reason}\n")
+            self._end(None, Outcome(PERMANENT, reason=reason))
+            return
+        self.run.tell(SessionStarted(self.task.id, self.attempt, self.process))
+        me = self.actor_ref
+        if not self.ctx.reactor.on_exit(self.process.pid, lambda: me.tell(_Exited())):
+            me.tell(_Exited())
+        self.timers.append(self.ctx.reactor.call_later(self.task.timeout, lambda: me.tell(_Timeout())))
+
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, _Exited):
+            self._exited()
+        elif isinstance(message, _Timeout):
+            self._terminate(TIMEOUT)
+        elif isinstance(message, Cancel):
+            self._terminate(CANCELLED)
+        elif isinstance(message, _Kill) and self.process is not None:
+            self.ctx.executor.signal(self.process, signal.SIGKILL)
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        if self.process is not None:
+            self.ctx.executor.signal(self.process, signal.SIGKILL)
+        self.run.tell(SessionEnded(self.task.id, self.attempt, None,
+                                   Outcome("lost", reason=f"session failed: {exception_value}"),
+                                   time.monotonic() - self.started))
+
+    def _terminate(self, why: str) -> None:
+        if self.stopping is not None or self.process is None:
+            return
+        self.stopping = why
+        self.ctx.executor.signal(self.process, signal.SIGTERM)
+        me = self.actor_ref
+        self.timers.append(self.ctx.reactor.call_later(self.ctx.kill_grace, lambda: me.tell(_Kill())))
+
+    def _exited(self) -> None:
+        assert self.process is not None
+        # The leader is a zombie until reaped, so its pgid cannot be reused yet:
+        # kill whatever it left in its group, then reap it.
+        self.ctx.executor.signal(self.process, signal.SIGKILL)
+        exit_code, sig = self.process.reap()
+        exit = Exit(exit_code, sig, str(self.log_path))
+        if self.stopping == CANCELLED:
+            outcome = Outcome(CANCELLED, reason="cancelled by the user")
+        elif self.stopping == TIMEOUT:
+            outcome = Outcome(TIMEOUT, reason=f"timed out after {self.task.timeout:g}s")
+        else:
+            outcome = self.adapter.classify(self.task, exit)
+        self._end(exit, outcome)
+
+    def _end(self, exit: Exit | None, outcome: Outcome) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.run.tell(SessionEnded(self.task.id, self.attempt, exit, outcome, time.monotonic() - self.started))
+        self.stop()

@@ -1,0 +1,138 @@
+"""SupervisorActor: the queue of ready tasks, the concurrency caps, the run actors.
+
+One FIFO per run, served round-robin, so runs share the global cap fairly and
+none starves; each run also has its own cap (`concurrency`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections import Counter, deque
+from typing import Any
+
+import pykka
+
+from orchd import events as ev
+from orchd.actors.context import Context
+from orchd.actors.messages import (CancelTasks, Enqueue, Grant, Release, RetryTasks, RunDone, Submit,
+                                   Withdraw)
+from orchd.actors.run import RunActor
+
+log = logging.getLogger(__name__)
+
+
+class SupervisorActor(pykka.ThreadingActor):
+    """Grants session slots to run actors, at most `max_sessions` at once."""
+
+    def __init__(self, ctx: Context, max_sessions: int) -> None:
+        super().__init__()
+        self.ctx, self.max_sessions = ctx, max_sessions
+        self.queues: dict[str, deque[str]] = {}
+        self.caps: dict[str, int] = {}
+        self.running: Counter[str] = Counter()
+        self.total = 0
+        self.order: deque[str] = deque()  # run ids, rotated for fairness
+        self.runs: dict[str, Any] = {}  # run id -> RunActor ref
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Enqueue):
+            if message.run_id not in self.queues:
+                self.queues[message.run_id] = deque()
+                self.order.append(message.run_id)
+            self.caps[message.run_id] = message.cap
+            self.queues[message.run_id].extend(message.task_ids)
+            self._dispatch()
+        elif isinstance(message, Release):
+            self.running[message.run_id] -= 1
+            self.total -= 1
+            self._dispatch()
+        elif isinstance(message, Withdraw):
+            queue = self.queues.get(message.run_id)
+            if queue:
+                gone = set(message.task_ids)
+                self.queues[message.run_id] = deque(t for t in queue if t not in gone)
+        elif isinstance(message, RunDone):
+            self._forget(message.run_id)
+        elif isinstance(message, Submit):
+            self._submit(message)
+        elif isinstance(message, _Started):
+            self.on_started(message.run_id, message.reply)
+        elif isinstance(message, (CancelTasks, RetryTasks)):
+            self._actor_for(message.run_id).tell(message)
+        return None
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        log.error("supervisor failed: %s", exception_value)
+
+    def on_stop(self) -> None:
+        for ref in self.runs.values():
+            try:
+                ref.proxy().kill_all().get(timeout=5)
+            except pykka.ActorDeadError:
+                pass
+            ref.stop(block=False)
+
+    def resume(self, run_ids: list[str]) -> None:
+        """Start actors for runs the log shows unfinished (after a restart)."""
+        for run_id in run_ids:
+            self._actor_for(run_id)
+
+    def _actor_for(self, run_id: str) -> Any:
+        ref = self.runs.get(run_id)
+        if ref is None or not ref.is_alive():
+            ref = self.runs[run_id] = RunActor.start(self.ctx, run_id)
+        return ref
+
+    def _dispatch(self) -> None:
+        idle = 0
+        while self.total < self.max_sessions and idle < len(self.order):
+            run_id = self.order[0]
+            self.order.rotate(-1)
+            queue = self.queues[run_id]
+            if queue and self.running[run_id] < self.caps[run_id]:
+                self.running[run_id] += 1
+                self.total += 1
+                self.runs[run_id].tell(Grant(queue.popleft()))
+                idle = 0
+            else:
+                idle += 1
+
+    def _forget(self, run_id: str) -> None:
+        if run_id in self.queues:
+            del self.queues[run_id]
+            self.order.remove(run_id)
+        ref = self.runs.pop(run_id, None)
+        if ref is not None:
+            ref.stop(block=False)
+
+    def _submit(self, message: Submit) -> None:
+        run_id = self._new_run_id(message.spec.name)
+        me = self.actor_ref
+
+        def recorded(records: Any, error: Any) -> None:
+            if error is not None:
+                message.reply.set_exception(exc_info=(type(error), error, None))
+            else:
+                me.tell(_Started(run_id, message.reply))
+
+        self.ctx.journal.append([ev.RunSubmitted(run_id, message.spec, message.source)], recorded)
+
+    def _new_run_id(self, name: str) -> str:
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "run"
+        with self.ctx.journal.lock:
+            known = self.ctx.journal.state.runs
+            while True:
+                run_id = f"{slug}-{secrets.token_hex(3)}"
+                if run_id not in known and run_id not in self.runs:
+                    return run_id
+
+    def on_started(self, run_id: str, reply: pykka.Future) -> None:
+        self._actor_for(run_id)
+        reply.set(run_id)
+
+
+class _Started:
+    def __init__(self, run_id: str, reply: pykka.Future) -> None:
+        self.run_id, self.reply = run_id, reply

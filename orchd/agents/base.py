@@ -1,0 +1,79 @@
+"""The adapter seam: how a task becomes a process, and how its end is classified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from orchd.plan import TaskSpec
+
+# How an attempt ended, as adapters classify it.
+SUCCESS, RETRY, PARK, PERMANENT = "success", "retry", "park", "permanent"
+# Outcomes the session itself decides.
+TIMEOUT, CANCELLED, LOST = "timeout", "cancelled", "lost"
+RETRYABLE = frozenset({RETRY, TIMEOUT})
+
+
+class Launch(msgspec.Struct, frozen=True):
+    """What to start for one attempt: argv (never a shell string), extra env, cwd."""
+
+    argv: list[str]
+    cwd: str
+    env: dict[str, str] = {}
+
+
+class Exit(msgspec.Struct, frozen=True):
+    """How the attempt's process ended."""
+
+    exit_code: int | None
+    signal: int | None
+    log_path: str
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """The classification of an ended attempt, with what the agent reported."""
+
+    outcome: str
+    reason: str = ""
+    result: str = ""
+    session_id: str = ""
+    cost_usd: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    park_until: float | None = None  # for PARK: when the provider said to come back
+
+
+class AgentAdapter(Protocol):
+    """One agent CLI."""
+
+    name: str
+
+    def launch(self, task: TaskSpec, attempt: int) -> Launch:
+        """The process to start for attempt number `attempt` (1-based) of `task`."""
+        ...
+
+    def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
+        """Classify an ended attempt from its exit status and output."""
+        ...
+
+
+def describe_exit(exit: Exit) -> str:
+    """`exit code 3` or `killed by SIGKILL`."""
+    if exit.signal is not None:
+        from orchd.executors.local import SIGNALS
+
+        return f"killed by {SIGNALS.get(exit.signal, f'signal {exit.signal}')}"
+    return f"exit code {exit.exit_code}"
+
+
+def tail(log_path: str, limit: int = 4096) -> str:
+    """The last `limit` bytes of an attempt's output, decoded leniently."""
+    path = Path(log_path)
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - limit))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""

@@ -1,0 +1,18 @@
+"""Exponential backoff with optional full jitter."""
+
+from __future__ import annotations
+
+import random
+
+from orchd.plan import BackoffSpec
+
+
+def delay(spec: BackoffSpec, retry: int, rand: random.Random | None = None) -> float:
+    """Seconds to wait before retry number `retry` (1-based).
+
+    min(max, initial × factor^(retry-1)); with full jitter, uniform in [0, that].
+    """
+    ceiling = min(spec.max, spec.initial * spec.factor ** max(0, retry - 1))
+    if spec.jitter == "full":
+        return (rand or random).uniform(0.0, ceiling)
+    return ceiling

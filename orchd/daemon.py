@@ -1,0 +1,121 @@
+"""orchd: the long-lived daemon. Replays the log, resumes unfinished runs, serves clients."""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import signal
+import sys
+import threading
+import tomllib
+from typing import Any
+
+import msgspec
+import pykka
+
+from orchd import __version__, store
+from orchd import state as st
+from orchd.actors.context import Context
+from orchd.actors.journal import Journal
+from orchd.actors.supervisor import SupervisorActor
+from orchd.errors import OrchError
+from orchd.executors.local import LocalExecutor
+from orchd.paths import Paths, resolve
+from orchd.reactor import Reactor
+from orchd.server import Server
+
+log = logging.getLogger("orchd")
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The daemon's config.toml."""
+
+    max_sessions: int = (os.cpu_count() or 1) * 4  # global cap on sessions running at once
+    kill_grace: float = 5.0  # seconds between TERM and KILL
+    server_workers: int = 16
+    max_message_bytes: int = 16 << 20
+
+
+def load_config(paths: Paths) -> Config:
+    """Read config.toml; a missing file means defaults."""
+    try:
+        text = paths.config_file.read_text()
+    except FileNotFoundError:
+        return Config()
+    try:
+        return msgspec.convert(tomllib.loads(text), Config)
+    except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
+        raise OrchError(f"{paths.config_file}: {exc}") from None
+
+
+def _lock(paths: Paths) -> Any:
+    """Hold the daemon lock for the life of the process, or exit if another orchd holds it."""
+    handle = open(paths.lock, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"orchd: already running (lock {paths.lock} is held)", file=sys.stderr)
+        sys.exit(1)
+    return handle
+
+
+def run(paths: Paths, config: Config) -> None:
+    """Run the daemon until SIGTERM/SIGINT or a Shutdown request."""
+    paths.ensure()
+    lock = _lock(paths)
+    conn = store.connect(paths.db)
+    applied = store.migrate(conn)
+    if applied:
+        log.info("migrated the log: %s", ", ".join(applied))
+    state = st.replay(store.records(conn))
+    log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
+
+    journal = Journal(conn, state).start()
+    reactor = Reactor().start()
+    ctx = Context(paths=paths, journal=journal, reactor=reactor, executor=LocalExecutor(),
+                  kill_grace=config.kill_grace)
+    supervisor = SupervisorActor.start(ctx, config.max_sessions)
+    ctx.supervisor = supervisor
+    unfinished = [r.run_id for r in state.runs.values() if r.state == "running"]
+    supervisor.proxy().resume(unfinished).get()
+
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    server = Server(ctx, stopping.set, workers=config.server_workers,
+                    max_message=config.max_message_bytes).start()
+    log.info("listening on %s (pid %d)", paths.address, os.getpid())
+
+    while not stopping.wait(3600):
+        pass
+    log.info("stopping")
+    server.stop()
+    supervisor.stop()
+    pykka.ActorRegistry.stop_all()
+    journal.stop()
+    reactor.stop()
+    conn.close()
+    paths.socket.unlink(missing_ok=True)
+    lock.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `orchd`."""
+    parser = argparse.ArgumentParser(prog="orchd", description="The orch daemon (runs in the foreground).")
+    parser.add_argument("--version", action="version", version=f"orchd {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("ORCH_LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    paths = resolve()
+    try:
+        run(paths, load_config(paths))
+    except OrchError as exc:
+        print(f"orchd: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Every fact orch records, as frozen msgspec Structs in one tagged union.
+
+Events are data: they are persisted as `(seq, ts, run_id, task_id, kind,
+payload)` rows, where `payload` is the msgspec JSON of the event. Nothing else
+is persisted. Kinds this version does not know (written by a newer version)
+decode to `None` and are skipped by the fold, never a crash.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+from orchd.plan import RunSpec
+
+
+class _Event(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_defaults=True):
+    """Base of all events: every event belongs to a run; most to a task."""
+
+    run_id: str
+
+
+class RunSubmitted(_Event, frozen=True):
+    """A plan was accepted; its tasks are resolved and pending."""
+
+    spec: RunSpec
+    source: str = ""
+
+
+class AttemptLaunching(_Event, frozen=True):
+    """An attempt is about to be spawned (written before the spawn)."""
+
+    task_id: str
+    attempt: int
+    argv: list[str]
+    cwd: str
+    log_path: str
+
+
+class AttemptStarted(_Event, frozen=True):
+    """The attempt's process is alive."""
+
+    task_id: str
+    attempt: int
+    pid: int
+    pgid: int
+    start_ticks: int = 0  # process start time (/proc/PID/stat field 22), to recognise it after a restart
+
+
+class AttemptFinished(_Event, frozen=True):
+    """An attempt ended. `outcome` is how its adapter classified it.
+
+    outcome: success | retry | park | permanent | timeout | cancelled | lost
+    """
+
+    task_id: str
+    attempt: int
+    outcome: str
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str = ""
+    duration: float = 0.0
+    result: str = ""
+    session_id: str = ""
+    cost_usd: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+class TaskRetrying(_Event, frozen=True):
+    """The task will be attempted again at `due_at` (unix seconds)."""
+
+    task_id: str
+    due_at: float
+    delay: float
+    reason: str = ""
+    spends_retry: bool = True
+
+
+class TaskCompleted(_Event, frozen=True):
+    task_id: str
+
+
+class TaskFailed(_Event, frozen=True):
+    task_id: str
+    reason: str = ""
+
+
+class TaskCancelled(_Event, frozen=True):
+    task_id: str
+
+
+class CancelRequested(_Event, frozen=True):
+    """The user asked to cancel these tasks (all of the run when `task_ids` is empty)."""
+
+    task_ids: list[str] = []
+
+
+class RetryRequested(_Event, frozen=True):
+    """The user asked to run these failed or cancelled tasks again, with a fresh retry budget."""
+
+    task_ids: list[str]
+
+
+class RunFinished(_Event, frozen=True):
+    """Every task of the run is completed, failed or cancelled."""
+
+    state: str
+
+
+Event = Union[
+    RunSubmitted,
+    AttemptLaunching,
+    AttemptStarted,
+    AttemptFinished,
+    TaskRetrying,
+    TaskCompleted,
+    TaskFailed,
+    TaskCancelled,
+    CancelRequested,
+    RetryRequested,
+    RunFinished,
+]
+
+EVENT_TYPES: tuple[type, ...] = Event.__args__  # type: ignore[attr-defined]
+KINDS: dict[str, type] = {t.__name__: t for t in EVENT_TYPES}
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[str, msgspec.json.Decoder] = {k: msgspec.json.Decoder(t) for k, t in KINDS.items()}
+
+
+def kind_of(event: _Event) -> str:
+    """The tag of an event, as stored in the `kind` column."""
+    return type(event).__name__
+
+
+def encode(event: _Event) -> bytes:
+    """The JSON payload of an event (includes its `kind` tag)."""
+    return _encoder.encode(event)
+
+
+def decode(kind: str, payload: bytes | str) -> Event | None:
+    """Decode a stored event; `None` for a kind this version does not know."""
+    decoder = _decoders.get(kind)
+    return None if decoder is None else decoder.decode(payload)
+
+
+class Record(msgspec.Struct, frozen=True):
+    """One row of the log: an event with its sequence number and time."""
+
+    seq: int
+    ts: float
+    kind: str
+    event: Event | None
+
+
+class Row(msgspec.Struct, frozen=True):
+    """A stored event as it travels to clients: the payload stays raw JSON."""
+
+    seq: int
+    ts: float
+    run_id: str
+    task_id: str | None
+    kind: str
+    payload: msgspec.Raw

@@ -1,0 +1,218 @@
+"""The wire protocol between orchctl and orchd: tagged msgspec unions over nng req/rep.
+
+The protocol is not the events: requests and responses are their own types,
+with a version and a request id; codecs are built once at import. `Client` is
+the typed client; it imports nothing of the daemon's store or actors.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Union
+
+import msgspec
+
+from orchd.errors import ErrorCode, OrchError
+from orchd.state import AttemptState, RunSummary, RunView, TaskView
+from orchd.events import Row
+
+PROTOCOL_VERSION = 1
+MAX_WAIT = 30.0  # seconds a long-poll may hold a request
+
+
+class _Request(msgspec.Struct, tag=True, tag_field="op", kw_only=True, forbid_unknown_fields=True):
+    v: int = PROTOCOL_VERSION
+    id: int = 0
+
+
+class Ping(_Request):
+    pass
+
+
+class Submit(_Request):
+    plan: str
+    source: str = "<plan>"
+    base_dir: str = "."
+    fmt: str | None = None
+
+
+class Status(_Request):
+    run: str | None = None
+
+
+class Runs(_Request):
+    pass
+
+
+class TaskInfo(_Request):
+    run: str
+    task: str
+
+
+class Cancel(_Request):
+    run: str
+    task: str | None = None
+
+
+class Retry(_Request):
+    run: str
+    task: str | None = None
+
+
+class Events(_Request):
+    after: int = 0
+    run: str | None = None
+    task: str | None = None
+    limit: int = 1000
+    wait: float = 0.0  # seconds to hold the request until there is something after `after`
+
+
+class Replay(_Request):
+    at: int | None = None
+
+
+class Shutdown(_Request):
+    pass
+
+
+Request = Union[Ping, Submit, Status, Runs, TaskInfo, Cancel, Retry, Events, Replay, Shutdown]
+
+
+class _Response(msgspec.Struct, tag=True, tag_field="type", kw_only=True):
+    v: int = PROTOCOL_VERSION
+    id: int = 0
+
+
+class Pong(_Response):
+    pid: int
+    version: str
+    started_at: float
+    seq: int
+
+
+class Submitted(_Response):
+    run_id: str
+    tasks: int
+
+
+class StatusReply(_Response):
+    seq: int
+    runs: list[RunView]
+
+
+class RunsReply(_Response):
+    seq: int
+    runs: list[RunSummary]
+
+
+class TaskReply(_Response):
+    run_id: str
+    task: TaskView
+    attempts: list[AttemptState]
+
+
+class Done(_Response):
+    count: int
+    message: str
+
+
+class EventsReply(_Response):
+    seq: int  # the last sequence number in the log when the reply was made
+    events: list[Row]
+
+
+class Error(_Response):
+    code: ErrorCode
+    message: str
+
+
+Response = Union[Pong, Submitted, StatusReply, RunsReply, TaskReply, Done, EventsReply, Error]
+
+_encoder = msgspec.json.Encoder()
+_request_decoder = msgspec.json.Decoder(Request)
+_response_decoder = msgspec.json.Decoder(Response)
+
+
+class _Envelope(msgspec.Struct):
+    """Just enough of any request to answer it with an error."""
+
+    v: int | None = None
+    id: int = 0
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+
+
+def encode(message: _Request | _Response) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_request(data: bytes) -> Request:
+    """Decode a request; raise OrchError (bad request or version mismatch) otherwise."""
+    try:
+        return _request_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        try:
+            envelope = _envelope_decoder.decode(data)
+        except msgspec.DecodeError:
+            raise OrchError(f"malformed request: {exc}", ErrorCode.BAD_REQUEST) from None
+        if envelope.v is not None and envelope.v != PROTOCOL_VERSION:
+            raise OrchError(f"protocol version {envelope.v} is not supported (this orchd speaks "
+                            f"{PROTOCOL_VERSION}); upgrade orchctl and orchd together",
+                            ErrorCode.VERSION_MISMATCH) from None
+        raise OrchError(f"malformed request: {exc}", ErrorCode.BAD_REQUEST) from None
+
+
+def request_id(data: bytes) -> int:
+    """The id of a request, if it is readable at all (for error replies)."""
+    try:
+        return _envelope_decoder.decode(data).id
+    except (msgspec.DecodeError, TypeError):
+        return 0
+
+
+class Client:
+    """A connection to orchd. `call` returns the typed response or raises OrchError."""
+
+    def __init__(self, address: str, timeout: float = 30.0) -> None:
+        import pynng
+
+        self._pynng = pynng
+        self.address = address
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._socket = pynng.Req0(recv_timeout=int(timeout * 1000), send_timeout=int(timeout * 1000))
+        try:
+            self._socket.dial(address, block=True)
+        except pynng.NNGException as exc:
+            self._socket.close()
+            raise OrchError(f"orchd is not running (no answer on {address}: {exc})",
+                            ErrorCode.UNAVAILABLE) from None
+
+    def call(self, request: Request, timeout: float | None = None) -> Response:
+        """Send `request`, wait for its reply; raise OrchError for an Error reply."""
+        request.id = next(self._ids) if not request.id else request.id
+        wait = timeout if timeout is not None else self.timeout
+        if isinstance(request, Events):
+            wait += request.wait
+        self._socket.recv_timeout = int(wait * 1000)
+        try:
+            self._socket.send(encode(request))
+            reply = _response_decoder.decode(self._socket.recv())
+        except self._pynng.Timeout:
+            raise OrchError(f"orchd did not answer within {wait:g}s", ErrorCode.UNAVAILABLE) from None
+        except self._pynng.NNGException as exc:
+            raise OrchError(f"lost the connection to orchd: {exc}", ErrorCode.UNAVAILABLE) from None
+        if isinstance(reply, Error):
+            raise OrchError(reply.message, reply.code)
+        return reply
+
+    def close(self) -> None:
+        self._socket.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

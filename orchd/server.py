@@ -1,0 +1,212 @@
+"""The request server: nng rep on an ipc socket (0600 in a 0700 directory).
+
+Several workers, each on its own nng context, serve clients concurrently; a
+long-poll holds only its own worker. A request that cannot be decoded gets an
+error reply; nothing a client sends stops the daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from typing import Callable
+
+import pykka
+import pynng
+
+from orchd import __version__, store
+from orchd import protocol as p
+from orchd import state as st
+from orchd.actors import messages as msg
+from orchd.actors.context import Context
+from orchd.agents import ADAPTERS
+from orchd.errors import ErrorCode, OrchError, PlanError
+from orchd.plan import load_plan
+
+log = logging.getLogger(__name__)
+
+REPLY_TIMEOUT = 60.0
+
+
+class Server:
+    """Serves the protocol for one daemon."""
+
+    def __init__(self, ctx: Context, on_shutdown: Callable[[], None], *,
+                 workers: int = 16, max_message: int = 16 << 20) -> None:
+        self.ctx, self.on_shutdown = ctx, on_shutdown
+        self.workers, self.max_message = workers, max_message
+        self.started_at = time.time()
+        self._socket: pynng.Rep0 | None = None
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> "Server":
+        path = self.ctx.paths.socket
+        if path.exists():
+            path.unlink()  # stale: we hold the daemon lock, so no other orchd owns it
+        old = os.umask(0o177)
+        try:
+            self._socket = pynng.Rep0(recv_max_size=self.max_message)
+            self._socket.listen(self.ctx.paths.address)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        for i in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"server-{i}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _work(self) -> None:
+        assert self._socket is not None
+        context = self._socket.new_context()
+        conn = self.ctx.reader()
+        try:
+            while True:
+                try:
+                    data = context.recv()
+                except pynng.Closed:
+                    return
+                except pynng.NNGException:
+                    continue
+                reply = self.handle(data, conn)
+                try:
+                    context.send(p.encode(reply))
+                except pynng.Closed:
+                    return
+                except pynng.NNGException:
+                    continue  # the client went away
+        finally:
+            conn.close()
+
+    def handle(self, data: bytes, conn: sqlite3.Connection) -> p.Response:
+        """Answer one request; every failure becomes an Error reply."""
+        rid = 0
+        try:
+            request = p.decode_request(data)
+            rid = request.id
+            reply = self._dispatch(request, conn)
+        except OrchError as exc:
+            reply = p.Error(code=exc.code, message=exc.message)
+        except Exception as exc:  # a bug: say so, keep serving
+            log.exception("request failed")
+            reply = p.Error(code=ErrorCode.INTERNAL, message=f"internal error: {exc}")
+        reply.id = rid or p.request_id(data)
+        return reply
+
+    # ------------------------------------------------------------ requests
+
+    def _dispatch(self, request: p.Request, conn: sqlite3.Connection) -> p.Response:
+        journal = self.ctx.journal
+        match request:
+            case p.Ping():
+                return p.Pong(pid=os.getpid(), version=__version__, started_at=self.started_at,
+                              seq=journal.state.seq)
+            case p.Submit():
+                return self._submit(request)
+            case p.Status(run=None):
+                with journal.lock:
+                    return p.StatusReply(seq=journal.state.seq,
+                                         runs=[st.run_view(r) for r in journal.state.runs.values()])
+            case p.Status(run=name):
+                with journal.lock:
+                    run = self._run(name)
+                    return p.StatusReply(seq=journal.state.seq, runs=[st.run_view(run)])
+            case p.Runs():
+                with journal.lock:
+                    return p.RunsReply(seq=journal.state.seq,
+                                       runs=[st.run_summary(r) for r in journal.state.runs.values()])
+            case p.TaskInfo(run=name, task=task_id):
+                with journal.lock:
+                    run = self._run(name)
+                    task = self._task(run, task_id)
+                    return p.TaskReply(run_id=run.run_id, task=st.task_view(task), attempts=list(task.attempts))
+            case p.Cancel() | p.Retry():
+                return self._change(request)
+            case p.Events():
+                return self._events(request, conn)
+            case p.Replay(at=at):
+                state = st.replay(store.records(conn, upto=at))
+                return p.StatusReply(seq=state.seq, runs=[st.run_view(r) for r in state.runs.values()])
+            case p.Shutdown():
+                self.on_shutdown()
+                return p.Done(count=0, message="orchd is stopping")
+        raise OrchError(f"unknown request {type(request).__name__}", ErrorCode.BAD_REQUEST)
+
+    def _run(self, name: str) -> st.RunState:
+        """A run by id, unique id prefix, or `last`. Call with the journal lock held."""
+        runs = self.ctx.journal.state.runs
+        if name in runs:
+            return runs[name]
+        if name in ("last", "@") and runs:
+            return max(runs.values(), key=lambda r: r.submitted_at)
+        matches = [r for r in runs if r.startswith(name)]
+        if len(matches) == 1:
+            return runs[matches[0]]
+        if matches:
+            raise OrchError(f"run {name!r} is ambiguous: {', '.join(sorted(matches)[:5])}", ErrorCode.NOT_FOUND)
+        raise OrchError(f"no run {name!r} (see `orchctl runs`)", ErrorCode.NOT_FOUND)
+
+    @staticmethod
+    def _task(run: st.RunState, task_id: str) -> st.TaskState:
+        task = run.tasks.get(task_id)
+        if task is None:
+            raise OrchError(f"run {run.run_id} has no task {task_id!r}", ErrorCode.NOT_FOUND)
+        return task
+
+    def _ask(self, message_for: Callable[[pykka.Future], object]) -> object:
+        if self.ctx.journal.failed is not None:
+            raise OrchError(f"orchd refuses new work: {self.ctx.journal.failed}", ErrorCode.UNAVAILABLE)
+        future = pykka.ThreadingFuture()
+        self.ctx.supervisor.tell(message_for(future))
+        try:
+            return future.get(timeout=REPLY_TIMEOUT)
+        except pykka.Timeout:
+            raise OrchError("orchd did not complete the request in time", ErrorCode.INTERNAL) from None
+
+    def _submit(self, request: p.Submit) -> p.Submitted:
+        spec = load_plan(request.plan, source=request.source, base_dir=request.base_dir, fmt=request.fmt)
+        for i, task in enumerate(spec.tasks):
+            if task.agent not in ADAPTERS:
+                raise PlanError(f"{request.source}: tasks[{i}] ({task.id}): agent {task.agent!r} is not "
+                                f"supported by this orchd yet (available: {', '.join(sorted(ADAPTERS))})")
+        run_id = self._ask(lambda f: msg.Submit(spec, request.source, f))
+        return p.Submitted(run_id=str(run_id), tasks=len(spec.tasks))
+
+    def _change(self, request: p.Cancel | p.Retry) -> p.Done:
+        with self.ctx.journal.lock:
+            run = self._run(request.run)
+            if request.task is not None:
+                self._task(run, request.task)
+        ids = [request.task] if request.task is not None else []
+        if isinstance(request, p.Cancel):
+            n = self._ask(lambda f: msg.CancelTasks(run.run_id, ids, f))
+            return p.Done(count=int(n), message=f"cancelling {n} task{'s' * (n != 1)} of {run.run_id}")
+        n = self._ask(lambda f: msg.RetryTasks(run.run_id, ids, f))
+        return p.Done(count=int(n), message=f"retrying {n} task{'s' * (n != 1)} of {run.run_id}")
+
+    def _events(self, request: p.Events, conn: sqlite3.Connection) -> p.EventsReply:
+        run_id = None
+        if request.run is not None:
+            with self.ctx.journal.lock:
+                run_id = self._run(request.run).run_id
+        limit = max(1, min(request.limit, 10_000))
+        deadline = time.monotonic() + max(0.0, min(request.wait, p.MAX_WAIT))
+        after = request.after
+        while True:
+            seq = self.ctx.journal.state.seq
+            rows = store.rows(conn, after=after, run_id=run_id, task_id=request.task, limit=limit)
+            remaining = deadline - time.monotonic()
+            if rows or remaining <= 0:
+                return p.EventsReply(seq=seq, events=rows)
+            # nothing matched up to `seq`: skip past it, wait for the next commit
+            after = max(after, seq)
+            self.ctx.journal.wait_for(seq, remaining)

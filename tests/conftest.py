@@ -1,0 +1,147 @@
+"""Shared fixtures: every test gets its own ORCH_HOME; `orchd` fixtures run the real daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENTS = ROOT / "tests" / "agents"
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02, what: str = "") -> Any:
+    """Poll `predicate` until it returns something truthy, or fail after `timeout` (a deadline, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def orch_home(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A short private ORCH_HOME (it holds a unix socket, whose path length is limited)."""
+    home = Path(tempfile.mkdtemp(prefix="orch-"))
+    monkeypatch.setenv("ORCH_HOME", str(home))
+    monkeypatch.delenv("ORCH_NO_AUTOSTART", raising=False)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+class Daemon:
+    """A real orchd process in ORCH_HOME, driven through orchctl or the Client."""
+
+    def __init__(self, home: Path, config: dict[str, Any]) -> None:
+        self.home = home
+        self.config = config
+        self.proc: subprocess.Popen | None = None
+        self.env = {**os.environ, "ORCH_HOME": str(home)}
+
+    def write_config(self) -> None:
+        path = self.home / "config" / "config.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in self.config.items()))
+
+    def start(self) -> "Daemon":
+        self.write_config()
+        log = open(self.home / "orchd-test.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "orchd"], env=self.env, stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        wait_until(self.ping, timeout=30, what="orchd to answer")
+        return self
+
+    def ping(self) -> bool:
+        from orchd.errors import OrchError
+        from orchd.protocol import Client, Ping
+
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"orchd exited with {self.proc.returncode}: {self.log()}")
+        try:
+            with Client(f"ipc://{self.home}/run/orchd.sock", timeout=2) as client:
+                client.call(Ping())
+            return True
+        except OrchError:
+            return False
+
+    def client(self, timeout: float = 30.0) -> Any:
+        from orchd.protocol import Client
+
+        return Client(f"ipc://{self.home}/run/orchd.sock", timeout=timeout)
+
+    def orchctl(self, *args: str, check: bool = False, timeout: float = 120,
+                input: str | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "orchctl.main", *args], env=self.env, capture_output=True,
+                                text=True, timeout=timeout, input=input)
+        if check and result.returncode != 0:
+            raise AssertionError(f"orchctl {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def kill(self) -> None:
+        """SIGKILL the daemon (a crash)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        try:
+            return (self.home / "orchd-test.log").read_text()[-4000:]
+        except OSError:
+            return ""
+
+
+@pytest.fixture
+def make_daemon(orch_home: Path) -> Callable[..., Daemon]:
+    """Start real orchd processes; all are stopped at the end of the test."""
+    started: list[Daemon] = []
+
+    def make(**config: Any) -> Daemon:
+        config.setdefault("max_sessions", 16)
+        config.setdefault("kill_grace", 1.0)
+        daemon = Daemon(orch_home, config).start()
+        started.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+def orchd(make_daemon: Callable[..., Daemon]) -> Daemon:
+    """One real orchd with the default test config."""
+    return make_daemon()
+
+
+def write_plan(path: Path, plan: dict[str, Any]) -> Path:
+    """Write a JSON plan file."""
+    path.write_text(json.dumps(plan))
+    return path
+
+
+def agent(name: str, *args: str) -> list[str]:
+    """argv of a fake agent script from tests/agents/."""
+    return [sys.executable, str(AGENTS / f"{name}.py"), *args]

@@ -1,0 +1,93 @@
+"""The fold: pure, deterministic, and what status shows."""
+
+from __future__ import annotations
+
+import random
+
+import msgspec
+
+from orchd import backoff
+from orchd import events as ev
+from orchd import state as st
+from orchd.plan import BackoffSpec, RunSpec, TaskSpec
+
+
+def spec(n: int = 2, retries: int = 1) -> RunSpec:
+    return RunSpec(name="r", concurrency=2, workdir="/w",
+                   tasks=[TaskSpec(id=f"t{i}", agent="command", cwd="/w", command=["true"], max_retries=retries)
+                          for i in range(n)])
+
+
+def records(events: list[ev.Event], t0: float = 1000.0) -> list[ev.Record]:
+    return [ev.Record(i + 1, t0 + i, ev.kind_of(e), e) for i, e in enumerate(events)]
+
+
+def story() -> list[ev.Event]:
+    return [
+        ev.RunSubmitted("r1", spec()),
+        ev.AttemptLaunching("r1", "t0", 1, ["true"], "/w", "/l/1"),
+        ev.AttemptStarted("r1", "t0", 1, pid=10, pgid=10, start_ticks=5),
+        ev.AttemptFinished("r1", "t0", 1, "retry", exit_code=1, reason="exit code 1"),
+        ev.TaskRetrying("r1", "t0", due_at=2000.0, delay=1.0, reason="exit code 1"),
+        ev.AttemptLaunching("r1", "t0", 2, ["true"], "/w", "/l/2"),
+        ev.AttemptFinished("r1", "t0", 2, "success", exit_code=0, result="ok", cost_usd=0.5),
+        ev.TaskCompleted("r1", "t0"),
+        ev.CancelRequested("r1", []),
+        ev.TaskCancelled("r1", "t1"),
+        ev.RunFinished("r1", "cancelled"),
+    ]
+
+
+def test_fold_tells_the_story() -> None:
+    state = st.replay(records(story()))
+    run = state.runs["r1"]
+    t0, t1 = run.tasks["t0"], run.tasks["t1"]
+    assert t0.state == "completed" and len(t0.attempts) == 2 and t0.retries_spent == 1
+    assert t0.attempts[0].pid == 10 and t0.attempts[0].outcome == "retry"
+    assert t1.state == "cancelled" and not t1.cancel_requested
+    assert run.state == "cancelled" and state.seq == len(story())
+    view = st.run_view(run)
+    assert view.summary.counts["completed"] == 1 and view.summary.counts["cancelled"] == 1
+    assert view.summary.cost_usd == 0.5
+    assert st.run_outcome(run) == "cancelled"
+
+
+def test_retrying_shows_due_time_and_retry_resets_budget() -> None:
+    events = story()[:5]
+    state = st.replay(records(events))
+    view = st.task_view(state.runs["r1"].tasks["t0"])
+    assert view.state == "retrying" and view.due_at == 2000.0
+    state = st.replay(records([*events, ev.AttemptLaunching("r1", "t0", 2, [], "/w", "/l"),
+                               ev.AttemptFinished("r1", "t0", 2, "retry"), ev.TaskFailed("r1", "t0", "x"),
+                               ev.RetryRequested("r1", ["t0"])]))
+    task = state.runs["r1"].tasks["t0"]
+    assert task.state == "pending" and task.retries_spent == 0
+
+
+def test_unknown_kinds_are_skipped() -> None:
+    recs = records(story()[:2])
+    recs.insert(1, ev.Record(99, 0.0, "FromTheFuture", ev.decode("FromTheFuture", b"{}")))
+    state = st.replay(recs)
+    assert state.runs["r1"].tasks["t0"].state == "running"
+
+
+def test_events_round_trip_through_json() -> None:
+    for event in story():
+        data = ev.encode(event)
+        assert ev.decode(ev.kind_of(event), data) == event
+        assert msgspec.json.decode(data)["kind"] == type(event).__name__
+
+
+def test_replay_is_deterministic_and_views_are_stable() -> None:
+    a = msgspec.json.encode([st.run_view(r) for r in st.replay(records(story())).runs.values()])
+    b = msgspec.json.encode([st.run_view(r) for r in st.replay(records(story())).runs.values()])
+    assert a == b
+
+
+def test_backoff_exponential_capped_and_jittered() -> None:
+    spec = BackoffSpec(initial=2.0, factor=2.0, max=10.0, jitter="none")
+    assert [backoff.delay(spec, n) for n in (1, 2, 3, 4, 5)] == [2.0, 4.0, 8.0, 10.0, 10.0]
+    rng = random.Random(1)
+    full = BackoffSpec(initial=2.0, factor=2.0, max=10.0, jitter="full")
+    samples = [backoff.delay(full, 3, rng) for _ in range(200)]
+    assert all(0.0 <= s <= 8.0 for s in samples) and len(set(samples)) > 100
