@@ -150,17 +150,22 @@ def encode(message: _Request | _Response) -> bytes:
 def decode_request(data: bytes) -> Request:
     """Decode a request; raise OrchError (bad request or version mismatch) otherwise."""
     try:
-        return _request_decoder.decode(data)
+        request = _request_decoder.decode(data)
     except msgspec.DecodeError as exc:
         try:
             envelope = _envelope_decoder.decode(data)
         except msgspec.DecodeError:
             raise OrchError(f"malformed request: {exc}", ErrorCode.BAD_REQUEST) from None
-        if envelope.v is not None and envelope.v != PROTOCOL_VERSION:
-            raise OrchError(f"protocol version {envelope.v} is not supported (this orchd speaks "
-                            f"{PROTOCOL_VERSION}); upgrade orchctl and orchd together",
-                            ErrorCode.VERSION_MISMATCH) from None
+        _check_version(envelope.v)
         raise OrchError(f"malformed request: {exc}", ErrorCode.BAD_REQUEST) from None
+    _check_version(request.v)
+    return request
+
+
+def _check_version(version: int | None) -> None:
+    if version is not None and version != PROTOCOL_VERSION:
+        raise OrchError(f"protocol version {version} is not supported (this orchd speaks "
+                        f"{PROTOCOL_VERSION}); upgrade orchctl and orchd together", ErrorCode.VERSION_MISMATCH)
 
 
 def request_id(data: bytes) -> int:

@@ -41,6 +41,7 @@ class Server:
         self.started_at = time.time()
         self._socket: pynng.Rep0 | None = None
         self._threads: list[threading.Thread] = []
+        self._shutdown_requested = threading.Event()
 
     def start(self) -> "Server":
         path = self.ctx.paths.socket
@@ -84,6 +85,8 @@ class Server:
                     return
                 except pynng.NNGException:
                     continue  # the client went away
+                if self._shutdown_requested.is_set():
+                    self.on_shutdown()  # only once the reply is on its way
         finally:
             conn.close()
 
@@ -137,7 +140,7 @@ class Server:
                 state = st.replay(store.records(conn, upto=at))
                 return p.StatusReply(seq=state.seq, runs=[st.run_view(r) for r in state.runs.values()])
             case p.Shutdown():
-                self.on_shutdown()
+                self._shutdown_requested.set()
                 return p.Done(count=0, message="orchd is stopping")
         raise OrchError(f"unknown request {type(request).__name__}", ErrorCode.BAD_REQUEST)
 
