@@ -65,6 +65,7 @@ def run(paths: Paths, config: Config) -> None:
     """Run the daemon until SIGTERM/SIGINT or a Shutdown request."""
     paths.ensure()
     lock = _lock(paths)
+    threading.stack_size(512 << 10)  # one thread per actor: small stacks keep 1,000 sessions light
     conn = store.connect(paths.db)
     applied = store.migrate(conn)
     if applied:

@@ -44,7 +44,8 @@ class Paths:
         return f"ipc://{self.socket}"
 
     def attempt_log(self, run_id: str, task_id: str, attempt: int) -> Path:
-        return self.logs / run_id / task_id / f"{attempt}.log"
+        """logs/RUN/TASK.ATTEMPT.log: one directory per run (a directory per task costs a mkdir each)."""
+        return self.logs / run_id / f"{task_id}.{attempt}.log"
 
     def ensure(self) -> None:
         """Create the directories; the runtime one (socket) is 0700."""

@@ -69,6 +69,7 @@ class RunActor(pykka.ThreadingActor):
             st.replay(store.records(conn, run_id=self.run_id), self.state)
         finally:
             conn.close()
+        self.ctx.paths.attempt_log(self.run_id, "-", 0).parent.mkdir(parents=True, exist_ok=True)
         self._resume()
 
     def _resume(self) -> None:

@@ -49,17 +49,19 @@ def start_ticks(pid: int) -> int | None:
 class LocalExecutor:
     """Spawns processes on this machine, each the leader of its own process group."""
 
+    def __init__(self) -> None:
+        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
     def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path) -> Process:
         """Start `argv` (never through a shell) with stdout and stderr appended to `log_path`.
 
         Raises:
             OSError: the program cannot be started (not found, not executable, bad cwd).
         """
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             popen = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                argv, cwd=cwd, env=env, stdin=self._devnull, stdout=fd, stderr=fd,
                 process_group=0, close_fds=True,
             )
         finally:
