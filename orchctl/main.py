@@ -121,11 +121,12 @@ def _wait_for_run(client: p.Client, run_id: str, *, live: bool, quiet: bool) -> 
                     return
     last_line = ""
     for rows in _follow(client, run=run_id, wait=5.0):
-        for row, event in tracker.feed(rows):
-            if quiet or render.is_tty():
+        for _row, event in tracker.feed(rows):
+            if quiet or render.is_tty() or event is None or tracker.run is None:
                 continue
-            if isinstance(event, (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskRetrying)):
-                click.echo(_event_line(row, event))
+            line = render.event_line(tracker.run, event)
+            if line:
+                click.echo(line)
         if not quiet and render.is_tty() and tracker.run is not None:
             line = render.progress_line(tracker.run)
             if line != last_line:

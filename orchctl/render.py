@@ -102,14 +102,20 @@ def run_status(view: st.RunView) -> Group:
 
 
 def results_table(view: st.RunView) -> Table:
-    table = Table(header_style="bold", show_lines=False)
-    for col in ("TASK", "STATE", "ATTEMPTS", "DURATION", "COST", "TOKENS", "RESULT"):
-        table.add_column(col, overflow="fold")
+    """One row per task; cost and token columns only when an agent reported them."""
+    priced = any(t.cost_usd is not None or t.tokens_in is not None for t in view.tasks)
+    table = Table(header_style="bold", box=None)
+    columns = ["TASK", "STATE", "ATTEMPTS", "DURATION"] + (["COST", "TOKENS"] if priced else [])
+    for col in columns:
+        table.add_column(col, no_wrap=True, min_width={"TASK": 12, "STATE": 9}.get(col, len(col)))
+    table.add_column("RESULT", no_wrap=True, overflow="ellipsis", ratio=1)
     for task in sorted(view.tasks, key=lambda t: t.id):
-        tokens = "-" if task.tokens_in is None else f"{task.tokens_in}/{task.tokens_out}"
-        result = task.result if task.state == "completed" else task.reason
-        table.add_row(task.id, state_text(task.state), str(task.attempts), span(task.duration),
-                      cost(task.cost_usd), tokens, result)
+        cells: list = [task.id, state_text(task.state), str(task.attempts), span(task.duration)]
+        if priced:
+            tokens = "-" if task.tokens_in is None else f"{task.tokens_in}/{task.tokens_out}"
+            cells += [cost(task.cost_usd), tokens]
+        cells.append(task.result if task.state == "completed" else task.reason)
+        table.add_row(*cells)
     return table
 
 
@@ -171,6 +177,21 @@ class WatchView:
 
     def update(self) -> None:
         self.live.update(self.render(), refresh=True)
+
+
+def event_line(run: st.RunState, event: ev.Event) -> str | None:
+    """A plain line for a task's change of state (for logs, CI, pipes), or None."""
+    if not isinstance(event, (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskRetrying)):
+        return None
+    task = st.task_view(run.tasks[event.task_id])
+    done = sum(1 for t in run.tasks.values() if t.state in st.TERMINAL)
+    width = len(str(len(run.tasks)))
+    head = f"[{done:>{width}}/{len(run.tasks)}] {task.id} {task.state}"
+    if isinstance(event, ev.TaskRetrying):
+        return f"{head}: {event.reason}; attempt {task.attempts + 1} at {when(event.due_at)}"
+    detail = task.result if task.state == "completed" else task.reason
+    tail = f" (attempt {task.attempts}, {span(task.duration)})"
+    return f"{head}{tail}{': ' + detail if detail else ''}"
 
 
 def progress_line(run: st.RunState) -> str:

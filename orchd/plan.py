@@ -203,6 +203,7 @@ def _validation_error(exc: msgspec.ValidationError, where: _Where) -> PlanError:
     if missing:
         path = f"{path}.{missing.group(1)}" if path else missing.group(1)
         return where.error(path, "required field is missing")
+    message = message.replace(" | null", "")  # raw fields are optional only to tell "unset" from a default
     return where.error(path, message[0].lower() + message[1:])
 
 
@@ -314,22 +315,16 @@ def _expansions(task: RawTask, workdir: Path, path: str, where: _Where) -> list[
     return out
 
 
-class _Placeholders(dict):
-    def __missing__(self, key: str) -> str:
-        raise KeyError(key)
+_PLACEHOLDER_RE = re.compile(r"\{(path|stem|name|dir)\}")
 
 
 def _fill(template: str, values: dict[str, str] | None, path: str, where: _Where) -> str:
+    """Replace {path} {stem} {name} {dir}; other braces (code, JSON in prompts) stay as written."""
     if values is None:
-        if re.search(r"(?<!\{)\{(path|stem|name|dir)\}", template):
+        if _PLACEHOLDER_RE.search(template) and path.endswith(".id"):
             raise where.error(path, f"{template!r} uses a placeholder but the task has no for_each")
         return template
-    try:
-        return template.format_map(_Placeholders(values))
-    except KeyError as exc:
-        raise where.error(path, f"unknown placeholder {{{exc.args[0]}}} (use {{path}} {{stem}} {{name}} {{dir}})") from None
-    except (ValueError, IndexError, AttributeError) as exc:
-        raise where.error(path, f"invalid template {template!r}: {exc}") from None
+    return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], template)
 
 
 def _pick(task: RawTaskFields, defaults: RawTaskFields, field: str, fallback: Any) -> tuple[Any, str]:

@@ -1,0 +1,77 @@
+"""JSON Schemas of what users write and what `--json` prints, generated from the msgspec types.
+
+`python -m orchd.schemas` rewrites `schemas/`; a test fails when a file there is stale.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import msgspec
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def _plan() -> Any:
+    from orchd.plan import RawPlan
+
+    return RawPlan
+
+
+def _status() -> Any:
+    from orchd.protocol import StatusReply
+
+    return StatusReply
+
+
+def _runs() -> Any:
+    from orchd.protocol import RunsReply
+
+    return RunsReply
+
+
+def _protocol() -> Any:
+    from orchd.protocol import Request, Response
+
+    return (Request, Response)
+
+
+def _events() -> Any:
+    from orchd.events import Event
+
+    return Event
+
+
+SCHEMAS: dict[str, Callable[[], Any]] = {
+    "plan.schema.json": _plan,  # what users write
+    "status.schema.json": _status,  # `status --json`, `replay --json`, `submit --wait --json` (one run of it)
+    "runs.schema.json": _runs,  # `runs --json`
+    "protocol.schema.json": _protocol,  # every request and response on the socket
+    "events.schema.json": _events,  # the payload of every event in the log
+}
+
+
+def _schema(types: Any) -> dict[str, Any]:
+    if not isinstance(types, tuple):
+        return msgspec.json.schema(types)
+    # unions that cannot be one type (different tag fields): any of them, shared definitions
+    parts, defs = msgspec.json.schema_components(types)
+    return {"$defs": defs, "anyOf": list(parts)}
+
+
+def generate() -> dict[str, str]:
+    """File name -> schema text, for every schema."""
+    return {name: json.dumps(_schema(make()), indent=2, sort_keys=True) + "\n" for name, make in SCHEMAS.items()}
+
+
+def main() -> None:
+    SCHEMA_DIR.mkdir(exist_ok=True)
+    for name, text in generate().items():
+        (SCHEMA_DIR / name).write_text(text)
+        print(f"wrote schemas/{name}")
+
+
+if __name__ == "__main__":
+    main()
