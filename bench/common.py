@@ -43,9 +43,13 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
 
 @dataclass
 class Series:
-    """Repeated measurements of one thing: seconds for `tasks` tasks each time."""
+    """Repeated measurements of one thing: seconds for `tasks` tasks each time.
 
-    name: str
+    `key` names it in the JSON (stable), `label` in the table (for people).
+    """
+
+    key: str
+    label: str
     tasks: int
     seconds: list[float] = field(default_factory=list)
     status: str = "ok"  # ok | skipped | failed
