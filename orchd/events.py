@@ -15,6 +15,16 @@ import msgspec
 from orchd.plan import RunSpec
 
 
+class AgentReport(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What an agent said about an attempt: its final text, its own session id, cost and tokens."""
+
+    result: str = ""
+    session_id: str = ""
+    cost_usd: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
 class _Event(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_defaults=True):
     """Base of all events: every event belongs to a run; most to a task."""
 
@@ -61,11 +71,7 @@ class AttemptFinished(_Event, frozen=True):
     signal: int | None = None
     reason: str = ""
     duration: float = 0.0
-    result: str = ""
-    session_id: str = ""
-    cost_usd: float | None = None
-    tokens_in: int | None = None
-    tokens_out: int | None = None
+    report: AgentReport = AgentReport()
 
 
 class TaskRetrying(_Event, frozen=True):

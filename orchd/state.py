@@ -36,11 +36,7 @@ class AttemptState(msgspec.Struct):
     exit_code: int | None = None
     signal: int | None = None
     reason: str = ""
-    result: str = ""
-    session_id: str = ""
-    cost_usd: float | None = None
-    tokens_in: int | None = None
-    tokens_out: int | None = None
+    report: ev.AgentReport = ev.AgentReport()
 
 
 class TaskState(msgspec.Struct):
@@ -131,9 +127,8 @@ def _apply_task(task: TaskState, event: ev.Event, ts: float) -> None:
     elif isinstance(event, ev.AttemptFinished):
         attempt = task.attempts[-1]
         attempt.finished_at = ts
-        for field in ("outcome", "exit_code", "signal", "reason", "result", "session_id",
-                      "cost_usd", "tokens_in", "tokens_out"):
-            setattr(attempt, field, getattr(event, field))
+        attempt.outcome, attempt.exit_code, attempt.signal = event.outcome, event.exit_code, event.signal
+        attempt.reason, attempt.report = event.reason, event.report
         task.reason = event.reason
     elif isinstance(event, ev.TaskRetrying):
         task.state, task.due_at, task.reason = "retrying", event.due_at, event.reason
@@ -242,10 +237,10 @@ def task_view(task: TaskState) -> TaskView:
         exit_code=last.exit_code if last else None,
         pid=last.pid if last and last.outcome is None else None,
         log_path=last.log_path if last else None,
-        result=last.result if last else "",
-        cost_usd=_sum(a.cost_usd for a in attempts),
-        tokens_in=_sum(a.tokens_in for a in attempts),  # type: ignore[arg-type]
-        tokens_out=_sum(a.tokens_out for a in attempts),  # type: ignore[arg-type]
+        result=last.report.result if last else "",
+        cost_usd=_sum(a.report.cost_usd for a in attempts),
+        tokens_in=_sum(a.report.tokens_in for a in attempts),  # type: ignore[arg-type]
+        tokens_out=_sum(a.report.tokens_out for a in attempts),  # type: ignore[arg-type]
     )
 
 

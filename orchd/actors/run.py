@@ -212,8 +212,7 @@ class RunActor(pykka.ThreadingActor):
         finished = ev.AttemptFinished(
             self.run_id, message.task_id, message.attempt, o.outcome,
             exit_code=x.exit_code if x else None, signal=x.signal if x else None,
-            reason=o.reason, duration=round(message.duration, 6), result=o.result,
-            session_id=o.session_id, cost_usd=o.cost_usd, tokens_in=o.tokens_in, tokens_out=o.tokens_out)
+            reason=o.reason, duration=round(message.duration, 6), report=o.report)
         tid = message.task_id
         if o.outcome == SUCCESS:
             self._close(tid, [finished, ev.TaskCompleted(self.run_id, tid)])

@@ -7,6 +7,7 @@ from typing import Protocol
 
 import msgspec
 
+from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
 # How an attempt ended, as adapters classify it.
@@ -37,11 +38,7 @@ class Outcome(msgspec.Struct, frozen=True):
 
     outcome: str
     reason: str = ""
-    result: str = ""
-    session_id: str = ""
-    cost_usd: float | None = None
-    tokens_in: int | None = None
-    tokens_out: int | None = None
+    report: AgentReport = AgentReport()
     park_until: float | None = None  # for PARK: when the provider said to come back
 
 

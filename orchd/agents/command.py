@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchd.agents.base import RETRY, SUCCESS, Exit, Launch, Outcome, describe_exit, tail
+from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
 
@@ -17,5 +18,5 @@ class CommandAdapter:
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         if exit.exit_code == 0:
             lines = tail(exit.log_path, 1024).strip().splitlines()
-            return Outcome(SUCCESS, result=lines[-1][:500] if lines else "")
+            return Outcome(SUCCESS, report=AgentReport(result=lines[-1][:500] if lines else ""))
         return Outcome(RETRY, reason=describe_exit(exit))

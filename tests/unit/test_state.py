@@ -30,7 +30,7 @@ def story() -> list[ev.Event]:
         ev.AttemptFinished("r1", "t0", 1, "retry", exit_code=1, reason="exit code 1"),
         ev.TaskRetrying("r1", "t0", due_at=2000.0, delay=1.0, reason="exit code 1"),
         ev.AttemptLaunching("r1", "t0", 2, ["true"], "/w", "/l/2"),
-        ev.AttemptFinished("r1", "t0", 2, "success", exit_code=0, result="ok", cost_usd=0.5),
+        ev.AttemptFinished("r1", "t0", 2, "success", exit_code=0, report=ev.AgentReport(result="ok", cost_usd=0.5)),
         ev.TaskCompleted("r1", "t0"),
         ev.CancelRequested("r1", []),
         ev.TaskCancelled("r1", "t1"),
