@@ -61,45 +61,58 @@ def _lock(paths: Paths) -> Any:
     return handle
 
 
+class Daemon:
+    """The parts of one orchd, started in order and stopped in reverse."""
+
+    def __init__(self, paths: Paths, config: Config) -> None:
+        self.paths, self.config = paths, config
+        self.stopping = threading.Event()
+
+    def start(self) -> "Daemon":
+        paths = self.paths
+        paths.ensure()
+        self._lock = _lock(paths)
+        threading.stack_size(512 << 10)  # one thread per actor: small stacks keep 1,000 sessions light
+        self.conn = store.connect(paths.db)
+        applied = store.migrate(self.conn)
+        if applied:
+            log.info("migrated the log: %s", ", ".join(applied))
+        state = st.replay(store.records(self.conn))
+        log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
+        self.journal = Journal(self.conn, state).start()
+        self.reactor = Reactor().start()
+        self.ctx = Context(paths=paths, journal=self.journal, reactor=self.reactor, executor=LocalExecutor(),
+                           kill_grace=self.config.kill_grace)
+        self.supervisor = SupervisorActor.start(self.ctx, self.config.max_sessions)
+        self.ctx.supervisor = self.supervisor
+        unfinished = [r.run_id for r in state.runs.values() if r.state == "running"]
+        self.supervisor.proxy().resume(unfinished).get()
+        self.server = Server(self.ctx, self.stopping.set, workers=self.config.server_workers,
+                             max_message=self.config.max_message_bytes).start()
+        log.info("listening on %s (pid %d)", paths.address, os.getpid())
+        return self
+
+    def stop(self) -> None:
+        log.info("stopping")
+        self.server.stop()
+        self.supervisor.stop()
+        pykka.ActorRegistry.stop_all()
+        self.journal.stop()
+        self.reactor.stop()
+        self.conn.close()
+        self.paths.socket.unlink(missing_ok=True)
+        self._lock.close()
+
+
 def run(paths: Paths, config: Config) -> None:
     """Run the daemon until SIGTERM/SIGINT or a Shutdown request."""
-    paths.ensure()
-    lock = _lock(paths)
-    threading.stack_size(512 << 10)  # one thread per actor: small stacks keep 1,000 sessions light
-    conn = store.connect(paths.db)
-    applied = store.migrate(conn)
-    if applied:
-        log.info("migrated the log: %s", ", ".join(applied))
-    state = st.replay(store.records(conn))
-    log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
-
-    journal = Journal(conn, state).start()
-    reactor = Reactor().start()
-    ctx = Context(paths=paths, journal=journal, reactor=reactor, executor=LocalExecutor(),
-                  kill_grace=config.kill_grace)
-    supervisor = SupervisorActor.start(ctx, config.max_sessions)
-    ctx.supervisor = supervisor
-    unfinished = [r.run_id for r in state.runs.values() if r.state == "running"]
-    supervisor.proxy().resume(unfinished).get()
-
-    stopping = threading.Event()
+    daemon = Daemon(paths, config)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    server = Server(ctx, stopping.set, workers=config.server_workers,
-                    max_message=config.max_message_bytes).start()
-    log.info("listening on %s (pid %d)", paths.address, os.getpid())
-
-    while not stopping.wait(3600):
+        signal.signal(sig, lambda *_: daemon.stopping.set())
+    daemon.start()
+    while not daemon.stopping.wait(3600):
         pass
-    log.info("stopping")
-    server.stop()
-    supervisor.stop()
-    pykka.ActorRegistry.stop_all()
-    journal.stop()
-    reactor.stop()
-    conn.close()
-    paths.socket.unlink(missing_ok=True)
-    lock.close()
+    daemon.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

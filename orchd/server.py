@@ -89,6 +89,10 @@ class Server:
                     self.on_shutdown()  # only once the reply is on its way
         finally:
             conn.close()
+            try:
+                context.close()
+            except pynng.NNGException:
+                pass  # closed with the socket
 
     def handle(self, data: bytes, conn: sqlite3.Connection) -> p.Response:
         """Answer one request; every failure becomes an Error reply."""

@@ -50,6 +50,14 @@ class RunDone:
 
 
 @dataclass(frozen=True)
+class RunCrashed:
+    """Run → supervisor (from on_failure): restart this run's actor from the log."""
+
+    run_id: str
+    ref: Any
+
+
+@dataclass(frozen=True)
 class Submit:
     """Server → supervisor: record a new run and start it; reply with its id."""
 

@@ -22,7 +22,7 @@ from orchd import state as st
 from orchd.actors.context import Context
 from orchd.actors.session import Cancel, SessionActor, SessionEnded, SessionStarted
 from orchd.agents import adapter_for
-from orchd.actors.messages import CancelTasks, Enqueue, Grant, Release, RetryTasks, RunDone, Withdraw
+from orchd.actors.messages import CancelTasks, Enqueue, Grant, Release, RetryTasks, RunCrashed, RunDone, Withdraw
 from orchd.agents.base import CANCELLED, LOST, PARK, PERMANENT, RETRYABLE, SUCCESS, Outcome
 from orchd.errors import OrchError
 from orchd.executors.local import Process, alive
@@ -124,7 +124,8 @@ class RunActor(pykka.ThreadingActor):
         return None
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        log.error("run %s failed: %s", self.run_id, exception_value)
+        log.error("run %s: actor failed (%s); restarting it from the log", self.run_id, exception_value)
+        self.ctx.supervisor.tell(RunCrashed(self.run_id, self.actor_ref))
 
     # ------------------------------------------------------------ recording
 

@@ -16,8 +16,8 @@ import pykka
 
 from orchd import events as ev
 from orchd.actors.context import Context
-from orchd.actors.messages import (CancelTasks, Enqueue, Grant, Release, RetryTasks, RunDone, Submit,
-                                   Withdraw)
+from orchd.actors.messages import (CancelTasks, Enqueue, Grant, Release, RetryTasks, RunCrashed, RunDone,
+                                   Submit, Withdraw)
 from orchd.actors.run import RunActor
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ class SupervisorActor(pykka.ThreadingActor):
                 self.queues[message.run_id] = deque(t for t in queue if t not in gone)
         elif isinstance(message, RunDone):
             self._forget(message.run_id)
+        elif isinstance(message, RunCrashed):
+            self._restart(message)
         elif isinstance(message, Submit):
             self._submit(message)
         elif isinstance(message, _Started):
@@ -99,10 +101,23 @@ class SupervisorActor(pykka.ThreadingActor):
             else:
                 idle += 1
 
+    def _restart(self, message: RunCrashed) -> None:
+        """A run actor failed: free its slots and start a new one, which resumes from the log."""
+        if self.runs.get(message.run_id) is not message.ref:
+            return
+        self.total -= self.running.pop(message.run_id, 0)
+        self.queues.pop(message.run_id, None)
+        if message.run_id in self.order:
+            self.order.remove(message.run_id)
+        del self.runs[message.run_id]
+        self._actor_for(message.run_id)
+        self._dispatch()
+
     def _forget(self, run_id: str) -> None:
         if run_id in self.queues:
             del self.queues[run_id]
             self.order.remove(run_id)
+        self.running.pop(run_id, None)
         ref = self.runs.pop(run_id, None)
         if ref is not None:
             ref.stop(block=False)
