@@ -88,12 +88,12 @@ def fmt(value: float | None, spec: str = ",.0f", missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table: first column left-aligned, the others right-aligned."""
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[int] = (0,)) -> str:
+    """A plain-text table: the `left` columns left-aligned (text), the others right-aligned (figures)."""
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
@@ -204,7 +204,7 @@ class OrchHome:
         try:
             result = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout,
                                     stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as exc:
+        except subprocess.TimeoutExpired:
             raise BenchFailure(f"orchctl {' '.join(args)} did not return within {timeout:g}s; "
                                f"{self.daemon_log_tail()}") from None
         if check and result.returncode != 0:

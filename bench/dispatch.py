@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,22 @@ from bench.common import (RESULTS_DIR, BenchFailure, OrchHome, Series, Skip, fmt
 
 NAME = "dispatch"
 SMOKE = {"tasks": 20, "repeat": 1}
+
+# What each measurement produces: (key in the JSON, label in the table, what it times).
+SERIES: dict[str, list[tuple[str, str, str]]] = {
+    "orch": [("orch", "orch submit --wait (wall)",
+              "wall time of `orchctl submit PLAN --wait --json`, from launching it until it returns"),
+             ("orch_daemon", "orch run span (daemon)",
+              "the run's finished_at - submitted_at, as the daemon recorded them in its log")],
+    "parallel": [("parallel", "GNU parallel -j",
+                  "wall time of `parallel -jC --joblog J true :::: ARGFILE`")],
+    "xargs": [("xargs", "xargs -P", "wall time of `xargs -P C -n 1 true` fed N lines")],
+}
+
+
+def new_series(group: str, tasks: int, **status: str) -> list[Series]:
+    """Empty Series for one measurement group (or skipped/failed ones, with `status` and `reason`)."""
+    return [Series(key, label, tasks, **status) for key, label, _ in SERIES[group]]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,8 +102,7 @@ def measure_orch_once(tasks: int, concurrency: int, keep: bool) -> tuple[float, 
 
 
 def measure_orch(args: argparse.Namespace) -> list[Series]:
-    wall = Series("orch (submit --wait, wall)", args.tasks)
-    daemon = Series("orch (daemon: submitted→finished)", args.tasks)
+    wall, daemon = new_series("orch", args.tasks)
     for _ in iterate(args.repeat, "orch"):
         seconds, span = measure_orch_once(args.tasks, args.concurrency, args.keep_home)
         wall.seconds.append(seconds)
@@ -104,7 +120,7 @@ def _task_lines(tasks: int) -> str:
 def measure_parallel(args: argparse.Namespace) -> list[Series]:
     """GNU parallel -jC --joblog J true :::: ARGFILE (one `true N` process per line)."""
     parallel = require_tool("parallel", "apt-get install parallel")
-    series = Series("GNU parallel", args.tasks)
+    (series,) = new_series("parallel", args.tasks)
     scratch = short_tempdir("orchbp")
     try:
         argfile, joblog = scratch / "args", scratch / "joblog"
@@ -125,16 +141,14 @@ def measure_parallel(args: argparse.Namespace) -> list[Series]:
                                    f"{sum(c != '0' for c in exits)} failed; expected {args.tasks} ok")
             series.seconds.append(seconds)
     finally:
-        for path in scratch.iterdir():
-            path.unlink()
-        scratch.rmdir()
+        shutil.rmtree(scratch, ignore_errors=True)
     return [series]
 
 
 def measure_xargs(args: argparse.Namespace) -> list[Series]:
     """xargs -P C -n 1 true, fed N lines: `-n 1` makes one `true N` process per line."""
     xargs = require_tool("xargs", "apt-get install findutils")
-    series = Series("xargs -P", args.tasks)
+    (series,) = new_series("xargs", args.tasks)
     lines = _task_lines(args.tasks).encode()
     argv = [xargs, "-P", str(args.concurrency), "-n", "1", "true"]
     for _ in iterate(args.repeat, "xargs"):
@@ -147,7 +161,6 @@ def measure_xargs(args: argparse.Namespace) -> list[Series]:
 
 MEASURES: dict[str, Callable[[argparse.Namespace], list[Series]]] = {
     "orch": measure_orch, "parallel": measure_parallel, "xargs": measure_xargs}
-ORCH_LABELS = ("orch (submit --wait, wall)", "orch (daemon: submitted→finished)")
 
 
 def collect(args: argparse.Namespace) -> dict[str, list[Series]]:
@@ -155,14 +168,13 @@ def collect(args: argparse.Namespace) -> dict[str, list[Series]]:
     out: dict[str, list[Series]] = {}
     for key, measure in MEASURES.items():
         if key == "orch" and args.skip_orch:
-            out[key] = [Series(label, args.tasks, status="skipped", reason="--skip-orch") for label in ORCH_LABELS]
+            out[key] = new_series(key, args.tasks, status="skipped", reason="--skip-orch")
             continue
         try:
             out[key] = measure(args)
         except (Skip, BenchFailure) as exc:
             status = "skipped" if isinstance(exc, Skip) else "failed"
-            labels = ORCH_LABELS if key == "orch" else (key,)
-            out[key] = [Series(label, args.tasks, status=status, reason=str(exc)) for label in labels]
+            out[key] = new_series(key, args.tasks, status=status, reason=str(exc))
             print(f"  {key}: {status}: {exc}", file=sys.stderr)
     return out
 
@@ -173,11 +185,11 @@ def collect(args: argparse.Namespace) -> dict[str, list[Series]]:
 def ratios(measured: dict[str, list[Series]]) -> dict[str, dict[str, float | None]]:
     """orch's tasks/s over each reference's, best against best and median against median."""
     out: dict[str, dict[str, float | None]] = {}
-    for orch_series, tag in zip(measured["orch"], ("", " (daemon)")):
+    for mine in measured["orch"]:
         for ref in ("parallel", "xargs"):
             other = measured[ref][0]
-            out[f"orch{tag}/{ref}"] = {"best": _round(ratio(orch_series.best_rate, other.best_rate)),
-                                        "median": _round(ratio(orch_series.median_rate, other.median_rate))}
+            out[f"{mine.key}/{other.key}"] = {"best": _round(ratio(mine.best_rate, other.best_rate)),
+                                        "median": _round(ratio(mine.median_rate, other.median_rate))}
     return out
 
 
@@ -189,11 +201,11 @@ def report(args: argparse.Namespace, measured: dict[str, list[Series]]) -> str:
     rows = []
     for series in (s for group in measured.values() for s in group):
         note = "" if series.ok else f"{series.status}: {series.reason}"
-        rows.append([series.name, fmt(series.best_rate), fmt(series.median_rate),
+        rows.append([series.label, fmt(series.best_rate), fmt(series.median_rate),
                      fmt(min(series.seconds) if series.ok else None, ".3f"), note[:100]])
     head = (f"dispatch: {args.tasks} tasks of `true`, concurrency {args.concurrency}, "
             f"best of {args.repeat}\n\n")
-    main = table(["", "best tasks/s", "median tasks/s", "best s", ""], rows)
+    main = table(["", "best tasks/s", "median tasks/s", "best s", "note"], rows, left=(0, 4))
     ratio_rows = [[name, fmt(r["best"], ".2f"), fmt(r["median"], ".2f")] for name, r in ratios(measured).items()]
     return head + main + "\n\n" + table(["ratio of tasks/s", "best", "median"], ratio_rows)
 
@@ -209,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     measured = collect(args)
     print(report(args, measured))
     params = {"tasks": args.tasks, "concurrency": args.concurrency, "repeat": args.repeat, "smoke": args.smoke}
-    figures = {"results": {s.name: s.to_json() for group in measured.values() for s in group},
+    figures = {"how": {key: how for group in SERIES.values() for key, _, how in group},
+               "results": {s.key: s.to_json() for group in measured.values() for s in group},
                "ratios": ratios(measured)}
     print(f"\nwrote {write_results(output, NAME, params, figures)}")
     failed = [s for group in measured.values() for s in group if s.status == "failed"]

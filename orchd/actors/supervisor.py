@@ -19,6 +19,7 @@ from orchd.actors.context import Context
 from orchd.actors.messages import (CancelTasks, Enqueue, Grant, Release, RetryTasks, RunCrashed, RunDone,
                                    Submit, Withdraw)
 from orchd.actors.run import RunActor
+from orchd.errors import ErrorCode, OrchError
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,11 @@ class SupervisorActor(pykka.ThreadingActor):
         elif isinstance(message, _Started):
             self.on_started(message.run_id, message.reply)
         elif isinstance(message, (CancelTasks, RetryTasks)):
-            self._actor_for(message.run_id).tell(message)
+            try:
+                self._actor_for(message.run_id).tell(message)
+            except pykka.ActorDeadError:
+                message.reply.set_exception(exc_info=(OrchError, OrchError(
+                    f"run {message.run_id} is restarting; try again", ErrorCode.CONFLICT), None))
         return None
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
@@ -94,9 +99,14 @@ class SupervisorActor(pykka.ThreadingActor):
             self.order.rotate(-1)
             queue = self.queues[run_id]
             if queue and self.running[run_id] < self.caps[run_id]:
+                try:
+                    self.runs[run_id].tell(Grant(queue[0]))
+                except pykka.ActorDeadError:
+                    idle += 1  # it failed; its RunCrashed is on the way and restarts it
+                    continue
+                queue.popleft()
                 self.running[run_id] += 1
                 self.total += 1
-                self.runs[run_id].tell(Grant(queue.popleft()))
                 idle = 0
             else:
                 idle += 1

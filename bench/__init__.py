@@ -1,0 +1,1 @@
+"""orch's benchmarks: `python -m bench [PART] [options]` (see bench/README.md)."""
