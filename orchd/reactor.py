@@ -60,7 +60,9 @@ class Reactor:
         timer = Timer(time.monotonic() + max(0.0, delay), callback)
         with self._lock:
             heapq.heappush(self._heap, (timer.when, next(self._counter), timer))
-        self._wake()
+            earliest = self._heap[0][2] is timer
+        if earliest:  # the loop sleeps until the earliest timer: wake it only if that changed
+            self._wake()
         return timer
 
     def call_at_wall(self, when: float, callback: Callback) -> Timer:

@@ -71,7 +71,7 @@ class Journal:
     def _commit(self, batch: list) -> None:
         flat = [e for events, _ in batch for e in events]
         try:
-            recs = store.append(self._conn, flat)
+            recs = store.append(self._conn, flat, self.state.seq)
         except (sqlite3.Error, OSError) as exc:
             error = OrchError(f"cannot write the event log: {exc}", ErrorCode.UNAVAILABLE)
             self.failed = error
