@@ -64,10 +64,17 @@ def runs_table(runs: Iterable[st.RunSummary]) -> Table:
     return table
 
 
+def task_table(columns: list[str], last: str) -> Table:
+    """A borderless table whose columns keep their width and whose `last` column takes the rest."""
+    table = Table(header_style="bold", box=None)
+    for col in columns:
+        table.add_column(col, no_wrap=True, min_width={"TASK": 12, "STATE": 9}.get(col, len(col)))
+    table.add_column(last, no_wrap=True, overflow="ellipsis", ratio=1)
+    return table
+
+
 def task_rows(tasks: list[st.TaskView], limit: int | None = None) -> Table:
-    table = Table(box=None, header_style="bold")
-    for col in ("TASK", "STATE", "ATTEMPT", "DURATION", "EXIT", "COST", "DETAIL"):
-        table.add_column(col, overflow="ellipsis", no_wrap=True)
+    table = task_table(["TASK", "STATE", "ATTEMPT", "DURATION", "EXIT", "COST"], "DETAIL")
     now = time.time()
     ordered = sorted(tasks, key=lambda t: ORDER.get(t.state, 9))
     for task in ordered[:limit]:
@@ -104,11 +111,7 @@ def run_status(view: st.RunView) -> Group:
 def results_table(view: st.RunView) -> Table:
     """One row per task; cost and token columns only when an agent reported them."""
     priced = any(t.cost_usd is not None or t.tokens_in is not None for t in view.tasks)
-    table = Table(header_style="bold", box=None)
-    columns = ["TASK", "STATE", "ATTEMPTS", "DURATION"] + (["COST", "TOKENS"] if priced else [])
-    for col in columns:
-        table.add_column(col, no_wrap=True, min_width={"TASK": 12, "STATE": 9}.get(col, len(col)))
-    table.add_column("RESULT", no_wrap=True, overflow="ellipsis", ratio=1)
+    table = task_table(["TASK", "STATE", "ATTEMPTS", "DURATION"] + (["COST", "TOKENS"] if priced else []), "RESULT")
     for task in sorted(view.tasks, key=lambda t: t.id):
         cells: list = [task.id, state_text(task.state), str(task.attempts), span(task.duration)]
         if priced:
@@ -173,7 +176,9 @@ class WatchView:
         header = Text.assemble((s.run_id, "bold"), "  ", state_text(s.state),
                                f"  {done}/{s.tasks}  elapsed {span(elapsed)}{eta}")
         rows = max(5, console.size.height - 6)
-        return Group(header, bar, counts_text(s.counts), task_rows(view.tasks, limit=rows))
+        progress = Table.grid(padding=(0, 2))
+        progress.add_row(bar, counts_text(s.counts))
+        return Group(header, progress, task_rows(view.tasks, limit=rows))
 
     def update(self) -> None:
         self.live.update(self.render(), refresh=True)
