@@ -392,6 +392,29 @@ def replay(ctx: click.Context, at: int | None, as_json: bool) -> None:
         render.console.print(render.runs_table(v.summary for v in reply.runs))
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@handle_errors
+def audit(ctx: click.Context, as_json: bool) -> None:
+    """Verify the event log's hash chain; exit 1 and name the first bad event if it does not verify.
+
+    \b
+    Example:
+      orchctl audit
+    """
+    reply = _client(ctx).call(p.Audit(), timeout=600)
+    assert isinstance(reply, p.AuditReply)
+    if as_json:
+        _print_json(reply)
+    elif reply.first_bad is None:
+        click.echo(f"ok: {reply.events} events verified; head {reply.head[:16]}")
+    else:
+        click.echo(f"FAILED at event {reply.first_bad}: {reply.problem} ({reply.events} events before it verify)")
+    if reply.first_bad is not None:
+        sys.exit(1)
+
+
 @cli.group()
 def daemon() -> None:
     """Start, stop or inspect orchd."""

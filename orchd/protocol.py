@@ -71,11 +71,15 @@ class Replay(_Request):
     at: int | None = None
 
 
+class Audit(_Request):
+    pass
+
+
 class Shutdown(_Request):
     pass
 
 
-Request = Union[Ping, Submit, Status, Runs, TaskInfo, Cancel, Retry, Events, Replay, Shutdown]
+Request = Union[Ping, Submit, Status, Runs, TaskInfo, Cancel, Retry, Events, Replay, Audit, Shutdown]
 
 
 class _Response(msgspec.Struct, tag=True, tag_field="type", kw_only=True):
@@ -121,12 +125,19 @@ class EventsReply(_Response):
     events: list[Row]
 
 
+class AuditReply(_Response):
+    events: int  # events verified
+    head: str  # hex sha256 of the last verified event
+    first_bad: int | None  # the first event that does not verify, if any
+    problem: str
+
+
 class Error(_Response):
     code: ErrorCode
     message: str
 
 
-Response = Union[Pong, Submitted, StatusReply, RunsReply, TaskReply, Done, EventsReply, Error]
+Response = Union[Pong, Submitted, StatusReply, RunsReply, TaskReply, Done, EventsReply, AuditReply, Error]
 
 _encoder = msgspec.json.Encoder()
 _request_decoder = msgspec.json.Decoder(Request)

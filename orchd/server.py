@@ -143,6 +143,10 @@ class Server:
             case p.Replay(at=at):
                 state = st.replay(store.records(conn, upto=at))
                 return p.StatusReply(seq=state.seq, runs=[st.run_view(r) for r in state.runs.values()])
+            case p.Audit():
+                result = store.audit(conn)
+                return p.AuditReply(events=result.events, head=result.head, first_bad=result.first_bad,
+                                    problem=result.problem)
             case p.Shutdown():
                 self._shutdown_requested.set()
                 return p.Done(count=0, message="orchd is stopping")

@@ -7,10 +7,11 @@ reader opens its own connection (WAL lets readers run beside the writer).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import msgspec
 import sqlite_utils
@@ -18,8 +19,29 @@ import sqlite_utils
 from orchd import events as ev
 from orchd.events import Row
 
-# Applied in order, each once; recorded in the `migrations` table.
-MIGRATIONS: list[tuple[str, str]] = [
+GENESIS = b"\x00" * 32  # the "previous hash" of the first event
+
+
+def chain(prev: bytes, seq: int, ts: float, run_id: str, task_id: str | None, kind: str,
+          payload: bytes | str) -> bytes:
+    """The hash of one event, chained to the previous one: editing, dropping or reordering any
+    stored event changes every hash after it."""
+    head = f"{seq}\x00{ts!r}\x00{run_id}\x00{task_id or ''}\x00{kind}\x00".encode()
+    body = payload.encode() if isinstance(payload, str) else bytes(payload)  # a tampered row may hold TEXT
+    return hashlib.sha256(prev + head + body).digest()
+
+
+def _backfill_hashes(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE events ADD COLUMN hash BLOB")
+    prev = GENESIS
+    rows = conn.execute("SELECT seq, ts, run_id, task_id, kind, payload FROM events ORDER BY seq").fetchall()
+    for seq, ts, run_id, task_id, kind, payload in rows:
+        prev = chain(prev, seq, ts, run_id, task_id, kind, payload)
+        conn.execute("UPDATE events SET hash = ? WHERE seq = ?", (prev, seq))
+
+
+# Applied in order, each once, each in its own transaction; recorded in the `migrations` table.
+MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     (
         "m001_events",
         """
@@ -34,6 +56,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX events_run ON events (run_id, seq);
         """,
     ),
+    ("m002_hash_chain", _backfill_hashes),
 ]
 
 
@@ -62,8 +85,11 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in filter(str.strip, sql.split(";")):
-                conn.execute(statement)
+            if callable(sql):
+                sql(conn)
+            else:
+                for statement in filter(str.strip, sql.split(";")):
+                    conn.execute(statement)
             conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
             conn.execute("COMMIT")
         except BaseException:
@@ -76,27 +102,67 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
 ROWS_PER_INSERT = 5000  # 6 parameters a row, under SQLite's 32,766-variable limit
 
 
-def append(conn: sqlite3.Connection, batch: Sequence[ev.Event], last: int) -> list[ev.Record]:
-    """Append events after sequence number `last` in one durable transaction; return them as records.
+class Tail(msgspec.Struct, frozen=True):
+    """The last event of the log: where the next append continues the sequence and the chain."""
+
+    seq: int = 0
+    hash: bytes = GENESIS
+
+
+def tail(conn: sqlite3.Connection) -> Tail:
+    row = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+    return Tail(row[0], row[1]) if row else Tail()
+
+
+def append(conn: sqlite3.Connection, batch: Sequence[ev.Event], after: Tail) -> tuple[list[ev.Record], Tail]:
+    """Append events after `after` in one durable transaction; return them as records, and the new tail.
 
     One multi-row INSERT per 5,000 events: every statement step releases and
     re-takes the GIL, which costs a switch interval when many threads are busy.
     """
     ts = time.time()
-    rows = [(last + i + 1, ts, e.run_id, getattr(e, "task_id", None), ev.kind_of(e), ev.encode(e))
-            for i, e in enumerate(batch)]
+    rows, prev = [], after.hash
+    for i, e in enumerate(batch):
+        seq, task_id, kind, payload = after.seq + i + 1, getattr(e, "task_id", None), ev.kind_of(e), ev.encode(e)
+        prev = chain(prev, seq, ts, e.run_id, task_id, kind, payload)
+        rows.append((seq, ts, e.run_id, task_id, kind, payload, prev))
     conn.execute("BEGIN IMMEDIATE")
     try:
         for start in range(0, len(rows), ROWS_PER_INSERT):
             chunk = rows[start:start + ROWS_PER_INSERT]
-            values = ",".join(["(?,?,?,?,?,?)"] * len(chunk))
-            conn.execute(f"INSERT INTO events (seq, ts, run_id, task_id, kind, payload) VALUES {values}",
+            values = ",".join(["(?,?,?,?,?,?,?)"] * len(chunk))
+            conn.execute(f"INSERT INTO events (seq, ts, run_id, task_id, kind, payload, hash) VALUES {values}",
                          [field for row in chunk for field in row])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return [ev.Record(seq, ts, kind, e) for (seq, _, _, _, kind, _), e in zip(rows, batch)]
+    records = [ev.Record(row[0], ts, row[4], e) for row, e in zip(rows, batch)]
+    return records, Tail(rows[-1][0], prev) if rows else after
+
+
+class Audit(msgspec.Struct, frozen=True):
+    """The result of verifying the log."""
+
+    events: int
+    head: str  # hex hash of the last verified event
+    first_bad: int | None = None
+    problem: str = ""
+
+
+def audit(conn: sqlite3.Connection) -> Audit:
+    """Recompute the hash chain over the whole log; name the first event that does not verify."""
+    prev, expected, count = GENESIS, 1, 0
+    cursor = conn.execute("SELECT seq, ts, run_id, task_id, kind, payload, hash FROM events ORDER BY seq")
+    for seq, ts, run_id, task_id, kind, payload, stored in cursor:
+        if seq != expected:
+            return Audit(count, prev.hex(), expected, f"event {expected} is missing (next stored is {seq})")
+        prev = chain(prev, seq, ts, run_id, task_id, kind, payload)
+        if stored != prev:
+            return Audit(count, prev.hex(), seq, f"event {seq} ({kind}) does not match its hash: "
+                                                 "it, or an event before it, was changed")
+        count, expected = count + 1, seq + 1
+    return Audit(count, prev.hex())
 
 
 def _where(after: int, upto: int | None, run_id: str | None, task_id: str | None) -> tuple[str, list]:

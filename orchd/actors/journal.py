@@ -33,6 +33,7 @@ class Journal:
 
     def __init__(self, conn: sqlite3.Connection, state: st.State) -> None:
         self._conn = conn
+        self._tail = store.tail(conn)
         self.state = state
         self.lock = threading.RLock()  # guards `state` for readers on other threads
         self.committed = threading.Condition(threading.Lock())  # notified after each commit
@@ -71,7 +72,7 @@ class Journal:
     def _commit(self, batch: list) -> None:
         flat = [e for events, _ in batch for e in events]
         try:
-            recs = store.append(self._conn, flat, self.state.seq)
+            recs, self._tail = store.append(self._conn, flat, self._tail)
         except (sqlite3.Error, OSError) as exc:
             error = OrchError(f"cannot write the event log: {exc}", ErrorCode.UNAVAILABLE)
             self.failed = error

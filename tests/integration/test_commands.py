@@ -119,3 +119,34 @@ def test_systemd_unit_verifies() -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "orchd.service" not in result.stderr, result.stderr  # no warnings about the unit
+
+
+def test_audit_verifies_the_chain_and_names_a_tampered_event(orchd: Daemon, tmp_path: Path) -> None:
+    import sqlite3
+
+    plan = write_plan(tmp_path / "plan.json", {
+        "workdir": str(tmp_path), "defaults": {"agent": "command"},
+        "tasks": [{"id": "a", "command": ["true"]}, {"id": "b", "command": ["true"]}]})
+    submit(orchd, plan, "--wait", "--json")
+    ok = orchd.orchctl("audit")
+    assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stdout + ok.stderr
+    db = sqlite3.connect(orchd.home / "state" / "events.db")
+    db.execute("UPDATE events SET payload = replace(payload, 'attempt', 'attempt ') WHERE seq = 4")
+    db.commit()
+    db.close()
+    bad = orchd.orchctl("audit", "--json")
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["first_bad"] == 4
+
+
+def test_a_log_from_the_first_version_is_migrated(make_daemon, orch_home: Path) -> None:
+    state = orch_home / "state"
+    state.mkdir(parents=True)
+    shutil.copy(ROOT / "tests" / "fixtures" / "events-v1.db", state / "events.db")
+    orchd = make_daemon()
+    view = json.loads(orchd.orchctl("status", "v1-000001", "--json", check=True).stdout)["runs"][0]
+    assert view["summary"]["state"] == "failed"
+    assert {t["id"]: t["state"] for t in view["tasks"]} == {"a": "completed", "b": "failed"}
+    assert orchd.orchctl("audit").returncode == 0
+    kinds = [json.loads(line)["kind"] for line in orchd.orchctl("events", "--json", check=True).stdout.splitlines()]
+    assert kinds[-1] == "FromTheFuture"  # kept, and skipped by the fold
