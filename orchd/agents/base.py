@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Protocol
 
 import msgspec
@@ -67,10 +67,14 @@ def describe_exit(exit: Exit) -> str:
 
 def tail(log_path: str, limit: int = 4096) -> str:
     """The last `limit` bytes of an attempt's output, decoded leniently."""
-    path = Path(log_path)
-    try:
-        with path.open("rb") as f:
-            f.seek(max(0, path.stat().st_size - limit))
-            return f.read().decode("utf-8", "replace")
+    try:  # raw fd calls: few syscalls, as this runs for every attempt
+        fd = os.open(log_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return ""
+    try:
+        size = os.fstat(fd).st_size
+        return os.pread(fd, limit, max(0, size - limit)).decode("utf-8", "replace") if size else ""
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)

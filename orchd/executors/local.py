@@ -37,10 +37,19 @@ class Executor(Protocol):
 
 def start_ticks(pid: int) -> int | None:
     """The start time of a process in clock ticks since boot (/proc/PID/stat field 22)."""
+    # os.open/os.read, not open(): three syscalls instead of seven, on the dispatch path where
+    # every syscall is a GIL hand-off between busy threads
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
+        return None
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not stat:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'
     return int(stat[stat.rindex(b")") + 2:].split()[19])
