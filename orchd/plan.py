@@ -23,6 +23,7 @@ MAX_PROMPT_BYTES = 1 << 20
 MAX_PLAN_BYTES = 64 << 20
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 PLACEHOLDERS = ("path", "stem", "name", "dir")
+SECRET_NAME_RE = re.compile(r"(_KEY|_TOKEN)$|SECRET|PASSWORD|CREDENTIAL", re.I)
 
 # ------------------------------------------------------------ resolved (persisted in events)
 
@@ -389,7 +390,12 @@ def _task(raw: RawTask, defaults: RawTaskFields, isolation: str | None, workdir:
         if not prompt.strip():
             raise where.error(f"{path}.prompt", f"agent {agent!r} needs a prompt")
     args, _ = _pick(raw, defaults, "agent_args", [])
-    env, _ = _pick(raw, defaults, "env", {})
+    env, origin = _pick(raw, defaults, "env", {})
+    for name in env:
+        if SECRET_NAME_RE.search(name):
+            raise where.error(f"{path if origin == 'task' else 'defaults'}.env.{name}",
+                              "looks like a secret; a plan is kept in the event log, so put secrets in "
+                              "orchd's environment instead (agents inherit it; see systemd/orchd.service)")
     resume, _ = _pick(raw, defaults, "resume", False)
     model, _ = _pick(raw, defaults, "model", None)
     return TaskSpec(

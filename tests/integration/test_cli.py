@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -94,3 +95,25 @@ def _raw(address: str, data: bytes) -> bytes:
     with pynng.Req0(dial=address, recv_timeout=10_000) as sock:
         sock.send(data)
         return sock.recv()
+
+
+def test_secrets_in_orchd_environment_reach_agents_but_never_the_log(make_daemon, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("FAKE_PROVIDER_API_KEY", secret)
+    orchd = make_daemon()
+    check = ("import hashlib, os, sys; key = os.environ.get('FAKE_PROVIDER_API_KEY', '').encode(); "
+             "sys.exit(0 if hashlib.sha256(key).hexdigest() == sys.argv[1] else 5)")
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    plan = write_plan(tmp_path / "plan.json", {
+        "workdir": str(tmp_path), "defaults": {"agent": "command", "max_retries": 0},
+        "tasks": [{"id": "uses-key", "command": [sys.executable, "-c", check, digest]}]})
+    result = orchd.orchctl("submit", str(plan), "--wait", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr  # the agent saw the key
+    outputs = [orchd.orchctl(*args, check=True).stdout for args in
+               (["status", "--json"], ["events", "--json"], ["replay", "--json"], ["runs", "--json"])]
+    db_bytes = b"".join(p.read_bytes() for p in (orchd.home / "state").glob("events.db*"))
+    assert secret.encode() not in db_bytes
+    for text in outputs:
+        assert secret not in text
+    assert secret not in orchd.log()

@@ -158,3 +158,13 @@ def test_fuzzed_plans_raise_only_plan_errors(tmp_path: Path) -> None:
             load_plan(text, base_dir=tmp_path)
         except PlanError:
             pass
+
+
+def test_secrets_in_plan_env_are_refused_without_echoing_them(tmp_path: Path) -> None:
+    for name in ("OPENAI_API_KEY", "GH_TOKEN", "db_password", "MY_SECRET_THING"):
+        message = error_of(tmp_path, f'[defaults]\nagent = "command"\nenv = {{ {name} = "hunter2" }}\n'
+                                     '[[tasks]]\nid = "a"\ncommand = ["x"]\n')
+        assert f"defaults.env.{name}: looks like a secret" in message
+        assert "hunter2" not in message
+    assert load_plan_file(toml(tmp_path, '[[tasks]]\nid = "a"\nagent = "command"\ncommand = ["x"]\n'
+                                         'env = { KEYBOARD = "us", TOKENIZER = "x" }\n')).tasks[0].env
