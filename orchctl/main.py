@@ -420,6 +420,15 @@ def daemon() -> None:
     """Start, stop or inspect orchd."""
 
 
+def _daemon() -> tuple[Any, p.Pong | None]:
+    """orch's paths, and the running daemon's Pong (None when nothing answers)."""
+    from orchctl.connect import ping
+    from orchd.paths import resolve
+
+    paths = resolve()
+    return paths, ping(paths)
+
+
 @daemon.command("start")
 @handle_errors
 def daemon_start() -> None:
@@ -429,11 +438,10 @@ def daemon_start() -> None:
     Example:
       orchctl daemon start
     """
-    from orchctl.connect import ping, start_daemon
-    from orchd.paths import resolve
+    from orchctl.connect import start_daemon
 
-    paths = resolve()
-    pong = ping(paths) or start_daemon(paths)
+    paths, pong = _daemon()
+    pong = pong or start_daemon(paths)
     click.echo(f"orchd is running (pid {pong.pid})")
 
 
@@ -446,11 +454,7 @@ def daemon_stop() -> None:
     Example:
       orchctl daemon stop
     """
-    from orchctl.connect import ping
-    from orchd.paths import resolve
-
-    paths = resolve()
-    pong = ping(paths)
+    paths, pong = _daemon()
     if pong is None:
         click.echo("orchd is not running")
         return
@@ -477,11 +481,7 @@ def daemon_status(as_json: bool) -> None:
     Example:
       orchctl daemon status
     """
-    from orchctl.connect import ping
-    from orchd.paths import resolve
-
-    paths = resolve()
-    pong = ping(paths)
+    paths, pong = _daemon()
     if pong is None:
         raise OrchError(f"orchd is not running (socket {paths.socket})", ErrorCode.UNAVAILABLE)
     if as_json:
