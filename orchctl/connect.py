@@ -47,8 +47,9 @@ def start_daemon(paths: Paths) -> Pong:
     """Start orchd detached from this terminal and wait until it answers."""
     paths.ensure()
     with open(paths.daemon_log, "ab") as log:
+        # cwd "/": the daemon must not keep the user's directory busy; it inherits this environment
         proc = subprocess.Popen([sys.executable, "-m", "orchd"], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=log, start_new_session=True, close_fds=True)
+                                stderr=log, start_new_session=True, close_fds=True, cwd="/")
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         pong = ping(paths)

@@ -39,6 +39,12 @@ def handle_errors(fn: Callable) -> Callable:
             sys.exit(exc.code.exit_code)
         except KeyboardInterrupt:
             sys.exit(130)
+        except Exception as exc:  # a bug: one line for the user, the traceback on request
+            if os.environ.get("ORCH_DEBUG"):
+                raise
+            click.echo(f"orchctl: internal error: {type(exc).__name__}: {exc} (ORCH_DEBUG=1 shows the traceback)",
+                       err=True)
+            sys.exit(1)
 
     return wrapper
 
