@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from orchd.errors import ErrorCode, OrchError
 from orchd.paths import Paths, resolve
@@ -48,8 +49,11 @@ def start_daemon(paths: Paths) -> Pong:
     paths.ensure()
     with open(paths.daemon_log, "ab") as log:
         # cwd "/": the daemon must not keep the user's directory busy; it inherits this environment
+        env = dict(os.environ)
+        if env.get("ORCH_HOME"):  # relative to here, not to the daemon's "/"
+            env["ORCH_HOME"] = str(Path(env["ORCH_HOME"]).expanduser().absolute())
         proc = subprocess.Popen([sys.executable, "-m", "orchd"], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=log, start_new_session=True, close_fds=True, cwd="/")
+                                stderr=log, start_new_session=True, close_fds=True, cwd="/", env=env)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         pong = ping(paths)
