@@ -22,7 +22,6 @@ MAX_TASKS = 100_000
 MAX_PROMPT_BYTES = 1 << 20
 MAX_PLAN_BYTES = 64 << 20
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-PLACEHOLDERS = ("path", "stem", "name", "dir")
 SECRET_NAME_RE = re.compile(r"(_KEY|_TOKEN)$|SECRET|PASSWORD|CREDENTIAL", re.I)
 
 # ------------------------------------------------------------ resolved (persisted in events)
