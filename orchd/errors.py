@@ -15,6 +15,7 @@ class ErrorCode(str, enum.Enum):
     CONFLICT = "conflict"
     LIMIT = "limit"
     UNAVAILABLE = "unavailable"
+    STORAGE = "storage"  # the event log cannot be written (disk full, I/O error)
     INTERNAL = "internal"
 
     @property

@@ -174,8 +174,6 @@ class Server:
         return task
 
     def _ask(self, message_for: Callable[[pykka.Future], object]) -> object:
-        if self.ctx.journal.failed is not None:
-            raise OrchError(f"orchd refuses new work: {self.ctx.journal.failed}", ErrorCode.UNAVAILABLE)
         future = pykka.ThreadingFuture()
         self.ctx.supervisor.tell(message_for(future))
         try:

@@ -74,7 +74,7 @@ class Journal:
         try:
             recs, self._tail = store.append(self._conn, flat, self._tail)
         except (sqlite3.Error, OSError) as exc:
-            error = OrchError(f"cannot write the event log: {exc}", ErrorCode.UNAVAILABLE)
+            error = OrchError(f"cannot write the event log: {exc}", ErrorCode.STORAGE)
             self.failed = error
             log.error("%s", error)
             for _, done in batch:

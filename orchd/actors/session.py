@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import time
@@ -12,7 +13,7 @@ from typing import Any
 import pykka
 
 from orchd.actors.context import Context
-from orchd.agents.base import CANCELLED, PERMANENT, TIMEOUT, AgentAdapter, Exit, Launch, Outcome
+from orchd.agents.base import CANCELLED, PERMANENT, RETRY, TIMEOUT, AgentAdapter, Exit, Launch, Outcome
 from orchd.executors.local import Process
 from orchd.plan import TaskSpec
 
@@ -69,9 +70,15 @@ class SessionActor(pykka.ThreadingActor):
             self.process = self.ctx.executor.spawn(self.launch.argv, self.env, self.launch.cwd, self.log_path)
         except OSError as exc:
             reason = f"cannot start {self.launch.argv[0]!r}: {exc.strerror or exc}"
-            with open(self.log_path, "a") as f:
-                f.write(f"orch: {reason}\n")
-            self._end(None, Outcome(PERMANENT, reason=reason))
+            # out of space or descriptors passes; a missing or unrunnable program does not
+            transient = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EAGAIN,
+                                      errno.ENOMEM)
+            try:
+                with open(self.log_path, "a") as f:
+                    f.write(f"orch: {reason}\n")
+            except OSError:
+                pass
+            self._end(None, Outcome(RETRY if transient else PERMANENT, reason=reason))
             return
         self.run.tell(SessionStarted(self.task.id, self.attempt, self.process))
         me = self.actor_ref
