@@ -39,6 +39,9 @@ def handle_errors(fn: Callable) -> Callable:
             sys.exit(exc.code.exit_code)
         except KeyboardInterrupt:
             sys.exit(130)
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as on SIGPIPE
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:  # a bug: one line for the user, the traceback on request
             if os.environ.get("ORCH_DEBUG"):
                 raise
@@ -307,6 +310,35 @@ def logs(ctx: click.Context, run: str, task: str, follow: bool, attempt: int | N
         if next((a for a in latest.attempts if a.n == n), chosen).outcome is not None:
             drain()
             return
+
+
+@cli.command()
+@click.argument("run")
+@click.argument("task")
+@click.pass_context
+@handle_errors
+def why(ctx: click.Context, run: str, task: str) -> None:
+    """Tell the story of TASK of RUN from the log: each attempt, how it ended, what comes next.
+
+    \b
+    Example:
+      orchctl why last flaky
+    """
+    from orchctl import render
+
+    client = _client(ctx)
+    info = client.call(p.TaskInfo(run=run, task=task))
+    assert isinstance(info, p.TaskReply)
+    view = info.task
+    click.echo(f"{view.id} of {info.run_id}: {view.state}, {view.attempts} attempt{'s' * (view.attempts != 1)} "
+               f"(at most {view.max_attempts})")
+    reply = client.call(p.Events(run=info.run_id, task=task, limit=10_000))
+    assert isinstance(reply, p.EventsReply)
+    for row in reply.events:
+        line = render.story_line(row, ev.decode(row.kind, row.payload))
+        if line:
+            click.echo(line)
+    click.echo(f"next: {render.what_next(view)}")
 
 
 def _change(ctx: click.Context, request: p.Cancel | p.Retry) -> None:

@@ -150,3 +150,20 @@ def test_a_log_from_the_first_version_is_migrated(make_daemon, orch_home: Path) 
     assert orchd.orchctl("audit").returncode == 0
     kinds = [json.loads(line)["kind"] for line in orchd.orchctl("events", "--json", check=True).stdout.splitlines()]
     assert kinds[-1] == "FromTheFuture"  # kept, and skipped by the fold
+
+
+def test_why_tells_the_story_of_a_task(orchd: Daemon, tmp_path: Path) -> None:
+    plan = write_plan(tmp_path / "plan.json", {
+        "workdir": str(tmp_path),
+        "defaults": {"agent": "command", "max_retries": 2, "backoff": {"initial": "0.1s", "jitter": "none"}},
+        "tasks": [{"id": "flaky", "command": agent("flaky", str(tmp_path / "log"), "1")}]})
+    run_id = json.loads(submit(orchd, plan, "--wait", "--json").stdout)["summary"]["run_id"]
+    story = orchd.orchctl("why", run_id, "flaky", check=True).stdout
+    lines = story.splitlines()
+    assert lines[0] == f"flaky of {run_id}: completed, 2 attempts (at most 3)"
+    assert any("attempt 1 launched" in line for line in lines)
+    assert any("exit 1 -> retry: exit code 1" in line for line in lines)
+    assert any("-> next attempt in 0.1s" in line for line in lines)
+    assert any("exit 0 -> success" in line for line in lines)
+    assert lines[-1] == "next: nothing: it is completed"
+    assert orchd.orchctl("why", run_id, "nope").returncode == 2
