@@ -31,13 +31,14 @@ def small_state(orch_home: Path):
 
 def fill(path: Path) -> None:
     """Write until the filesystem is full."""
-    with open(path, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:  # unbuffered: a buffered file would raise ENOSPC again when closed
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def test_disk_full_refuses_work_then_recovers(make_daemon, small_state: Path, tmp_path: Path) -> None:
