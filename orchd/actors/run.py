@@ -187,7 +187,7 @@ class RunActor(pykka.ThreadingActor):
         adapter = adapter_for(task.spec.agent)
         assert adapter is not None, "plans are checked for known agents at submit"
         n = len(task.attempts) + 1
-        launch = adapter.launch(task.spec, n)
+        launch = adapter.launch(task.spec, n, _resume_id(task))
         log_path = self.ctx.paths.attempt_log(self.run_id, task_id, n)
         env = {**self.ctx.base_env, **task.spec.env, **launch.env,
                "ORCH_RUN_ID": self.run_id, "ORCH_TASK_ID": task_id, "ORCH_ATTEMPT": str(n)}
@@ -284,6 +284,13 @@ class RunActor(pykka.ThreadingActor):
             attempt = task.current
             if attempt is not None and attempt.pgid is not None:
                 self.ctx.executor.signal(Process(attempt.pid or 0, attempt.pgid, 0), signal.SIGKILL)
+
+
+def _resume_id(task: st.TaskState) -> str | None:
+    """The agent session to continue, when the plan asks for it: the latest one an attempt reported."""
+    if not task.spec.resume:
+        return None
+    return next((a.report.session_id for a in reversed(task.attempts) if a.report.session_id), None)
 
 
 def _lost(task: st.TaskState) -> int:

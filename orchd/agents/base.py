@@ -47,8 +47,13 @@ class AgentAdapter(Protocol):
 
     name: str
 
-    def launch(self, task: TaskSpec, attempt: int) -> Launch:
-        """The process to start for attempt number `attempt` (1-based) of `task`."""
+    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
+        """The process to start for attempt number `attempt` (1-based) of `task`.
+
+        `resume` is the agent's own session id from the latest attempt that
+        reported one, given when the plan says `resume = true`: an adapter whose
+        CLI can continue a session passes it on so finished work is not redone.
+        """
         ...
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:

@@ -12,7 +12,7 @@ class CommandAdapter:
 
     name = "command"
 
-    def launch(self, task: TaskSpec, attempt: int) -> Launch:
+    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         return Launch(argv=[*task.command, *task.agent_args], cwd=task.cwd)
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
