@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Protocol
 
@@ -83,3 +84,23 @@ def tail(log_path: str, limit: int = 4096) -> str:
         return ""
     finally:
         os.close(fd)
+
+
+def json_lines(log_path: str, limit: int = 16 << 20) -> list[dict]:
+    """The JSON objects among the last `limit` bytes of an attempt's output, in order.
+
+    Agents that stream JSON lines (Claude Code, Codex, Gemini, ...) share one
+    log with their stderr, so lines that are not JSON objects are skipped.
+    """
+    objects = []
+    for line in tail(log_path, limit).splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            objects.append(value)
+    return objects
