@@ -152,6 +152,8 @@ class _Envelope(msgspec.Struct):
 
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
+# msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 inside a string
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 
 
 def encode(message: _Request | _Response) -> bytes:
@@ -162,10 +164,10 @@ def decode_request(data: bytes) -> Request:
     """Decode a request; raise OrchError (bad request or version mismatch) otherwise."""
     try:
         request = _request_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except _UNDECODABLE as exc:
         try:
             envelope = _envelope_decoder.decode(data)
-        except msgspec.DecodeError:
+        except _UNDECODABLE:
             raise OrchError(f"malformed request: {exc}", ErrorCode.BAD_REQUEST) from None
         _check_version(envelope.v)
         raise OrchError(f"malformed request: {exc}", ErrorCode.BAD_REQUEST) from None
@@ -183,7 +185,7 @@ def request_id(data: bytes) -> int:
     """The id of a request, if it is readable at all (for error replies)."""
     try:
         return _envelope_decoder.decode(data).id
-    except (msgspec.DecodeError, TypeError):
+    except (*_UNDECODABLE, TypeError):
         return 0
 
 
