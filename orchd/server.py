@@ -49,7 +49,9 @@ class Server:
             path.unlink()  # stale: we hold the daemon lock, so no other orchd owns it
         old = os.umask(0o177)
         try:
-            self._socket = pynng.Rep0(recv_max_size=self.max_message)
+            # nng drops (closes the pipe of) anything over twice the limit unread; a request between
+            # the limit and that is read and refused with an error that names the limit
+            self._socket = pynng.Rep0(recv_max_size=2 * self.max_message)
             self._socket.listen(self.ctx.paths.address)
         finally:
             os.umask(old)
@@ -98,6 +100,9 @@ class Server:
         """Answer one request; every failure becomes an Error reply."""
         rid = 0
         try:
+            if len(data) > self.max_message:
+                raise OrchError(f"request of {len(data)} bytes is over orchd's limit of {self.max_message} bytes "
+                                "(max_message_bytes in config.toml)", ErrorCode.LIMIT)
             request = p.decode_request(data)
             rid = request.id
             reply = self._dispatch(request, conn)
