@@ -152,8 +152,9 @@ class _Envelope(msgspec.Struct):
 
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
-# msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 inside a string
-_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
+# msgspec raises UnicodeDecodeError, not DecodeError, for invalid UTF-8 inside a string, and
+# RecursionError for JSON nested too deeply
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
 def encode(message: _Request | _Response) -> bytes:
