@@ -18,6 +18,7 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 Callback = Callable[[], None]
+MAX_POLL = 3600.0  # seconds the loop sleeps at most, whatever the next timer
 
 
 class Timer:
@@ -92,7 +93,8 @@ class Reactor:
                 heapq.heappop(self._heap)
             if not self._heap:
                 return -1
-            return max(0.0, self._heap[0][0] - time.monotonic())
+            # epoll.poll takes at most ~24.8 days (2**31 ms): a later timer is awaited in steps
+            return min(MAX_POLL, max(0.0, self._heap[0][0] - time.monotonic()))
 
     def _due(self) -> list[Timer]:
         now = time.monotonic()
