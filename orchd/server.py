@@ -29,6 +29,7 @@ from orchd.plan import load_plan
 log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT = 60.0
+SEQ_MAX = (1 << 63) - 1  # SQLite's largest integer: a larger `after` or `at` means the same as this
 
 
 class Server:
@@ -146,7 +147,7 @@ class Server:
             case p.Events():
                 return self._events(request, conn)
             case p.Replay(at=at):
-                state = st.replay(store.records(conn, upto=at))
+                state = st.replay(store.records(conn, upto=None if at is None else min(at, SEQ_MAX)))
                 return p.StatusReply(seq=state.seq, runs=[st.run_view(r) for r in state.runs.values()])
             case p.Audit():
                 result = store.audit(conn)
@@ -214,7 +215,7 @@ class Server:
                 run_id = self._run(request.run).run_id
         limit = max(1, min(request.limit, 10_000))
         deadline = time.monotonic() + max(0.0, min(request.wait, p.MAX_WAIT))
-        after = request.after
+        after = min(request.after, SEQ_MAX)
         while True:
             seq = self.ctx.journal.state.seq
             rows = store.rows(conn, after=after, run_id=run_id, task_id=request.task, limit=limit)
