@@ -104,3 +104,35 @@ def json_lines(log_path: str, limit: int = 16 << 20) -> list[dict]:
         if isinstance(value, dict):
             objects.append(value)
     return objects
+
+
+# ------------------------------------------------------------ shared by the coding-agent adapters
+
+RESULT_LIMIT = 16 << 10  # characters of an agent's final text kept in the log
+NOT_FOUND = 127  # the shell's (and npm shims') exit code for a program that is not there
+
+
+def clip(text: str, limit: int = RESULT_LIMIT) -> str:
+    """`text` cut to `limit` characters, saying so when it was cut."""
+    return text if len(text) <= limit else text[: limit - 20] + "\n… (cut by orch)"
+
+
+def has_option(args: list[str], *names: str) -> bool:
+    """Whether the argv `args` sets one of the options `names` (as `--name` or `--name=value`)."""
+    return any(arg == name or arg.startswith(name + "=") for arg in args for name in names)
+
+
+def resume_prompt(prompt: str) -> str:
+    """The prompt of an attempt that continues the agent's earlier session of the same task."""
+    return ("The previous attempt at this task was interrupted before it finished. Continue where it "
+            "left off and finish the task; do not redo work that is already done. The task, for reference:"
+            f"\n\n{prompt}")
+
+
+def last_words(log_path: str, limit: int = 300) -> str:
+    """The last line of an attempt's output that is not JSON: usually the agent's own last complaint."""
+    for line in reversed(tail(log_path, 8192).splitlines()):
+        line = line.strip()
+        if line and not line.startswith("{"):
+            return line[:limit]
+    return ""
