@@ -242,7 +242,7 @@ def load_plan(text: str | bytes, *, source: str = "<plan>", base_dir: str | os.P
         except UnicodeDecodeError as exc:
             raise PlanError(f"{source}: the plan is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     if fmt is None:
-        fmt = "json" if text.lstrip().startswith(("{", "[")) else "toml"
+        fmt = "json" if text.lstrip().startswith("{") else "toml"  # a TOML plan may start with "[defaults]"
     where = _Where(source, text if fmt == "toml" else None)
     raw_obj = _parse(text, fmt, source)
     if not isinstance(raw_obj, dict):
@@ -273,8 +273,12 @@ def _parse(text: str, fmt: str, source: str) -> Any:
 def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpec:
     if raw.concurrency < 1:
         raise where.error("concurrency", f"must be at least 1, got {raw.concurrency}")
-    workdir = (base_dir / Path(raw.workdir).expanduser()).resolve()
-    if not workdir.is_dir():
+    try:
+        workdir = (base_dir / Path(raw.workdir).expanduser()).resolve()
+        is_dir = workdir.is_dir()
+    except (ValueError, OSError, RuntimeError) as exc:  # NUL byte, name too long, ~user unknown
+        raise where.error("workdir", f"invalid path {raw.workdir[:200]!r}: {exc}") from None
+    if not is_dir:
         raise where.error("workdir", f"{workdir} is not a directory")
     if not raw.tasks:
         raise PlanError(f"{source}: plan has no tasks (add at least one [[tasks]])")
