@@ -105,6 +105,8 @@ def submit(ctx: click.Context, plan: Path, wait_: bool, watch: bool, as_json: bo
     client = _client(ctx)
     reply = client.call(p.Submit(plan=text, source=str(plan), base_dir=str(plan.absolute().parent), fmt=fmt))
     assert isinstance(reply, p.Submitted)
+    for warning in reply.warnings:
+        click.echo(f"orchctl: warning: {warning}", err=True)
     if not (wait_ or watch):
         if as_json:
             _print_json({"run_id": reply.run_id, "tasks": reply.tasks, "state": "running"})
@@ -240,15 +242,16 @@ def watch(ctx: click.Context, run: str) -> None:
 
 @cli.command()
 @click.argument("run")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one run of schemas/status.schema.json).")
+@click.option("--markdown", is_flag=True, help="Print a Markdown table to paste into a pull request.")
 @click.pass_context
 @handle_errors
-def results(ctx: click.Context, run: str, as_json: bool) -> None:
-    """Show what each task of RUN produced: state, attempts, duration, cost, result.
+def results(ctx: click.Context, run: str, as_json: bool, markdown: bool) -> None:
+    """Show what each task of RUN produced: state, attempts, duration, cost, files, result.
 
     \b
     Example:
-      orchctl results last
+      orchctl results last --markdown >> pr-comment.md
     """
     from orchctl import render
 
@@ -257,6 +260,8 @@ def results(ctx: click.Context, run: str, as_json: bool) -> None:
     view = reply.runs[0]
     if as_json:
         _print_json(view)
+    elif markdown:
+        click.echo(render.results_markdown(view), nl=False)
     else:
         render.console.print(render.results_table(view))
         render.console.print(render.summary_line(view.summary))
@@ -339,6 +344,74 @@ def why(ctx: click.Context, run: str, task: str) -> None:
         if line:
             click.echo(line)
     click.echo(f"next: {render.what_next(view)}")
+
+
+@cli.command()
+@click.argument("run")
+@click.argument("task")
+@click.pass_context
+@handle_errors
+def diff(ctx: click.Context, run: str, task: str) -> None:
+    """Show what TASK of RUN changed, against the run's base commit.
+
+    \b
+    Example:
+      orchctl diff last fix-auth | less -R
+    """
+    reply = _client(ctx).call(p.Diff(run=run, task=task))
+    assert isinstance(reply, p.DiffReply)
+    if not reply.diff:
+        click.echo(f"{reply.task} changed nothing (branch {reply.branch})", err=True)
+    click.echo(reply.diff, nl=False)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--into", help="The branch to merge into (default: the branch checked out in the plan's repository).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@handle_errors
+def merge(ctx: click.Context, run: str, into: str | None, as_json: bool) -> None:
+    """Merge the branches of RUN's completed tasks, one by one; stop at a conflict.
+
+    \b
+    Example:
+      orchctl merge last --into main
+    """
+    reply = _client(ctx).call(p.Merge(run=run, into=into), timeout=600.0)
+    assert isinstance(reply, p.MergeReply)
+    r = reply.result
+    if as_json:
+        _print_json(reply)
+    else:
+        for task_id in r.merged:
+            click.echo(f"merged {task_id} into {r.into}")
+        if r.unchanged:
+            click.echo(f"nothing to merge from {len(r.unchanged)} task(s): {', '.join(r.unchanged)}")
+    if r.conflict is not None:
+        c = r.conflict
+        with_ = f" with {', '.join(c.with_tasks)} (merged before it)" if c.with_tasks else ""
+        click.echo(f"orchctl: conflict: task {c.task} conflicts{with_} in {', '.join(c.files)}; the merge of "
+                   f"{c.task} was aborted and the rest not attempted; {len(r.merged)} task(s) merged. Resolve it "
+                   f"by hand: git merge orch/{reply.run_id}/{c.task}", err=True)
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--branches", is_flag=True, help="Also delete the tasks' branches (orch/RUN/TASK).")
+@click.pass_context
+@handle_errors
+def clean(ctx: click.Context, run: str, branches: bool) -> None:
+    """Remove the worktrees of a finished RUN (and its branches with --branches).
+
+    \b
+    Example:
+      orchctl clean last --branches
+    """
+    reply = _client(ctx).call(p.Clean(run=run, branches=branches), timeout=600.0)
+    assert isinstance(reply, p.Done)
+    click.echo(reply.message)
 
 
 def _change(ctx: click.Context, request: p.Cancel | p.Retry) -> None:

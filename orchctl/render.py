@@ -56,12 +56,13 @@ def counts_text(counts: dict[str, int]) -> Text:
 
 def runs_table(runs: Iterable[st.RunSummary]) -> Table:
     table = Table(box=None, header_style="bold")
-    for col in ("RUN", "STATE", "TASKS", "PROGRESS", "SUBMITTED", "DURATION", "COST"):
+    for col in ("RUN", "STATE", "TASKS", "PROGRESS", "SUBMITTED", "DURATION", "COST", "WORKTREES"):
         table.add_column(col)
     for run in sorted(runs, key=lambda r: r.submitted_at):
         end = run.finished_at or time.time()
         table.add_row(run.run_id, state_text(run.state), str(run.tasks), counts_text(run.counts),
-                      when(run.submitted_at), span(end - run.submitted_at), cost(run.cost_usd))
+                      when(run.submitted_at), span(end - run.submitted_at), cost(run.cost_usd),
+                      str(run.worktrees) if run.worktrees else "-")
     return table
 
 
@@ -111,16 +112,52 @@ def run_status(view: st.RunView) -> Group:
 
 def results_table(view: st.RunView) -> Table:
     """One row per task; cost and token columns only when an agent reported them."""
+    header, rows = results_rows(view)
+    table = task_table(header[:-1], header[-1])
+    for task, cells in zip(sorted(view.tasks, key=lambda t: t.id), rows):
+        cells[1] = state_text(task.state)
+        table.add_row(*cells)
+    return table
+
+
+def results_rows(view: st.RunView) -> tuple[list[str], list[list]]:
+    """The review table's header and cells (plain text); cost, token and file columns only where they apply."""
     priced = any(t.cost_usd is not None or t.tokens_in is not None for t in view.tasks)
-    table = task_table(["TASK", "STATE", "ATTEMPTS", "DURATION"] + (["COST", "TOKENS"] if priced else []), "RESULT")
+    branched = any(t.branch for t in view.tasks)
+    header = ["TASK", "STATE", "ATTEMPTS", "DURATION"] + (["COST", "TOKENS"] if priced else []) + (
+        ["FILES"] if branched else []) + ["RESULT"]
+    rows = []
     for task in sorted(view.tasks, key=lambda t: t.id):
-        cells: list = [task.id, state_text(task.state), str(task.attempts), span(task.duration)]
+        cells: list = [task.id, task.state, str(task.attempts), span(task.duration)]
         if priced:
             tokens = "-" if task.tokens_in is None else f"{task.tokens_in}/{task.tokens_out}"
             cells += [cost(task.cost_usd), tokens]
+        if branched:
+            cells.append(str(len(task.files)) if task.state == "completed" else "-")
         cells.append(task.result if task.state == "completed" else task.reason)
-        table.add_row(*cells)
-    return table
+        rows.append(cells)
+    return header, rows
+
+
+def results_markdown(view: st.RunView) -> str:
+    """The review table as GitHub Markdown, to paste into a pull request."""
+    header, rows = results_rows(view)
+    s = view.summary
+
+    def cell(value: object) -> str:
+        return " ".join(str(value).split()).replace("|", "\\|")[:300]
+
+    lines = [f"### orch run `{s.run_id}`: {s.state}", "",
+             f"{s.tasks} tasks: " + ", ".join(f"{n} {state}" for state, n in s.counts.items() if n)
+             + (f"; cost {cost(s.cost_usd)}" if s.cost_usd is not None else ""), "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    files = [(t.id, t.files) for t in sorted(view.tasks, key=lambda t: t.id) if t.files and t.state == "completed"]
+    if files:
+        lines += ["", "<details><summary>Files changed</summary>", ""]
+        lines += [f"- `{tid}`: " + ", ".join(f"`{f}`" for f in names) for tid, names in files]
+        lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
 
 
 class RunTracker:

@@ -23,6 +23,7 @@ class AgentReport(msgspec.Struct, frozen=True, omit_defaults=True):
     cost_usd: float | None = None
     tokens_in: int | None = None
     tokens_out: int | None = None
+    files: list[str] = []  # worktree isolation: the files the task's branch changed since the base
 
 
 class _Event(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_defaults=True):
@@ -115,6 +116,12 @@ class RunFinished(_Event, frozen=True):
     state: str
 
 
+class WorkspacesRemoved(_Event, frozen=True):
+    """`orchctl clean`: the run's worktrees are gone (and its branches, with `branches`)."""
+
+    branches: bool = False
+
+
 Event = Union[
     RunSubmitted,
     AttemptLaunching,
@@ -127,6 +134,7 @@ Event = Union[
     CancelRequested,
     RetryRequested,
     RunFinished,
+    WorkspacesRemoved,
 ]
 
 EVENT_TYPES: tuple[type, ...] = Event.__args__  # type: ignore[attr-defined]

@@ -28,6 +28,11 @@ class Paths:
         return self.state_dir / "logs"
 
     @property
+    def worktrees(self) -> Path:
+        """worktrees/RUN/TASK: the git worktrees of isolated tasks."""
+        return self.state_dir / "worktrees"
+
+    @property
     def daemon_log(self) -> Path:
         return self.state_dir / "orchd.log"
 

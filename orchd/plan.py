@@ -52,6 +52,8 @@ class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     env: dict[str, str] = {}
     resume: bool = False
     isolation: str = "none"
+    copy: list[str] = []  # worktree isolation: files copied from the workdir into the worktree (".env")
+    setup: list[list[str]] = []  # worktree isolation: argvs run in the worktree before the agent
 
 
 class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -61,6 +63,9 @@ class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     concurrency: int
     workdir: str
     tasks: list[TaskSpec]
+    base: str | None = None  # worktree isolation: the branch, tag or commit the plan named (default HEAD)
+    base_commit: str | None = None  # ... resolved when the plan is submitted
+    repo: str | None = None  # ... the top level of the workdir's git repository
 
 
 # ------------------------------------------------------------ raw (what users write)
@@ -86,6 +91,8 @@ class RawTaskFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     env: dict[str, str] | None = None
     resume: bool | None = None
     model: str | None = None
+    copy: list[str] | None = None
+    setup: list[list[str]] | None = None
 
 
 class RawTask(RawTaskFields, forbid_unknown_fields=True, kw_only=True):
@@ -102,6 +109,7 @@ class RawPlan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     concurrency: int = 4
     workdir: str = "."
     isolation: Literal["worktree", "none"] | None = None
+    base: str | None = None
     defaults: RawTaskFields = msgspec.field(default_factory=RawTaskFields)
     tasks: list[RawTask] = []
 
@@ -296,7 +304,7 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
             tasks.append(task)
             if len(tasks) > MAX_TASKS:
                 raise PlanError(f"{source}: the plan has more than {MAX_TASKS} tasks")
-    return RunSpec(name=name, concurrency=raw.concurrency, workdir=str(workdir), tasks=tasks)
+    return RunSpec(name=name, concurrency=raw.concurrency, workdir=str(workdir), tasks=tasks, base=raw.base)
 
 
 def _expansions(task: RawTask, workdir: Path, path: str, where: _Where) -> list[dict[str, str] | None]:
@@ -401,10 +409,21 @@ def _task(raw: RawTask, defaults: RawTaskFields, isolation: str | None, workdir:
                               "orchd's environment instead (agents inherit it; see systemd/orchd.service)")
     resume, _ = _pick(raw, defaults, "resume", False)
     model, _ = _pick(raw, defaults, "model", None)
+    copy, origin = _pick(raw, defaults, "copy", [])
+    for j, name in enumerate(copy):
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            raise where.error(f"{path if origin == 'task' else 'defaults'}.copy[{j}]",
+                              f"{name!r} must be a path relative to the workdir, inside it")
+    setup, origin = _pick(raw, defaults, "setup", [])
+    for j, argv in enumerate(setup):
+        if not argv:
+            raise where.error(f"{path if origin == 'task' else 'defaults'}.setup[{j}]",
+                              "is empty (each setup step is an argv list, e.g. [\"uv\", \"sync\"])")
     return TaskSpec(
         id=task_id, agent=agent, cwd=str(workdir), prompt=prompt, command=command, model=model,
         max_retries=retries, timeout=timeout, backoff=_backoff(raw, defaults, path, where),
         agent_args=[_fill(a, values, f"{path}.agent_args[{j}]", where) for j, a in enumerate(args)],
         env=dict(env), resume=resume,
         isolation=isolation or ("none" if agent == "command" else "worktree"),
+        copy=list(copy), setup=[list(a) for a in setup],
     )

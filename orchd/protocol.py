@@ -15,6 +15,7 @@ import msgspec
 from orchd.errors import ErrorCode, OrchError
 from orchd.state import AttemptState, RunSummary, RunView, TaskView
 from orchd.events import Row
+from orchd.workspace import MergeResult
 
 PROTOCOL_VERSION = 1
 MAX_WAIT = 30.0  # seconds a long-poll may hold a request
@@ -79,7 +80,23 @@ class Shutdown(_Request):
     pass
 
 
-Request = Union[Ping, Submit, Status, Runs, TaskInfo, Cancel, Retry, Events, Replay, Audit, Shutdown]
+class Diff(_Request):
+    run: str
+    task: str
+
+
+class Merge(_Request):
+    run: str
+    into: str | None = None  # default: the branch checked out in the plan's repository
+
+
+class Clean(_Request):
+    run: str
+    branches: bool = False
+
+
+Request = Union[Ping, Submit, Status, Runs, TaskInfo, Cancel, Retry, Events, Replay, Audit, Shutdown, Diff, Merge,
+                Clean]
 
 
 class _Response(msgspec.Struct, tag=True, tag_field="type", kw_only=True):
@@ -97,6 +114,7 @@ class Pong(_Response):
 class Submitted(_Response):
     run_id: str
     tasks: int
+    warnings: list[str] = []
 
 
 class StatusReply(_Response):
@@ -132,12 +150,25 @@ class AuditReply(_Response):
     problem: str
 
 
+class DiffReply(_Response):
+    run_id: str
+    task: str
+    branch: str
+    diff: str
+
+
+class MergeReply(_Response):
+    run_id: str
+    result: MergeResult
+
+
 class Error(_Response):
     code: ErrorCode
     message: str
 
 
-Response = Union[Pong, Submitted, StatusReply, RunsReply, TaskReply, Done, EventsReply, AuditReply, Error]
+Response = Union[Pong, Submitted, StatusReply, RunsReply, TaskReply, Done, EventsReply, AuditReply, DiffReply,
+                 MergeReply, Error]
 
 _encoder = msgspec.json.Encoder()
 _request_decoder = msgspec.json.Decoder(Request)

@@ -17,7 +17,8 @@ from typing import Callable
 import pykka
 import pynng
 
-from orchd import __version__, store
+from orchd import __version__, store, workspace
+from orchd import events as ev
 from orchd import protocol as p
 from orchd import state as st
 from orchd.actors import messages as msg
@@ -153,6 +154,19 @@ class Server:
                 result = store.audit(conn)
                 return p.AuditReply(events=result.events, head=result.head, first_bad=result.first_bad,
                                     problem=result.problem)
+            case p.Diff(run=name, task=task_id):
+                with journal.lock:
+                    run = self._run(name)
+                    task = self._task(run, task_id)
+                    ws = self._workspace(run, task)
+                text = workspace.diff(ws, worktree=task.state != "completed", leave_out=task.spec.copy)
+                if len(text) > self.max_message // 2:
+                    text = text[:self.max_message // 2] + f"\n[orch: diff truncated; see `git diff {ws.base} {ws.branch}`]\n"
+                return p.DiffReply(run_id=run.run_id, task=task_id, branch=ws.branch, diff=text)
+            case p.Merge():
+                return self._merge(request)
+            case p.Clean():
+                return self._clean(request)
             case p.Shutdown():
                 self._shutdown_requested.set()
                 return p.Done(count=0, message="orchd is stopping")
@@ -179,6 +193,51 @@ class Server:
             raise OrchError(f"run {run.run_id} has no task {task_id!r}", ErrorCode.NOT_FOUND)
         return task
 
+    def _workspace(self, run: st.RunState, task: st.TaskState) -> workspace.Workspace:
+        ws = workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, run.spec, task.spec)
+        if ws is None:
+            raise OrchError(f"task {task.spec.id} of {run.run_id} runs in the workdir itself (isolation = \"none\"): "
+                            "it has no branch; look at the workdir with git", ErrorCode.NOT_FOUND)
+        return ws
+
+    def _merge(self, request: p.Merge) -> p.MergeReply:
+        with self.ctx.journal.lock:
+            run = self._run(request.run)
+            if run.spec.repo is None:
+                raise OrchError(f"run {run.run_id} has no worktrees to merge (isolation = \"none\")",
+                                ErrorCode.NOT_FOUND)
+            if run.branches_removed:
+                raise OrchError(f"run {run.run_id}'s branches were removed by `orchctl clean --branches`",
+                                ErrorCode.NOT_FOUND)
+            done = [(t.spec.id, self._workspace(run, t), st.task_view(t, run).files)
+                    for t in run.tasks.values() if t.state == "completed" and t.spec.isolation == "worktree"]
+        return p.MergeReply(run_id=run.run_id, result=workspace.merge(run.spec.repo, request.into, done))
+
+    def _clean(self, request: p.Clean) -> p.Done:
+        with self.ctx.journal.lock:
+            run = self._run(request.run)
+            if run.state == "running":
+                raise OrchError(f"run {run.run_id} is still running: wait for it, or `orchctl cancel {run.run_id}`",
+                                ErrorCode.CONFLICT)
+            spaces = [ws for t in run.tasks.values()
+                      if (ws := workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, run.spec, t.spec))]
+        removed = sum(workspace.remove(ws, request.branches) for ws in spaces)
+        self._record([ev.WorkspacesRemoved(run.run_id, branches=request.branches)])
+        what = "worktrees and branches" if request.branches else "worktrees"
+        return p.Done(count=removed, message=f"removed the {what} of {removed} task{'s' * (removed != 1)} "
+                                             f"of {run.run_id}")
+
+    def _record(self, events: list[ev.Event]) -> None:
+        """Append events and wait until they are durable."""
+        future = pykka.ThreadingFuture()
+        self.ctx.journal.append(events, lambda records, error: future.set((records, error)))
+        try:
+            _, error = future.get(timeout=REPLY_TIMEOUT)
+        except pykka.Timeout:
+            raise OrchError("orchd could not record the change in time", ErrorCode.INTERNAL) from None
+        if error is not None:
+            raise error
+
     def _ask(self, message_for: Callable[[pykka.Future], object]) -> object:
         future = pykka.ThreadingFuture()
         self.ctx.supervisor.tell(message_for(future))
@@ -193,8 +252,9 @@ class Server:
             if task.agent not in ADAPTERS:
                 raise PlanError(f"{request.source}: tasks[{i}] ({task.id}): agent {task.agent!r} is not "
                                 f"supported by this orchd yet (available: {', '.join(sorted(ADAPTERS))})")
+        spec, warnings = workspace.check_repo(spec, request.source)
         run_id = self._ask(lambda f: msg.Submit(spec, request.source, f))
-        return p.Submitted(run_id=str(run_id), tasks=len(spec.tasks))
+        return p.Submitted(run_id=str(run_id), tasks=len(spec.tasks), warnings=warnings)
 
     def _change(self, request: p.Cancel | p.Retry) -> p.Done:
         with self.ctx.journal.lock:

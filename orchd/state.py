@@ -70,6 +70,8 @@ class RunState(msgspec.Struct):
     finished_at: float | None = None
     tasks: dict[str, TaskState] = msgspec.field(default_factory=dict)
     unfinished: int = 0  # tasks not completed, failed or cancelled: "is the run over?" in O(1)
+    worktrees_removed: bool = False
+    branches_removed: bool = False
 
 
 class State(msgspec.Struct):
@@ -100,6 +102,9 @@ def apply(state: State, record: ev.Record) -> State:
         return state
     if isinstance(event, ev.RunFinished):
         run.state, run.finished_at = event.state, record.ts
+    elif isinstance(event, ev.WorkspacesRemoved):
+        run.worktrees_removed = True
+        run.branches_removed = run.branches_removed or event.branches
     elif isinstance(event, ev.CancelRequested):
         for task in _tasks(run, event.task_ids):
             if task.state not in TERMINAL:
@@ -192,6 +197,8 @@ class TaskView(msgspec.Struct, omit_defaults=False):
     cost_usd: float | None
     tokens_in: int | None
     tokens_out: int | None
+    files: list[str]  # worktree isolation: files the task's branch changed
+    branch: str | None  # worktree isolation: the task's branch, while it exists
 
 
 class RunSummary(msgspec.Struct, omit_defaults=False):
@@ -209,6 +216,7 @@ class RunSummary(msgspec.Struct, omit_defaults=False):
     cost_usd: float | None
     tokens_in: int | None
     tokens_out: int | None
+    worktrees: int  # worktree isolation: tasks whose worktree is still on disk (`orchctl clean` removes them)
 
 
 class RunView(msgspec.Struct, omit_defaults=False):
@@ -223,8 +231,8 @@ def _sum(values: Iterable[float | int | None]) -> float | int | None:
     return sum(present) if present else None
 
 
-def task_view(task: TaskState) -> TaskView:
-    """The view of one task."""
+def task_view(task: TaskState, run: RunState | None = None) -> TaskView:
+    """The view of one task (of `run`, which tells where its branch is)."""
     attempts = task.attempts
     first = attempts[0] if attempts else None
     last = attempts[-1] if attempts else None
@@ -249,12 +257,15 @@ def task_view(task: TaskState) -> TaskView:
         cost_usd=_sum(a.report.cost_usd for a in attempts),
         tokens_in=_sum(a.report.tokens_in for a in attempts),  # type: ignore[arg-type]
         tokens_out=_sum(a.report.tokens_out for a in attempts),  # type: ignore[arg-type]
+        files=last.report.files if last else [],
+        branch=(f"orch/{run.run_id}/{task.spec.id}" if run is not None and attempts and not run.branches_removed
+                and task.spec.isolation == "worktree" and run.spec.repo is not None else None),
     )
 
 
 def run_summary(run: RunState, views: list[TaskView] | None = None) -> RunSummary:
     """The view of a run without its tasks."""
-    views = [task_view(t) for t in run.tasks.values()] if views is None else views
+    views = [task_view(t, run) for t in run.tasks.values()] if views is None else views
     counts = Counter(v.state for v in views)
     return RunSummary(
         run_id=run.run_id,
@@ -269,10 +280,12 @@ def run_summary(run: RunState, views: list[TaskView] | None = None) -> RunSummar
         cost_usd=_sum(v.cost_usd for v in views),
         tokens_in=_sum(v.tokens_in for v in views),  # type: ignore[arg-type]
         tokens_out=_sum(v.tokens_out for v in views),  # type: ignore[arg-type]
+        worktrees=0 if run.worktrees_removed or run.spec.repo is None else sum(
+            1 for t in run.tasks.values() if t.attempts and t.spec.isolation == "worktree"),
     )
 
 
 def run_view(run: RunState) -> RunView:
     """The view of a run with all its tasks."""
-    views = [task_view(t) for t in run.tasks.values()]
+    views = [task_view(t, run) for t in run.tasks.values()]
     return RunView(summary=run_summary(run, views), tasks=views)

@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import msgspec
 import pykka
 
-from orchd import backoff, store
+from orchd import backoff, store, workspace
 from orchd import events as ev
 from orchd import state as st
 from orchd.actors.context import Context
@@ -187,7 +188,13 @@ class RunActor(pykka.ThreadingActor):
         adapter = adapter_for(task.spec.agent)
         assert adapter is not None, "plans are checked for known agents at submit"
         n = len(task.attempts) + 1
-        launch = adapter.launch(task.spec, n, _resume_id(task))
+        resume = _resume_id(task)
+        spec, prep = task.spec, None
+        ws = workspace.workspace_of(self.ctx.paths.worktrees, self.run_id, self.run.spec, spec)
+        if ws is not None:
+            spec = msgspec.structs.replace(spec, cwd=ws.cwd)
+            prep = workspace.Prep(ws, self.run.spec.workdir, spec.copy, spec.setup, fresh=n > 1 and resume is None)
+        launch = adapter.launch(spec, n, resume)
         log_path = self.ctx.paths.attempt_log(self.run_id, task_id, n)
         env = {**self.ctx.base_env, **task.spec.env, **launch.env,
                "ORCH_RUN_ID": self.run_id, "ORCH_TASK_ID": task_id, "ORCH_ATTEMPT": str(n)}
@@ -197,7 +204,7 @@ class RunActor(pykka.ThreadingActor):
                 self._ended(SessionEnded(task_id, n, None, _cancelled(), 0.0))
                 return
             self.sessions[task_id] = SessionActor.start(
-                self.ctx, self.actor_ref, task.spec, n, launch, adapter, env, log_path)
+                self.ctx, self.actor_ref, spec, n, launch, adapter, env, log_path, prep)
 
         self._record([ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))],
                      then=spawn)

@@ -10,14 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pykka
 
+from orchd import workspace
 from orchd.actors.context import Context
-from orchd.agents.base import CANCELLED, PERMANENT, RETRY, TIMEOUT, AgentAdapter, Exit, Launch, Outcome
+from orchd.agents.base import (CANCELLED, PERMANENT, RETRY, SUCCESS, TIMEOUT, AgentAdapter, Exit, Launch, Outcome,
+                               tail)
 from orchd.executors.local import Process
 from orchd.plan import TaskSpec
 
 log = logging.getLogger(__name__)
+
+PREP_EXITS = (workspace.SETUP_FAILED, workspace.CANNOT_RUN, workspace.NOT_FOUND)
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,12 @@ class SessionActor(pykka.ThreadingActor):
     """Owns one attempt's process from spawn to exit; reports to its run."""
 
     def __init__(self, ctx: Context, run: Any, task: TaskSpec, attempt: int,
-                 launch: Launch, adapter: AgentAdapter, env: dict[str, str], log_path: Path) -> None:
+                 launch: Launch, adapter: AgentAdapter, env: dict[str, str], log_path: Path,
+                 prep: workspace.Prep | None = None) -> None:
         super().__init__()
         self.ctx, self.run, self.task, self.attempt = ctx, run, task, attempt
         self.launch, self.adapter, self.env, self.log_path = launch, adapter, env, log_path
+        self.prep = prep  # worktree isolation: the attempt's process prepares it, then execs the agent
         self.process: Process | None = None
         self.stopping: str | None = None  # TIMEOUT or CANCELLED once we began to stop it
         self.timers: list = []
@@ -67,7 +74,11 @@ class SessionActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         try:
-            self.process = self.ctx.executor.spawn(self.launch.argv, self.env, self.launch.cwd, self.log_path)
+            if self.prep is None:
+                argv, cwd = self.launch.argv, self.launch.cwd
+            else:
+                argv, cwd = workspace.wrap(self.prep, self.launch.argv), self.prep.workdir
+            self.process = self.ctx.executor.spawn(argv, self.env, cwd, self.log_path)
         except OSError as exc:
             reason = f"cannot start {self.launch.argv[0]!r}: {exc.strerror or exc}"
             # out of space or descriptors passes; a missing or unrunnable program does not
@@ -122,9 +133,33 @@ class SessionActor(pykka.ThreadingActor):
             outcome = Outcome(CANCELLED, reason="cancelled by the user")
         elif self.stopping == TIMEOUT:
             outcome = Outcome(TIMEOUT, reason=f"timed out after {self.task.timeout:g}s")
+        elif (why := self._prep_failure(exit)) is not None:
+            outcome = why
         else:
             outcome = self.adapter.classify(self.task, exit)
+            if outcome.outcome == SUCCESS and self.prep is not None:
+                outcome = self._commit(outcome)
         self._end(exit, outcome)
+
+    def _prep_failure(self, exit: Exit) -> Outcome | None:
+        """The wrapper's own failure (workspace, setup, agent not startable), told by its exit code and last line."""
+        if self.prep is None or exit.exit_code not in PREP_EXITS:
+            return None
+        lines = tail(exit.log_path, 2048).rstrip().splitlines()
+        if not lines or not lines[-1].startswith("orch: "):
+            return None
+        reason = lines[-1][len("orch: "):]
+        return Outcome(RETRY if exit.exit_code == workspace.SETUP_FAILED else PERMANENT, reason=reason)
+
+    def _commit(self, outcome: Outcome) -> Outcome:
+        """Commit a successful attempt's changes to the task's branch, listing the files it changed."""
+        assert self.prep is not None
+        message = f"orch: {self.task.id}\n\n{outcome.report.result[:4000]}".rstrip() + "\n"
+        try:
+            files = workspace.commit(self.prep.workspace, message, self.prep.copy)
+        except workspace.GitError as exc:
+            return Outcome(RETRY, reason=f"could not commit the task's changes: {exc.message}")
+        return msgspec.structs.replace(outcome, report=msgspec.structs.replace(outcome.report, files=files))
 
     def _end(self, exit: Exit | None, outcome: Outcome) -> None:
         for timer in self.timers:
