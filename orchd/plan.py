@@ -366,8 +366,8 @@ def _backoff(task: RawTask, defaults: RawTaskFields, path: str, where: _Where) -
             field_path = f"{origin}.backoff.{field}"
             if field in ("initial", "max"):
                 value = _duration(value, field_path, where)
-            elif field == "factor" and value < 1:
-                raise where.error(field_path, f"must be at least 1, got {value}")
+            elif field == "factor" and not 1 <= value < float("inf"):  # NaN and inf would be null in the log
+                raise where.error(field_path, f"must be a finite number of at least 1, got {value}")
             merged[field] = value
     return BackoffSpec(**merged)
 
