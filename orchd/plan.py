@@ -367,7 +367,7 @@ def _backoff(task: RawTask, defaults: RawTaskFields, path: str, where: _Where) -
             if field in ("initial", "max"):
                 value = _duration(value, field_path, where)
             elif field == "factor" and not 1 <= value < float("inf"):  # NaN and inf would be null in the log
-                raise where.error(field_path, f"must be a finite number of at least 1, got {value}")
+                raise where.error(field_path, f"must be at least 1 and finite, got {value}")
             merged[field] = value
     return BackoffSpec(**merged)
 
