@@ -153,6 +153,7 @@ class _Where:
     def error(self, path: str, what: str) -> PlanError:
         line = self.line(path)
         prefix = f"{self.source}:{line}" if line else self.source
+        path, what = _clip(path), _clip(what)
         return PlanError(f"{prefix}: {path}: {what}" if path else f"{prefix}: {what}")
 
     def line(self, path: str) -> int | None:
@@ -169,6 +170,11 @@ class _Where:
             header = _nth(self.lines, lambda s: s == "[defaults]", 0)
             return _key_after(self.lines, header, default_key)
         return _key_after(self.lines, -1, top_key)
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    """Cut a value echoed in an error short: a 1 MB id would make a 1 MB error."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _nth(lines: list[str], match: Any, n: int) -> int | None:
