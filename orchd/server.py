@@ -33,6 +33,11 @@ REPLY_TIMEOUT = 60.0
 SEQ_MAX = (1 << 63) - 1  # SQLite's largest integer: a larger `after` or `at` means the same as this
 
 
+def _seq(n: int) -> int:
+    """A sequence number from a client, in SQLite's range (msgspec reads ints from -2**63-1 to 2**64-1)."""
+    return max(0, min(n, SEQ_MAX))
+
+
 class Server:
     """Serves the protocol for one daemon."""
 
@@ -148,7 +153,7 @@ class Server:
             case p.Events():
                 return self._events(request, conn)
             case p.Replay(at=at):
-                state = st.replay(store.records(conn, upto=None if at is None else min(at, SEQ_MAX)))
+                state = st.replay(store.records(conn, upto=None if at is None else _seq(at)))
                 return p.StatusReply(seq=state.seq, runs=[st.run_view(r) for r in state.runs.values()])
             case p.Audit():
                 result = store.audit(conn)
@@ -275,7 +280,7 @@ class Server:
                 run_id = self._run(request.run).run_id
         limit = max(1, min(request.limit, 10_000))
         deadline = time.monotonic() + max(0.0, min(request.wait, p.MAX_WAIT))
-        after = min(request.after, SEQ_MAX)
+        after = _seq(request.after)
         while True:
             seq = self.ctx.journal.state.seq
             rows = store.rows(conn, after=after, run_id=run_id, task_id=request.task, limit=limit)
