@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from orchd.agents.base import AgentAdapter
+from orchd.agents.claude import ClaudeAdapter
+from orchd.agents.codex import CodexAdapter
 from orchd.agents.command import CommandAdapter
 
-ADAPTERS: dict[str, AgentAdapter] = {"command": CommandAdapter()}
+ADAPTERS: dict[str, AgentAdapter] = {
+    "claude": ClaudeAdapter(),
+    "codex": CodexAdapter(),
+    "command": CommandAdapter(),
+}
 
 
 def adapter_for(agent: str) -> AgentAdapter | None:
