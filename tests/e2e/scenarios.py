@@ -1,0 +1,74 @@
+"""Scenarios every coding-agent CLI goes through end to end; test_claude.py and test_codex.py run them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from tests.conftest import Daemon, write_plan
+from tests.e2e.conftest import AgentRig
+from tests.e2e.stubs.base import Reply, WriteFile
+
+
+def mixed_plan(rig: AgentRig) -> dict[str, dict[str, Any]]:
+    """A plan of four tasks: an answer, a 429 then success, a 401, a file edit. Returns the tasks by id."""
+    stub = rig.stub
+    stub.script("[answer]", Reply("The answer is 42.", tokens_in=1200, tokens_out=80))
+    stub.script("[flaky]", stub.rate_limited, Reply("Recovered after a rate limit."))
+    stub.script("[denied]", stub.unauthorized)
+    stub.script("[edit]", WriteFile("notes.txt", "written by the agent\n"), Reply("I wrote notes.txt."))
+    view = rig.run([
+        {"id": "answer", "prompt": "[answer] What is six times seven?"},
+        {"id": "flaky", "prompt": "[flaky] Say something."},
+        {"id": "denied", "prompt": "[denied] Say something."},
+        {"id": "edit", "prompt": "[edit] Write notes.txt."},
+    ])
+    tasks = view["by_id"]
+    run_id = view["summary"]["run_id"]
+    answer, flaky, denied, edit = (tasks[t] for t in ("answer", "flaky", "denied", "edit"))
+
+    assert answer["state"] == "completed", rig.log(run_id, "answer")
+    assert answer["result"] == "The answer is 42." and answer["attempts"] == 1
+    assert (answer["tokens_in"], answer["tokens_out"]) == (1200, 80)
+
+    assert flaky["state"] == "completed" and flaky["attempts"] == 2, rig.log(run_id, "flaky")
+    assert flaky["result"] == "Recovered after a rate limit."
+
+    assert denied["state"] == "failed" and denied["attempts"] == 1, denied
+    assert len(stub.model_requests("[denied]")) == 1  # no retry reached the provider
+
+    assert edit["state"] == "completed" and edit["result"] == "I wrote notes.txt.", rig.log(run_id, "edit")
+    # TODO(worktree): with isolation = "worktree", assert `orchctl diff RUN edit` shows +written by the agent
+    assert (rig.workdir / "notes.txt").read_text() == "written by the agent\n"
+    assert view["summary"]["state"] == "failed"
+    return tasks
+
+
+def concurrency(rig: AgentRig, tasks: int = 12, limit: int = 3) -> None:
+    """`tasks` tasks at concurrency `limit`: the stub saw more than one session at once, and never more than `limit`."""
+    view = rig.run([{"id": f"t{i:02d}", "prompt": f"[t{i:02d}] Say hello."} for i in range(tasks)],
+                   concurrency=limit)
+    assert [t["state"] for t in view["tasks"]] == ["completed"] * tasks
+    assert len({r.session for r in rig.stub.model_requests()}) == tasks
+    assert 1 < rig.stub.peak_sessions <= limit, rig.stub.peak_sessions
+
+
+def not_installed(agent: str, tmp_path: Path, make_daemon: Callable[..., Daemon],
+                  monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """With the CLI nowhere on orchd's PATH, the task fails at once, after one attempt."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    daemon = make_daemon()
+    plan = write_plan(tmp_path / "plan.json", {
+        "name": "missing", "workdir": str(tmp_path), "isolation": "none",
+        "defaults": {"agent": agent, "max_retries": 3}, "tasks": [{"id": "t", "prompt": "hello"}]})
+    done = daemon.orchctl("submit", str(plan), "--wait", "--json", timeout=60)
+    assert done.returncode == 1, done.stderr
+    task = json.loads(done.stdout)["tasks"][0]
+    assert task["state"] == "failed" and task["attempts"] == 1, task
+    assert f"{agent!r}" in task["reason"] and "not found" in task["reason"], task["reason"]
+    return task
