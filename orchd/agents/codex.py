@@ -99,9 +99,8 @@ def _report(events: list[dict[str, Any]]) -> AgentReport:
         if event.get("type") == "item.completed" and item.get("type") == "agent_message":
             text = str(item.get("text") or "")
         elif event.get("type") == "turn.completed" and isinstance(event.get("usage"), dict):
-            usage = event["usage"]  # per turn: an exec may run several
-            tokens_in = (tokens_in or 0) + int(usage.get("input_tokens") or 0)
-            tokens_out = (tokens_out or 0) + int(usage.get("output_tokens") or 0)
+            usage = event["usage"]  # the thread's running total (a resumed thread counts its earlier turns)
+            tokens_in, tokens_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
     return AgentReport(result=clip(text), session_id=thread, tokens_in=tokens_in, tokens_out=tokens_out)
 
 

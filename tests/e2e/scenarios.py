@@ -72,3 +72,16 @@ def not_installed(agent: str, tmp_path: Path, make_daemon: Callable[..., Daemon]
     assert task["state"] == "failed" and task["attempts"] == 1, task
     assert f"{agent!r}" in task["reason"] and "not found" in task["reason"], task["reason"]
     return task
+
+
+def resumed(rig: AgentRig) -> None:
+    """`resume = true`: a retry continues the agent's own session, with the work of the first attempt in it."""
+    stub = rig.stub
+    stub.script("[resume]", WriteFile("half.txt", "first half\n"), stub.rate_limited, Reply("Finished the rest."))
+    view = rig.run([{"id": "long", "prompt": "[resume] Write half.txt, then finish.", "resume": True}])
+    task = view["by_id"]["long"]
+    assert task["state"] == "completed" and task["attempts"] == 2, rig.log(view["summary"]["run_id"], "long")
+    first, _, retry = stub.model_requests("[resume]")
+    assert retry.session == first.session  # the same conversation, continued
+    assert "half.txt" in json.dumps(retry.body) and "Continue where it left off" in json.dumps(retry.body)
+    assert (rig.workdir / "half.txt").read_text() == "first half\n"

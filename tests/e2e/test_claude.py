@@ -42,3 +42,7 @@ def test_usage_limit_parks_until_the_reset_without_spending_a_retry(rig: Callabl
 def test_not_installed_fails_at_once(tmp_path: Path, make_daemon: Callable[..., Daemon],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     scenarios.not_installed("claude", tmp_path, make_daemon, monkeypatch)
+
+
+def test_resume_continues_the_session(rig: Callable) -> None:
+    scenarios.resumed(rig("claude"))

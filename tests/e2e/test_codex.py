@@ -26,3 +26,7 @@ def test_twelve_tasks_at_concurrency_three(rig: Callable) -> None:
 def test_not_installed_fails_at_once(tmp_path: Path, make_daemon: Callable[..., Daemon],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     scenarios.not_installed("codex", tmp_path, make_daemon, monkeypatch)
+
+
+def test_resume_continues_the_thread(rig: Callable) -> None:
+    scenarios.resumed(rig("codex"))
