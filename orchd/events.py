@@ -59,6 +59,17 @@ class AttemptStarted(_Event, frozen=True):
     start_ticks: int = 0  # process start time (/proc/PID/stat field 22), to recognise it after a restart
 
 
+class AttemptAdopted(_Event, frozen=True):
+    """After a restart, orchd took the attempt's process over again (or, `ended`, what it left behind)."""
+
+    task_id: str
+    attempt: int
+    pid: int
+    pgid: int
+    start_ticks: int = 0
+    ended: bool = False  # it had already ended: its exit status came from the file its keeper wrote
+
+
 class AttemptFinished(_Event, frozen=True):
     """An attempt ended. `outcome` is how its adapter classified it.
 
@@ -126,6 +137,7 @@ Event = Union[
     RunSubmitted,
     AttemptLaunching,
     AttemptStarted,
+    AttemptAdopted,
     AttemptFinished,
     TaskRetrying,
     TaskCompleted,

@@ -72,9 +72,11 @@ class Reactor:
 
     def on_exit(self, pid: int, callback: Callback) -> bool:
         """Call `callback` once when process `pid` exits; False when it is already gone."""
+        if pid <= 0:
+            return False
         try:
             pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
+        except OSError:  # gone already (ProcessLookupError), or not ours to watch
             return False
         with self._lock:
             self._exits[pidfd] = (pid, callback)

@@ -37,6 +37,7 @@ class AttemptState(msgspec.Struct):
     signal: int | None = None
     reason: str = ""
     report: ev.AgentReport = ev.AgentReport()
+    adoptions: int = 0  # times a restarted orchd took the attempt over again
 
 
 class TaskState(msgspec.Struct):
@@ -135,6 +136,11 @@ def _apply_task(task: TaskState, event: ev.Event, ts: float) -> None:
         attempt = task.attempts[-1]
         attempt.pid, attempt.pgid, attempt.start_ticks, attempt.started_at = (
             event.pid, event.pgid, event.start_ticks, ts)
+    elif isinstance(event, ev.AttemptAdopted):
+        attempt = task.attempts[-1]
+        attempt.pid, attempt.pgid, attempt.start_ticks = event.pid, event.pgid, event.start_ticks
+        attempt.started_at = attempt.started_at or ts
+        attempt.adoptions += 1
     elif isinstance(event, ev.AttemptFinished):
         attempt = task.attempts[-1]
         attempt.finished_at = ts

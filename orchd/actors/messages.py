@@ -25,6 +25,7 @@ class Enqueue:
     cap: int
     task_ids: list[str]
     ref: Any
+    occupied: int = 0  # slots already in use by attempts adopted after a restart
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import msgspec
@@ -26,7 +27,8 @@ from orchd.agents import adapter_for
 from orchd.actors.messages import CancelTasks, Enqueue, Grant, Release, RetryTasks, RunCrashed, RunDone, Withdraw
 from orchd.agents.base import CANCELLED, LOST, PARK, PERMANENT, RETRYABLE, SUCCESS, Outcome
 from orchd.errors import OrchError
-from orchd.executors.local import Process, alive
+from orchd.executors.local import Process, alive, find_attempt, read_exit_file
+from orchd.plan import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +76,22 @@ class RunActor(pykka.ThreadingActor):
         self._resume()
 
     def _resume(self) -> None:
-        """Pick up every task where the log left it (a new run: all pending)."""
+        """Pick up every task where the log left it (a new run: all pending).
+
+        An attempt that was running when orchd died is taken over again: its process if it
+        still runs (same pid and start time), else the exit status its keeper left behind;
+        only when neither is there is it recorded lost and retried without spending a retry.
+        """
         now = time.time()
-        ready, lost = [], []
+        ready, adopted = [], 0
         for task in self.run.tasks.values():
             if task.state in st.TERMINAL:
                 continue
             attempt = task.current
             if attempt is not None:
-                if attempt.pid is not None and alive(attempt.pid, attempt.start_ticks):
-                    self.ctx.executor.signal(Process(attempt.pid, attempt.pgid or attempt.pid, 0), signal.SIGKILL)
-                lost.append(task.spec.id)
+                if self._adopt(task, attempt):
+                    adopted += 1
+                    continue
                 self._record([
                     ev.AttemptFinished(self.run_id, task.spec.id, attempt.n, LOST,
                                        reason="orchd restarted while the attempt ran; its outcome is lost"),
@@ -97,9 +104,47 @@ class RunActor(pykka.ThreadingActor):
                 self._schedule_retry(task.spec.id, task.due_at)
             else:
                 ready.append(task.spec.id)
-        if ready:
-            self._enqueue(ready)
+        if ready or adopted:
+            self._enqueue(ready, occupied=adopted)
         self._maybe_finish()
+
+    def _adopt(self, task: st.TaskState, attempt: st.AttemptState) -> bool:
+        """Watch an attempt that outlived the previous orchd again; False when nothing of it is left."""
+        tid = task.spec.id
+        log_path = Path(attempt.log_path)
+        if attempt.pid is not None and alive(attempt.pid, attempt.start_ticks):
+            process = Process(attempt.pid, attempt.pgid or attempt.pid, attempt.start_ticks, log_path=log_path)
+        elif attempt.pid is None and (found := find_attempt(self.run_id, tid, attempt.n)) is not None:
+            process = Process(found.pid, found.pgid, found.start_ticks, log_path=log_path)
+        elif read_exit_file(log_path) is not None:
+            process = Process(attempt.pid or 0, attempt.pgid or 0, attempt.start_ticks, log_path=log_path)
+        else:
+            return False
+        ended = not alive(process.pid, process.start_ticks)
+        adapter = adapter_for(task.spec.agent)
+        assert adapter is not None
+        spec, prep = self._workspace(task, attempt.n)
+        launch = adapter.launch(spec, attempt.n, _resume_id(task))
+        started = attempt.started_at or attempt.launched_at
+
+        def watch() -> None:
+            self.sessions[tid] = SessionActor.start(
+                self.ctx, self.actor_ref, spec, attempt.n, launch, adapter, {}, log_path, prep,
+                adopt=process, elapsed=max(0.0, time.time() - started))
+
+        self._record([ev.AttemptAdopted(self.run_id, tid, attempt.n, process.pid, process.pgid,
+                                        process.start_ticks, ended=ended)], then=watch)
+        return True
+
+    def _workspace(self, task: st.TaskState, n: int) -> tuple[TaskSpec, workspace.Prep | None]:
+        """The task's spec as its attempt `n` sees it, and how to prepare its worktree (None: no worktree)."""
+        spec = task.spec
+        ws = workspace.workspace_of(self.ctx.paths.worktrees, self.run_id, self.run.spec, spec)
+        if ws is None:
+            return spec, None
+        spec = msgspec.structs.replace(spec, cwd=ws.cwd)
+        fresh = n > 1 and _resume_id(task) is None
+        return spec, workspace.Prep(ws, self.run.spec.workdir, spec.copy, spec.setup, fresh=fresh)
 
     # ------------------------------------------------------------ messages
 
@@ -165,8 +210,8 @@ class RunActor(pykka.ThreadingActor):
 
     # ------------------------------------------------------------ scheduling
 
-    def _enqueue(self, task_ids: list[str]) -> None:
-        self.ctx.supervisor.tell(Enqueue(self.run_id, self.run.spec.concurrency, task_ids, self.actor_ref))
+    def _enqueue(self, task_ids: list[str], occupied: int = 0) -> None:
+        self.ctx.supervisor.tell(Enqueue(self.run_id, self.run.spec.concurrency, task_ids, self.actor_ref, occupied))
 
     def _enqueue_later(self, task_id: str) -> Callable[[], None]:
         return lambda: self._enqueue([task_id])
@@ -188,13 +233,8 @@ class RunActor(pykka.ThreadingActor):
         adapter = adapter_for(task.spec.agent)
         assert adapter is not None, "plans are checked for known agents at submit"
         n = len(task.attempts) + 1
-        resume = _resume_id(task)
-        spec, prep = task.spec, None
-        ws = workspace.workspace_of(self.ctx.paths.worktrees, self.run_id, self.run.spec, spec)
-        if ws is not None:
-            spec = msgspec.structs.replace(spec, cwd=ws.cwd)
-            prep = workspace.Prep(ws, self.run.spec.workdir, spec.copy, spec.setup, fresh=n > 1 and resume is None)
-        launch = adapter.launch(spec, n, resume)
+        spec, prep = self._workspace(task, n)
+        launch = adapter.launch(spec, n, _resume_id(task))
         log_path = self.ctx.paths.attempt_log(self.run_id, task_id, n)
         env = {**self.ctx.base_env, **task.spec.env, **launch.env,
                "ORCH_RUN_ID": self.run_id, "ORCH_TASK_ID": task_id, "ORCH_ATTEMPT": str(n)}

@@ -15,8 +15,8 @@ import pykka
 
 from orchd import workspace
 from orchd.actors.context import Context
-from orchd.agents.base import (CANCELLED, PERMANENT, RETRY, SUCCESS, TIMEOUT, AgentAdapter, Exit, Launch, Outcome,
-                               tail)
+from orchd.agents.base import (CANCELLED, LOST, PERMANENT, RETRY, SUCCESS, TIMEOUT, AgentAdapter, Exit, Launch,
+                               Outcome, tail)
 from orchd.executors.local import Process
 from orchd.plan import TaskSpec
 
@@ -62,17 +62,23 @@ class SessionActor(pykka.ThreadingActor):
 
     def __init__(self, ctx: Context, run: Any, task: TaskSpec, attempt: int,
                  launch: Launch, adapter: AgentAdapter, env: dict[str, str], log_path: Path,
-                 prep: workspace.Prep | None = None) -> None:
+                 prep: workspace.Prep | None = None, adopt: Process | None = None,
+                 elapsed: float = 0.0) -> None:
         super().__init__()
         self.ctx, self.run, self.task, self.attempt = ctx, run, task, attempt
         self.launch, self.adapter, self.env, self.log_path = launch, adapter, env, log_path
         self.prep = prep  # worktree isolation: the attempt's process prepares it, then execs the agent
-        self.process: Process | None = None
+        self.process: Process | None = adopt  # a process that outlived the previous orchd, to watch again
+        self.adopted = adopt is not None
+        self.elapsed = elapsed  # seconds the attempt ran before this session took it over
         self.stopping: str | None = None  # TIMEOUT or CANCELLED once we began to stop it
         self.timers: list = []
         self.started = time.monotonic()
 
     def on_start(self) -> None:
+        if self.adopted:
+            self._watch()
+            return
         try:
             if self.prep is None:
                 argv, cwd = self.launch.argv, self.launch.cwd
@@ -92,10 +98,15 @@ class SessionActor(pykka.ThreadingActor):
             self._end(None, Outcome(RETRY if transient else PERMANENT, reason=reason))
             return
         self.run.tell(SessionStarted(self.task.id, self.attempt, self.process))
+        self._watch()
+
+    def _watch(self) -> None:
+        assert self.process is not None
         me = self.actor_ref
         if not self.ctx.reactor.on_exit(self.process.pid, lambda: me.tell(_Exited())):
             me.tell(_Exited())
-        self.timers.append(self.ctx.reactor.call_later(self.task.timeout, lambda: me.tell(_Timeout())))
+        remaining = max(0.0, self.task.timeout - self.elapsed)
+        self.timers.append(self.ctx.reactor.call_later(remaining, lambda: me.tell(_Timeout())))
 
     def on_receive(self, message: Any) -> None:
         if isinstance(message, _Exited):
@@ -124,9 +135,10 @@ class SessionActor(pykka.ThreadingActor):
 
     def _exited(self) -> None:
         assert self.process is not None
-        # The leader is a zombie until reaped, so its pgid cannot be reused yet:
-        # kill whatever it left in its group, then reap it.
-        self.ctx.executor.signal(self.process, signal.SIGKILL)
+        # The leader is a zombie until reaped, so its pgid cannot be reused yet: kill whatever it
+        # left in its group, then reap it. (An adopted leader was reaped by init: its pgid may be reused.)
+        if not self.adopted:
+            self.ctx.executor.signal(self.process, signal.SIGKILL)
         exit_code, sig = self.process.reap()
         exit = Exit(exit_code, sig, str(self.log_path))
         if self.stopping == CANCELLED:
@@ -135,6 +147,8 @@ class SessionActor(pykka.ThreadingActor):
             outcome = Outcome(TIMEOUT, reason=f"timed out after {self.task.timeout:g}s")
         elif (why := self._prep_failure(exit)) is not None:
             outcome = why
+        elif exit_code is None and sig is None:
+            outcome = Outcome(LOST, reason="the attempt ended while orchd was down and left no exit status")
         else:
             outcome = self.adapter.classify(self.task, exit)
             if outcome.outcome == SUCCESS and self.prep is not None:
@@ -142,8 +156,8 @@ class SessionActor(pykka.ThreadingActor):
         self._end(exit, outcome)
 
     def _prep_failure(self, exit: Exit) -> Outcome | None:
-        """The wrapper's own failure (workspace, setup, agent not startable), told by its exit code and last line."""
-        if self.prep is None or exit.exit_code not in PREP_EXITS:
+        """The wrappers' own failure (workspace, setup, agent not startable), told by its exit code and last line."""
+        if exit.exit_code not in PREP_EXITS:
             return None
         lines = tail(exit.log_path, 2048).rstrip().splitlines()
         if not lines or not lines[-1].startswith("orch: "):

@@ -44,6 +44,8 @@ class SupervisorActor(pykka.ThreadingActor):
                 self.order.append(message.run_id)
             self.caps[message.run_id] = message.cap
             self.queues[message.run_id].extend(message.task_ids)
+            self.running[message.run_id] += message.occupied
+            self.total += message.occupied
             self._dispatch()
         elif isinstance(message, Release):
             self.running[message.run_id] -= 1

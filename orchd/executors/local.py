@@ -10,6 +10,38 @@ from pathlib import Path
 from typing import Protocol
 
 
+# The keeper: every attempt runs under `sh -c KEEPER EXIT_FILE ARGV...`, which runs ARGV (as argv, never
+# parsed by the shell), writes its exit status to EXIT_FILE and exits with it. The status so outlives
+# orchd: a restarted daemon reads what an attempt that ended while it was down left behind. A program
+# that cannot be found ends with 127 and an `orch: ` line, as the worktree wrapper does.
+KEEPER = ('command -v "$1" >/dev/null || { echo "orch: cannot start \'$1\': not found (is it installed, and on '
+          'orchd\'s PATH?)"; exit 127; }; "$@"; s=$?; echo $s > "$0"; exit $s')
+NOT_FOUND, CANNOT_RUN = 127, 126
+
+
+def exit_file(log_path: Path) -> Path:
+    """Where the keeper of the attempt logging to `log_path` writes its exit status."""
+    return log_path.with_suffix(".exit")
+
+
+def read_exit_file(log_path: Path) -> tuple[int | None, int | None] | None:
+    """The (exit_code, signal) an attempt's keeper left behind, or None when it left nothing."""
+    try:
+        text = exit_file(log_path).read_text().strip()
+    except OSError:
+        return None
+    return _status(int(text)) if text.isdigit() else None
+
+
+def _status(code: int) -> tuple[int | None, int | None]:
+    """(exit_code, signal) from a wait status (negative: killed) or a shell's 128+N."""
+    if code < 0:
+        return None, -code
+    if code > 128 and code - 128 in SIGNALS:
+        return None, code - 128
+    return code, None
+
+
 @dataclass
 class Process:
     """A spawned attempt. `popen` is None for a process adopted after a restart."""
@@ -18,13 +50,14 @@ class Process:
     pgid: int
     start_ticks: int
     popen: subprocess.Popen | None = None
+    log_path: Path | None = None
 
     def reap(self) -> tuple[int | None, int | None]:
-        """Collect the exit status of an exited process: (exit_code, signal)."""
-        if self.popen is None:
-            return None, None
-        code = self.popen.wait()
-        return (None, -code) if code < 0 else (code, None)
+        """Collect the exit status of an exited process: (exit_code, signal); (None, None) when unknown."""
+        if self.popen is not None:
+            return _status(self.popen.wait())
+        found = read_exit_file(self.log_path) if self.log_path is not None else None
+        return found if found is not None else (None, None)
 
 
 class Executor(Protocol):
@@ -70,12 +103,12 @@ class LocalExecutor:
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             popen = subprocess.Popen(
-                argv, cwd=cwd, env=env, stdin=self._devnull, stdout=fd, stderr=fd,
-                process_group=0, close_fds=True,
+                ["/bin/sh", "-c", KEEPER, str(exit_file(log_path)), *argv], cwd=cwd, env=env,
+                stdin=self._devnull, stdout=fd, stderr=fd, process_group=0, close_fds=True,
             )
         finally:
             os.close(fd)
-        return Process(popen.pid, popen.pid, start_ticks(popen.pid) or 0, popen)
+        return Process(popen.pid, popen.pid, start_ticks(popen.pid) or 0, popen, log_path)
 
     def signal(self, process: Process, sig: int) -> None:
         """Send `sig` to the whole process group of an attempt; a gone group is fine."""
@@ -88,6 +121,31 @@ class LocalExecutor:
 def alive(pid: int, ticks: int) -> bool:
     """Whether the process `pid` still runs and is the one that started at `ticks`."""
     return ticks != 0 and start_ticks(pid) == ticks
+
+
+def find_attempt(run_id: str, task_id: str, attempt: int) -> Process | None:
+    """The keeper of an attempt that started but whose pid never reached the log (orchd died in between).
+
+    Every attempt's environment names it (ORCH_RUN_ID, ORCH_TASK_ID, ORCH_ATTEMPT); its keeper is
+    the leader of its process group.
+    """
+    wanted = {f"ORCH_RUN_ID={run_id}".encode(), f"ORCH_TASK_ID={task_id}".encode(),
+              f"ORCH_ATTEMPT={attempt}".encode()}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = set(f.read().split(b"\0"))
+            pgid = os.getpgid(pid)
+        except OSError:
+            continue
+        if wanted <= environ and pgid == pid:
+            ticks = start_ticks(pid)
+            if ticks:
+                return Process(pid, pgid, ticks)
+    return None
 
 
 SIGNALS = {sig.value: sig.name for sig in signal.Signals}
