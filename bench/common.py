@@ -1,17 +1,17 @@
-"""What every benchmark part shares: timing, series of samples, tables, JSON results, a private orchd.
+"""What every benchmark part shares: timing, series of samples, statistics, tables, JSON results.
 
 Stdlib only: a benchmark must not need more than the thing it measures.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
 import platform
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -81,6 +81,54 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def percentile(samples: Sequence[float], pct: float) -> float | None:
+    """The `pct` percentile (nearest rank) of `samples`, or None when there are none."""
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def median(samples: Sequence[float]) -> float | None:
+    return statistics.median(samples) if samples else None
+
+
+# ------------------------------------------------------------ arguments shared by every part
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, repeat: int, smoke: str) -> None:
+    """--repeat, --smoke (described by `smoke`), --output DIR and --keep-home."""
+    parser.add_argument("--repeat", type=int, default=repeat, help=f"measurements of each (default {repeat}); "
+                        "the tables show medians, which a busy machine disturbs least")
+    parser.add_argument("--smoke", action="store_true", help=f"tiny sizes for tests ({smoke})")
+    parser.add_argument("--output", type=Path, default=None, metavar="DIR",
+                        help="directory for the JSON figures (default bench/results/); "
+                             "PART.json, or PART-smoke.json with --smoke")
+    parser.add_argument("--keep-home", action="store_true", help="keep orch's ORCH_HOME (its log) for a look")
+
+
+def sizes(text: str) -> list[int]:
+    """`"1000,10000"` -> [1000, 10000] (an argparse type)."""
+    try:
+        values = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1000,10000, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be at least 1, got {text!r}")
+    return values
+
+
+def output_file(args: argparse.Namespace, name: str) -> Path:
+    """Where part `name` writes its JSON: DIR/NAME.json (NAME-smoke.json for --smoke runs)."""
+    directory = args.output or RESULTS_DIR
+    return directory / (f"{name}-smoke.json" if args.smoke else f"{name}.json")
+
+
 # ------------------------------------------------------------ output
 
 
@@ -99,10 +147,18 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     return {"host": platform.node(), "system": platform.platform(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "load_avg": list(os.getloadavg())}
+            "cpu_model": cpu_model(), "python": platform.python_version(), "load_avg": list(os.getloadavg())}
 
 
 def write_results(path: Path, bench: str, params: dict[str, Any], figures: dict[str, Any]) -> Path:
@@ -112,6 +168,15 @@ def write_results(path: Path, bench: str, params: dict[str, Any], figures: dict[
            "machine": machine(), "params": params, **figures}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
+
+
+def finish(args: argparse.Namespace, name: str, text: str, params: dict[str, Any],
+           figures: dict[str, Any]) -> None:
+    """Print a part's table and write its JSON (the table is kept in the JSON too)."""
+    print(text)
+    path = write_results(output_file(args, name), name, {**params, "repeat": args.repeat, "smoke": args.smoke},
+                         {**figures, "table": text})
+    print(f"\nwrote {path}", flush=True)
 
 
 # ------------------------------------------------------------ tools and processes
@@ -140,112 +205,6 @@ def short_tempdir(prefix: str) -> Path:
     if len(base) > 40 and os.path.isdir("/tmp"):
         base = "/tmp"
     return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
-
-
-# ------------------------------------------------------------ a private orchd
-
-
-def orchctl_argv() -> list[str]:
-    """How to run orchctl: the script installed beside this Python (what users run), else the module."""
-    script = Path(sys.executable).parent / "orchctl"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    found = shutil.which("orchctl")
-    return [found] if found else [sys.executable, "-m", "orchctl.main"]
-
-
-class OrchHome:
-    """A fresh ORCH_HOME with its own orchd, for one measurement.
-
-    `with OrchHome(max_sessions=64) as home:` writes config.toml, starts the
-    daemon with `orchctl daemon start` (which returns once it answers), and on
-    exit stops it and deletes the directory (unless `keep`).
-    """
-
-    def __init__(self, *, max_sessions: int, keep: bool = False, prefix: str = "orchb") -> None:
-        self.max_sessions = max_sessions
-        self.keep = keep
-        self.prefix = prefix
-        self.root = Path()
-        self.env: dict[str, str] = {}
-
-    def __enter__(self) -> "OrchHome":
-        self.root = short_tempdir(self.prefix)
-        self.env = {**os.environ, "ORCH_HOME": str(self.root)}
-        self.env.pop("ORCH_NO_AUTOSTART", None)
-        config = self.root / "config" / "config.toml"
-        config.parent.mkdir(parents=True)
-        config.write_text(f"max_sessions = {self.max_sessions}\n")
-        try:
-            self.orchctl("daemon", "start", check=True, timeout=60)
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            self._stop_daemon()
-        finally:
-            if self.keep:
-                print(f"kept ORCH_HOME={self.root}", file=sys.stderr)
-            else:
-                shutil.rmtree(self.root, ignore_errors=True)
-
-    def workdir(self) -> Path:
-        """A directory for the tasks to run in."""
-        path = self.root / "work"
-        path.mkdir(exist_ok=True)
-        return path
-
-    def orchctl(self, *args: str, check: bool = False, timeout: float = 120.0) -> subprocess.CompletedProcess:
-        """Run `orchctl --no-start ARGS` against this home (never autostarts a second daemon)."""
-        argv = [*orchctl_argv(), "--no-start", *args]
-        try:
-            result = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout,
-                                    stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise BenchFailure(f"orchctl {' '.join(args)} did not return within {timeout:g}s; "
-                               f"{self.daemon_log_tail()}") from None
-        if check and result.returncode != 0:
-            raise BenchFailure(f"orchctl {' '.join(args)} exited {result.returncode}: {tail(result.stderr)}; "
-                               f"{self.daemon_log_tail()}")
-        return result
-
-    def daemon_log_tail(self) -> str:
-        try:
-            return "daemon log: " + tail((self.root / "state" / "orchd.log").read_text(errors="replace"), 800)
-        except OSError:
-            return "no daemon log"
-
-    def _stop_daemon(self) -> None:
-        if not self.root.exists():
-            return
-        try:
-            stopped = self.orchctl("daemon", "stop", timeout=60).returncode == 0
-        except BenchFailure:
-            stopped = False
-        if not stopped:
-            self._kill_daemon()
-
-    def _kill_daemon(self) -> None:
-        """Last resort: TERM the daemon this home started (its pid from `daemon status --json`)."""
-        try:
-            result = self.orchctl("daemon", "status", "--json", timeout=10)
-            pid = int(json.loads(result.stdout)["pid"])
-        except (BenchFailure, ValueError, KeyError, TypeError):
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)  # poll with a deadline: the daemon is not our child
 
 
 def iterate(repeat: int, label: str) -> Iterator[int]:
