@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 import tomllib
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pykka
@@ -21,16 +21,27 @@ from orchd.actors.context import Context
 from orchd.actors.journal import Journal
 from orchd.actors.supervisor import SupervisorActor
 from orchd.errors import OrchError
-from orchd.executors.local import LocalExecutor
 from orchd.paths import Paths, resolve
+from orchd.executors.local import Executor, LocalExecutor
 from orchd.reactor import Reactor
 from orchd.server import Server
 
 log = logging.getLogger("orchd")
 
 
+class RayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`[ray]` in config.toml: the cluster sessions run on when `executor = "ray"`."""
+
+    address: str = "auto"  # "auto", "ray://host:port", or "local" (start a cluster in-process: tests only)
+    namespace: str = "orch"
+    session_resource: str = "orch_session"  # each session takes one; nodes declare how many they run
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The daemon's config.toml."""
+
+    executor: Literal["local", "ray"] = "local"  # where sessions run: this machine, or a Ray cluster
+    ray: RayConfig = msgspec.field(default_factory=RayConfig)
 
     max_sessions: int = (os.cpu_count() or 1) * 4  # global cap on sessions running at once
     kill_grace: float = 5.0  # seconds between TERM and KILL
@@ -48,6 +59,17 @@ def load_config(paths: Paths) -> Config:
         return msgspec.convert(tomllib.loads(text), Config)
     except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
         raise OrchError(f"{paths.config_file}: {exc}") from None
+
+
+def make_executor(config: Config, reactor: Reactor, paths: Paths) -> Executor:
+    """The executor config.toml chooses; ray is imported only when chosen."""
+    if config.executor == "local":
+        return LocalExecutor(reactor)
+    try:
+        from orchd.executors.ray import RayExecutor
+    except ImportError as exc:
+        raise OrchError(f"executor = \"ray\" needs Ray: pip install 'orch[ray]' ({exc})") from None
+    return RayExecutor(config.ray, reactor, paths)
 
 
 def _lock(paths: Paths) -> Any:
@@ -81,7 +103,7 @@ class Daemon:
         log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
         self.journal = Journal(self.conn, state).start()
         self.reactor = Reactor().start()
-        self.ctx = Context(paths=paths, journal=self.journal, reactor=self.reactor, executor=LocalExecutor(),
+        self.ctx = Context(paths=paths, journal=self.journal, reactor=self.reactor, executor=make_executor(self.config, self.reactor, paths),
                            kill_grace=self.config.kill_grace)
         self.supervisor = SupervisorActor.start(self.ctx, self.config.max_sessions)
         self.ctx.supervisor = self.supervisor

@@ -27,7 +27,7 @@ from orchd.agents import adapter_for
 from orchd.actors.messages import CancelTasks, Enqueue, Grant, Release, RetryTasks, RunCrashed, RunDone, Withdraw
 from orchd.agents.base import CANCELLED, LOST, PARK, PERMANENT, RETRYABLE, SUCCESS, Outcome
 from orchd.errors import OrchError
-from orchd.executors.local import Process, alive, find_attempt, read_exit_file
+from orchd.executors.local import Process
 from orchd.plan import TaskSpec
 
 log = logging.getLogger(__name__)
@@ -112,15 +112,11 @@ class RunActor(pykka.ThreadingActor):
         """Watch an attempt that outlived the previous orchd again; False when nothing of it is left."""
         tid = task.spec.id
         log_path = Path(attempt.log_path)
-        if attempt.pid is not None and alive(attempt.pid, attempt.start_ticks):
-            process = Process(attempt.pid, attempt.pgid or attempt.pid, attempt.start_ticks, log_path=log_path)
-        elif attempt.pid is None and (found := find_attempt(self.run_id, tid, attempt.n)) is not None:
-            process = Process(found.pid, found.pgid, found.start_ticks, log_path=log_path)
-        elif read_exit_file(log_path) is not None:
-            process = Process(attempt.pid or 0, attempt.pgid or 0, attempt.start_ticks, log_path=log_path)
-        else:
+        known = (None if attempt.pid is None else
+                 Process(attempt.pid, attempt.pgid or attempt.pid, attempt.start_ticks, log_path=log_path))
+        process = self.ctx.executor.find(self.run_id, tid, attempt.n, known, log_path)
+        if process is None:
             return False
-        ended = not alive(process.pid, process.start_ticks)
         adapter = adapter_for(task.spec.agent)
         assert adapter is not None
         spec, prep = self._workspace(task, attempt.n)
@@ -133,7 +129,7 @@ class RunActor(pykka.ThreadingActor):
                 adopt=process, elapsed=max(0.0, time.time() - started))
 
         self._record([ev.AttemptAdopted(self.run_id, tid, attempt.n, process.pid, process.pgid,
-                                        process.start_ticks, ended=ended)], then=watch)
+                                        process.start_ticks, ended=process.ended)], then=watch)
         return True
 
     def _workspace(self, task: st.TaskState, n: int) -> tuple[TaskSpec, workspace.Prep | None]:

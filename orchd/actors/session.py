@@ -103,8 +103,7 @@ class SessionActor(pykka.ThreadingActor):
     def _watch(self) -> None:
         assert self.process is not None
         me = self.actor_ref
-        if not self.ctx.reactor.on_exit(self.process.pid, lambda: me.tell(_Exited())):
-            me.tell(_Exited())
+        self.ctx.executor.watch(self.process, lambda: me.tell(_Exited()))
         remaining = max(0.0, self.task.timeout - self.elapsed)
         self.timers.append(self.ctx.reactor.call_later(remaining, lambda: me.tell(_Timeout())))
 
@@ -139,7 +138,7 @@ class SessionActor(pykka.ThreadingActor):
         # left in its group, then reap it. (An adopted leader was reaped by init: its pgid may be reused.)
         if not self.adopted:
             self.ctx.executor.signal(self.process, signal.SIGKILL)
-        exit_code, sig = self.process.reap()
+        exit_code, sig = self.ctx.executor.reap(self.process)
         exit = Exit(exit_code, sig, str(self.log_path))
         if self.stopping == CANCELLED:
             outcome = Outcome(CANCELLED, reason="cancelled by the user")

@@ -7,7 +7,9 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Callable, Protocol
+
+from orchd.reactor import Reactor
 
 
 # The keeper: every attempt runs under `sh -c KEEPER EXIT_FILE ARGV...`, which runs ARGV (as argv, never
@@ -44,28 +46,50 @@ def _status(code: int) -> tuple[int | None, int | None]:
 
 @dataclass
 class Process:
-    """A spawned attempt. `popen` is None for a process adopted after a restart."""
+    """A spawned attempt, as its executor knows it.
+
+    `pid`, `pgid` and `start_ticks` identify it in the log (on its node, for a remote
+    executor); `handle` is the executor's own (a Popen; None for a process adopted
+    after a restart).
+    """
 
     pid: int
     pgid: int
     start_ticks: int
-    popen: subprocess.Popen | None = None
+    handle: Any = None
     log_path: Path | None = None
-
-    def reap(self) -> tuple[int | None, int | None]:
-        """Collect the exit status of an exited process: (exit_code, signal); (None, None) when unknown."""
-        if self.popen is not None:
-            return _status(self.popen.wait())
-        found = read_exit_file(self.log_path) if self.log_path is not None else None
-        return found if found is not None else (None, None)
+    ended: bool = False  # found after a restart already ended, with its exit status left behind
 
 
 class Executor(Protocol):
-    """The seam between sessions and where processes run."""
+    """The seam between sessions and where processes run (this machine, or a cluster)."""
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path) -> Process: ...
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path) -> Process:
+        """Start an attempt (argv, never a shell) with its output appended to `log_path`.
 
-    def signal(self, process: Process, sig: int) -> None: ...
+        Raises:
+            OSError: it cannot be started.
+        """
+        ...
+
+    def watch(self, process: Process, on_exit: Callable[[], None]) -> None:
+        """Call `on_exit` once, from any thread, when the process has exited (at once if it has)."""
+        ...
+
+    def reap(self, process: Process) -> tuple[int | None, int | None]:
+        """After exit: (exit_code, signal), or (None, None) when the status is lost."""
+        ...
+
+    def signal(self, process: Process, sig: int) -> None:
+        """Signal the attempt's whole process group; a gone group is fine."""
+        ...
+
+    def find(self, run_id: str, task_id: str, attempt: int, known: Process | None, log_path: Path) -> Process | None:
+        """After a restart: the attempt's process if it still runs or left an exit status, else None.
+
+        `known` is what the log recorded of it (None when orchd died before recording its pid).
+        """
+        ...
 
 
 def start_ticks(pid: int) -> int | None:
@@ -91,7 +115,8 @@ def start_ticks(pid: int) -> int | None:
 class LocalExecutor:
     """Spawns processes on this machine, each the leader of its own process group."""
 
-    def __init__(self) -> None:
+    def __init__(self, reactor: Reactor) -> None:
+        self._reactor = reactor
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path) -> Process:
@@ -110,12 +135,32 @@ class LocalExecutor:
             os.close(fd)
         return Process(popen.pid, popen.pid, start_ticks(popen.pid) or 0, popen, log_path)
 
+    def watch(self, process: Process, on_exit: Callable[[], None]) -> None:
+        if process.ended or not self._reactor.on_exit(process.pid, on_exit):
+            on_exit()
+
+    def reap(self, process: Process) -> tuple[int | None, int | None]:
+        if process.handle is not None:
+            return _status(process.handle.wait())
+        found = read_exit_file(process.log_path) if process.log_path is not None else None
+        return found if found is not None else (None, None)
+
     def signal(self, process: Process, sig: int) -> None:
-        """Send `sig` to the whole process group of an attempt; a gone group is fine."""
+        if process.pgid <= 0:
+            return
         try:
             os.killpg(process.pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+    def find(self, run_id: str, task_id: str, attempt: int, known: Process | None, log_path: Path) -> Process | None:
+        if known is not None and alive(known.pid, known.start_ticks):
+            return Process(known.pid, known.pgid, known.start_ticks, log_path=log_path)
+        if known is None and (found := find_attempt(run_id, task_id, attempt)) is not None:
+            return Process(found.pid, found.pgid, found.start_ticks, log_path=log_path)
+        if read_exit_file(log_path) is not None:  # it ended while orchd was down: its group is gone
+            return Process(known.pid if known else 0, 0, 0, log_path=log_path, ended=True)
+        return None
 
 
 def alive(pid: int, ticks: int) -> bool:
