@@ -6,6 +6,7 @@ found) and the field path: `plan.toml:12: tasks[3].promt: unknown field`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -296,6 +297,8 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
         raise where.error("workdir", f"{workdir} is not a directory")
     if not raw.tasks:
         raise PlanError(f"{source}: plan has no tasks (add at least one [[tasks]])")
+    if len(raw.tasks) > MAX_TASKS:  # before resolving them all (seconds for 100,000)
+        raise PlanError(f"{source}: the plan has more than {MAX_TASKS} tasks")
     name = raw.name or Path(source).stem or "run"
     tasks: list[TaskSpec] = []
     first_seen: dict[str, str] = {}
@@ -320,9 +323,12 @@ def _expansions(task: RawTask, workdir: Path, path: str, where: _Where) -> list[
     if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
         raise where.error(f"{path}.for_each", f"{pattern!r} must be relative to the workdir, inside it")
     try:
-        matches = sorted(p for p in workdir.glob(pattern) if p.is_file())
+        matches = list(itertools.islice((p for p in workdir.glob(pattern) if p.is_file()), MAX_TASKS + 1))
     except (ValueError, OSError) as exc:
         raise where.error(f"{path}.for_each", f"invalid pattern {pattern!r}: {exc}") from None
+    if len(matches) > MAX_TASKS:  # stop a pattern like "/**" early, not after listing a whole disk
+        raise where.error(f"{path}.for_each", f"{pattern!r} matches more than {MAX_TASKS} files")
+    matches.sort()
     if not matches:
         raise where.error(f"{path}.for_each", f"{pattern!r} matches no file in {workdir}")
     out: list[dict[str, str] | None] = []
