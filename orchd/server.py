@@ -42,9 +42,10 @@ class Server:
     """Serves the protocol for one daemon."""
 
     def __init__(self, ctx: Context, on_shutdown: Callable[[], None], *,
-                 workers: int = 16, max_message: int = 16 << 20) -> None:
+                 workers: int = 16, max_message: int = 16 << 20, max_runs: int = 10_000) -> None:
         self.ctx, self.on_shutdown = ctx, on_shutdown
-        self.workers, self.max_message = workers, max_message
+        self.workers, self.max_message, self.max_runs = workers, max_message, max_runs
+        self._submitting = threading.Lock()  # counts runs and submits as one step: no race past max_runs
         self.started_at = time.time()
         self._socket: pynng.Rep0 | None = None
         self._threads: list[threading.Thread] = []
@@ -258,8 +259,20 @@ class Server:
                 raise PlanError(f"{request.source}: tasks[{i}] ({task.id}): agent {task.agent!r} is not "
                                 f"supported by this orchd yet (available: {', '.join(sorted(ADAPTERS))})")
         spec, warnings = workspace.check_repo(spec, request.source)
-        run_id = self._ask(lambda f: msg.Submit(spec, request.source, f))
+        with self._submitting:
+            self._check_runs_kept()
+            run_id = self._ask(lambda f: msg.Submit(spec, request.source, f))
         return p.Submitted(run_id=str(run_id), tasks=len(spec.tasks), warnings=warnings)
+
+    def _check_runs_kept(self) -> None:
+        """Refuse a new run when the log already holds `max_runs` (there is no pruning of old runs)."""
+        with self.ctx.journal.lock:
+            kept = len(self.ctx.journal.state.runs)
+        if self.max_runs and kept >= self.max_runs:
+            paths = self.ctx.paths
+            raise OrchError(f"orchd keeps at most {self.max_runs} runs and has {kept}: raise max_runs in "
+                            f"{paths.config_file}, or start a new log (stop orchd, move {paths.db} aside)",
+                            ErrorCode.LIMIT)
 
     def _change(self, request: p.Cancel | p.Retry) -> p.Done:
         with self.ctx.journal.lock:
