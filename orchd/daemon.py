@@ -47,6 +47,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kill_grace: float = 5.0  # seconds between TERM and KILL
     server_workers: int = 16
     max_message_bytes: int = 16 << 20
+    max_runs: int = 10_000  # runs the log holds (all are in memory); a submit past it is refused; 0: no limit
 
 
 def load_config(paths: Paths) -> Config:
@@ -110,7 +111,7 @@ class Daemon:
         unfinished = [r.run_id for r in state.runs.values() if r.state == "running"]
         self.supervisor.proxy().resume(unfinished).get()
         self.server = Server(self.ctx, self.stopping.set, workers=self.config.server_workers,
-                             max_message=self.config.max_message_bytes).start()
+                             max_message=self.config.max_message_bytes, max_runs=self.config.max_runs).start()
         log.info("listening on %s (pid %d)", paths.address, os.getpid())
         return self
 
