@@ -246,11 +246,14 @@ class Client:
         if isinstance(request, Events):
             wait += request.wait
         self._socket.recv_timeout = int(wait * 1000)
+        data = encode(request)
         try:
-            self._socket.send(encode(request))
+            self._socket.send(data)
             reply = _response_decoder.decode(self._socket.recv())
         except self._pynng.Timeout:
-            raise OrchError(f"orchd did not answer within {wait:g}s", ErrorCode.UNAVAILABLE) from None
+            hint = (f" (the request was {len(data) / (1 << 20):.1f} MiB: orchd drops a request over twice its "
+                    "max_message_bytes unanswered)") if len(data) > 1 << 20 else ""
+            raise OrchError(f"orchd did not answer within {wait:g}s{hint}", ErrorCode.UNAVAILABLE) from None
         except self._pynng.NNGException as exc:
             raise OrchError(f"lost the connection to orchd: {exc}", ErrorCode.UNAVAILABLE) from None
         if isinstance(reply, Error):
