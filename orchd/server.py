@@ -38,6 +38,19 @@ def _seq(n: int) -> int:
     return max(0, min(n, SEQ_MAX))
 
 
+def peer_uid(pipe: pynng.Pipe) -> int | None:
+    """The uid of the process at the other end of an ipc connection (nng's `ipc:peer-uid`), if nng can tell."""
+    uid = pynng.ffi.new("uint64_t *")
+    if pynng.lib.nng_pipe_get_uint64(pipe.pipe, b"ipc:peer-uid", uid) != 0:
+        return None
+    return int(uid[0])
+
+
+def admits(uid: int | None, own_uid: int) -> bool:
+    """Only orchd's own user may connect; where the peer is unknown, the 0600 socket is the only guard."""
+    return uid is None or uid == own_uid
+
+
 class Server:
     """Serves the protocol for one daemon."""
 
@@ -60,6 +73,7 @@ class Server:
             # nng drops (closes the pipe of) anything over twice the limit unread; a request between
             # the limit and that is read and refused with an error that names the limit
             self._socket = pynng.Rep0(recv_max_size=2 * self.max_message)
+            self._socket.add_pre_pipe_connect_cb(self._check_peer)
             self._socket.listen(self.ctx.paths.address)
         finally:
             os.umask(old)
@@ -69,6 +83,13 @@ class Server:
             thread.start()
             self._threads.append(thread)
         return self
+
+    @staticmethod
+    def _check_peer(pipe: pynng.Pipe) -> None:
+        uid = peer_uid(pipe)
+        if not admits(uid, os.getuid()):
+            log.warning("refused a connection from uid %s (orchd runs as uid %d)", uid, os.getuid())
+            pipe.close()
 
     def stop(self) -> None:
         if self._socket is not None:
