@@ -22,7 +22,7 @@ def test_success_cost_rate_limit_auth_and_edit(rig: Callable) -> None:
 
 
 def test_twelve_tasks_at_concurrency_three(rig: Callable) -> None:
-    scenarios.concurrency(rig("claude", hold=1.0))
+    scenarios.concurrency(rig("claude", hold=2.0))
 
 
 def test_usage_limit_parks_until_the_reset_without_spending_a_retry(rig: Callable) -> None:

@@ -20,7 +20,7 @@ def test_success_tokens_rate_limit_auth_and_edit(rig: Callable) -> None:
 
 
 def test_twelve_tasks_at_concurrency_three(rig: Callable) -> None:
-    scenarios.concurrency(rig("codex", hold=1.0))
+    scenarios.concurrency(rig("codex", hold=2.0))
 
 
 def test_not_installed_fails_at_once(tmp_path: Path, make_daemon: Callable[..., Daemon],
