@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"orchd {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("ORCH_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
+    logging.logThreads = False  # no thread names in records: sessions run on bare threads (session.py)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     paths = resolve()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import errno
 import logging
 import signal
@@ -74,6 +75,12 @@ class SessionActor(pykka.ThreadingActor):
         self.stopping: str | None = None  # TIMEOUT or CANCELLED once we began to stop it
         self.timers: list = []
         self.started = time.monotonic()
+
+    def _start_actor_loop(self) -> None:
+        # pykka starts each actor with threading.Thread.start(), which blocks the caller (the run
+        # actor) until the new thread has run; a session needs no Thread object, so its loop
+        # starts without that hand-off (measured: about half the cost of starting a session)
+        _thread.start_new_thread(self._actor_loop, ())
 
     def on_start(self) -> None:
         if self.adopted:
