@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import Daemon, write_plan
 from tests.e2e import clis
+from tests.integration.test_worktree import make_repo
 from tests.e2e.stubs.anthropic import AnthropicStub
 from tests.e2e.stubs.base import StubServer
 from tests.e2e.stubs.openai import OpenAIStub
@@ -28,8 +29,7 @@ class AgentRig:
         """Submit a plan of `tasks`, wait for the run to end; `orchctl results RUN --json`, tasks keyed by id."""
         plan = write_plan(self.tmp_path / "plan.json", {
             "name": f"e2e-{self.agent}", "workdir": str(self.workdir), "concurrency": concurrency,
-            # TODO(worktree): isolation = "worktree" and `orchctl diff RUN TASK` once that lands
-            "isolation": "none",
+            "isolation": "worktree",  # each session in its own worktree and branch of the workdir's repository
             "defaults": {"agent": self.agent, "max_retries": 2, "timeout": "90s",
                          "backoff": {"initial": "0.1s", "factor": 1.0, "max": "0.2s"}, **defaults},
             "tasks": tasks})
@@ -63,8 +63,7 @@ def rig(tmp_path: Path, make_daemon: Callable[..., Daemon], monkeypatch: pytest.
         for name, value in {**ENVS[agent](stub, tmp_path / "home"), **(env or {})}.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("PATH", clis.path_with(cli))
-        workdir = tmp_path / "work"
-        workdir.mkdir()
+        workdir = make_repo(tmp_path / "work")
         return AgentRig(agent, stub, make_daemon(max_sessions=8), workdir, tmp_path)
 
     yield make

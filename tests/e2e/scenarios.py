@@ -41,8 +41,9 @@ def mixed_plan(rig: AgentRig) -> dict[str, dict[str, Any]]:
     assert len(stub.model_requests("[denied]")) == 1  # no retry reached the provider
 
     assert edit["state"] == "completed" and edit["result"] == "I wrote notes.txt.", rig.log(run_id, "edit")
-    # TODO(worktree): with isolation = "worktree", assert `orchctl diff RUN edit` shows +written by the agent
-    assert (rig.workdir / "notes.txt").read_text() == "written by the agent\n"
+    assert edit["files"] == ["notes.txt"] and not (rig.workdir / "notes.txt").exists()  # in its own worktree
+    diff = rig.daemon.orchctl("diff", run_id, "edit", check=True).stdout
+    assert "+written by the agent" in diff, diff
     assert view["summary"]["state"] == "failed"
     return tasks
 
@@ -84,4 +85,5 @@ def resumed(rig: AgentRig) -> None:
     first, _, retry = stub.model_requests("[resume]")
     assert retry.session == first.session  # the same conversation, continued
     assert "half.txt" in json.dumps(retry.body) and "Continue where it left off" in json.dumps(retry.body)
-    assert (rig.workdir / "half.txt").read_text() == "first half\n"
+    assert task["files"] == ["half.txt"]  # the resumed attempt kept the first one's worktree
+    assert "+first half" in rig.daemon.orchctl("diff", view["summary"]["run_id"], "long", check=True).stdout
