@@ -41,12 +41,15 @@ def run_all(smoke: bool, output: Path | None, only: list[str] | None = None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="orch's benchmarks.")
-    parts = parser.add_subparsers(dest="part", metavar="PART", help="all, " + ", ".join(PARTS))
+    parts = parser.add_subparsers(dest="part", metavar="PART", help="all, markdown, " + ", ".join(PARTS))
     every = parts.add_parser("all", help="every part with its default sizes")
     every.add_argument("--smoke", action="store_true", help="every part at tiny sizes")
     every.add_argument("--output", type=Path, default=None, metavar="DIR",
                        help="directory for the JSON figures (default bench/results/)")
     every.add_argument("--only", default=None, help="a comma-separated subset of the parts, in this order")
+    markdown = parts.add_parser("markdown", help="the latest figures as Markdown (for BENCHMARKS.md)")
+    markdown.add_argument("--results", type=Path, default=None, metavar="DIR",
+                          help="where the parts wrote their JSON (default bench/results/)")
     for name in PARTS:
         module = _part(name)
         sub = parts.add_parser(name, help=_first_line(module), description=module.__doc__,
@@ -56,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.part is None:
         parser.print_help()
         return 2
+    if args.part == "markdown":
+        from bench import markdown as md
+
+        return md.main(args.results, PARTS)
     if args.part == "all":
         only = args.only.split(",") if args.only else None
         unknown = [name for name in only or [] if name not in PARTS]

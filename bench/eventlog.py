@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import synthlog
-from bench.common import (add_common_arguments, finish, fmt, iterate, median, ratio, rounded, short_tempdir,
+from bench.common import (BenchFailure, add_common_arguments, finish, fmt, iterate, median, ratio, rounded, short_tempdir,
                           table)
 
 NAME = "eventlog"
@@ -76,6 +76,7 @@ def measure_journal(scratch: Path, writers: int, appends: int) -> tuple[float, f
     work = [_events("bench-log", f"w{i}", per_writer) for i in range(writers)]
     journal = Journal(conn, state).start()
     go = threading.Barrier(writers + 1)
+    failures: list[str] = []
 
     def writer(events: list[Any]) -> None:
         durable: queue.SimpleQueue = queue.SimpleQueue()
@@ -83,9 +84,14 @@ def measure_journal(scratch: Path, writers: int, appends: int) -> tuple[float, f
         go.wait()
         for event in events:
             journal.append([event], done)
-            error = durable.get()
+            try:
+                error = durable.get(timeout=120)
+            except queue.Empty:
+                failures.append("the journal did not answer within 120s (did its thread die?)")
+                return
             if error is not None:
-                raise error
+                failures.append(str(error))
+                return
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in work]
     for thread in threads:
@@ -95,9 +101,11 @@ def measure_journal(scratch: Path, writers: int, appends: int) -> tuple[float, f
     for thread in threads:
         thread.join()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if failures:
+        raise BenchFailure(f"{len(failures)} writers failed: {failures[0]}")
     journal.stop()
     if journal.state.seq != 1 + per_writer * writers:
-        raise RuntimeError(f"the journal holds {journal.state.seq} events, expected {1 + per_writer * writers}")
+        raise BenchFailure(f"the journal holds {journal.state.seq} events, expected {1 + per_writer * writers}")
     rows = conn.execute("SELECT seq, ts, run_id, task_id, kind, payload, hash FROM events WHERE seq > 1 "
                         "ORDER BY seq").fetchall()  # what the writers appended
     conn.close()
@@ -176,23 +184,35 @@ def run(args: argparse.Namespace) -> int:
             SMOKE["writers"], SMOKE["appends"], SMOKE["replay_events"], SMOKE["repeat"])
     scratch = short_tempdir("orchbe")
     try:
-        journal, raw, commits = [], [], []
-        for i in iterate(args.repeat, "appends"):
-            (scratch / str(i)).mkdir()
-            wall, cpu, rows = measure_journal(scratch / str(i), args.writers, args.appends)
-            journal.append((wall, cpu))
-            commits.append(len({row[1] for row in rows}))
-            raw.append(measure_raw(scratch / str(i), rows, args.writers))
-            shutil.rmtree(scratch / str(i))
-        count = len(rows)
-        print(f"  building a {args.replay_events:,}-event log", file=sys.stderr, flush=True)
-        db, start = scratch / "replay" / "events.db", time.perf_counter()
-        events = synthlog.build(db, synthlog.shapes_for(args.replay_events, tasks_per_run=min(
-            10_000, max(1, args.replay_events // 40))), workdir=str(scratch))
-        build_s = time.perf_counter() - start
-        replays = [measure_replay(db) for _ in iterate(args.repeat, "replay")]
+        figures = measure(args, scratch)
+    except BenchFailure as exc:
+        print(f"bench eventlog: {exc}", file=sys.stderr)
+        return 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    finish(args, NAME, report(args, figures),
+           {"writers": args.writers, "appends": args.appends, "replay_events": args.replay_events},
+           {"method": __doc__.split("\n\n", 2)[2].strip(), **figures})
+    return 0
+
+
+def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    """Every figure of the part, measured in `scratch`."""
+    journal, raw, commits = [], [], []
+    for i in iterate(args.repeat, "appends"):
+        (scratch / str(i)).mkdir()
+        wall, cpu, rows = measure_journal(scratch / str(i), args.writers, args.appends)
+        journal.append((wall, cpu))
+        commits.append(len({row[1] for row in rows}))
+        raw.append(measure_raw(scratch / str(i), rows, args.writers))
+        shutil.rmtree(scratch / str(i))
+    count = len(rows)
+    print(f"  building a {args.replay_events:,}-event log", file=sys.stderr, flush=True)
+    db, start = scratch / "replay" / "events.db", time.perf_counter()
+    events = synthlog.build(db, synthlog.shapes_for(args.replay_events, tasks_per_run=min(
+        10_000, max(1, args.replay_events // 40))), workdir=str(scratch))
+    build_s = time.perf_counter() - start
+    replays = [measure_replay(db) for _ in iterate(args.repeat, "replay")]
     figures: dict[str, Any] = {
         "appends": {"journal": {**_stat(journal, count), "commits": commits,
                                 "mean_events_per_commit": rounded(count / median(commits), 1)},
@@ -204,7 +224,4 @@ def run(args: argparse.Namespace) -> int:
                                      figures["appends"]["raw"]["median_per_s"])),
         "replay/select": rounded(ratio(figures["replay"]["replay"]["median_s"],
                                        figures["replay"]["select"]["median_s"]))}
-    finish(args, NAME, report(args, figures),
-           {"writers": args.writers, "appends": args.appends, "replay_events": args.replay_events},
-           {"method": __doc__.split("\n\n", 2)[2].strip(), **figures})
-    return 0
+    return figures
