@@ -24,6 +24,7 @@ class AgentReport(msgspec.Struct, frozen=True, omit_defaults=True):
     tokens_in: int | None = None
     tokens_out: int | None = None
     files: list[str] = []  # worktree isolation: the files the task's branch changed since the base
+    session_totals: list[str] = []  # fields above that are running totals of the agent session, not of the attempt
 
 
 class _Event(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_defaults=True):

@@ -237,6 +237,20 @@ def _sum(values: Iterable[float | int | None]) -> float | int | None:
     return sum(present) if present else None
 
 
+def _spent(attempts: list[AttemptState], field: str) -> float | int | None:
+    """Cost or tokens over a task's attempts; a figure that is the agent session's running total
+    (a resumed session reports what it spent from its start) counts once per session, its latest."""
+    per_attempt: list[float | int | None] = []
+    per_session: dict[str, float | int] = {}
+    for attempt in attempts:
+        value = getattr(attempt.report, field)
+        if value is not None and field in attempt.report.session_totals and attempt.report.session_id:
+            per_session[attempt.report.session_id] = value
+        else:
+            per_attempt.append(value)
+    return _sum([*per_attempt, *per_session.values()])
+
+
 def task_view(task: TaskState, run: RunState | None = None) -> TaskView:
     """The view of one task (of `run`, which tells where its branch is)."""
     attempts = task.attempts
@@ -260,9 +274,9 @@ def task_view(task: TaskState, run: RunState | None = None) -> TaskView:
         pid=last.pid if last and last.outcome is None else None,
         log_path=last.log_path if last else None,
         result=last.report.result if last else "",
-        cost_usd=_sum(a.report.cost_usd for a in attempts),
-        tokens_in=_sum(a.report.tokens_in for a in attempts),  # type: ignore[arg-type]
-        tokens_out=_sum(a.report.tokens_out for a in attempts),  # type: ignore[arg-type]
+        cost_usd=_spent(attempts, "cost_usd"),
+        tokens_in=_spent(attempts, "tokens_in"),  # type: ignore[arg-type]
+        tokens_out=_spent(attempts, "tokens_out"),  # type: ignore[arg-type]
         files=last.report.files if last else [],
         branch=(f"orch/{run.run_id}/{task.spec.id}" if run is not None and attempts and not run.branches_removed
                 and task.spec.isolation == "worktree" and run.spec.repo is not None else None),

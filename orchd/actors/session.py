@@ -91,7 +91,7 @@ class SessionActor(pykka.ThreadingActor):
                 argv, cwd = self.launch.argv, self.launch.cwd
             else:
                 argv, cwd = workspace.wrap(self.prep, self.launch.argv), self.prep.workdir
-            self.process = self.ctx.executor.spawn(argv, self.env, cwd, self.log_path)
+            self.process = self.ctx.executor.spawn(argv, self.env, cwd, self.log_path, self.launch.stdin)
         except OSError as exc:
             reason = f"cannot start {self.launch.argv[0]!r}: {exc.strerror or exc}"
             # out of space or descriptors passes; a missing or unrunnable program does not
@@ -169,6 +169,9 @@ class SessionActor(pykka.ThreadingActor):
         if not lines or not lines[-1].startswith("orch: "):
             return None
         reason = lines[-1][len("orch: "):]
+        hint = getattr(self.adapter, "install_hint", "")
+        if exit.exit_code == workspace.NOT_FOUND and hint:
+            reason = f"{reason}: {hint}"
         return Outcome(RETRY if exit.exit_code == workspace.SETUP_FAILED else PERMANENT, reason=reason)
 
     def _commit(self, outcome: Outcome) -> Outcome:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Protocol
+import re
+import time
+from typing import Any, Protocol
 
 import msgspec
 
@@ -24,6 +26,7 @@ class Launch(msgspec.Struct, frozen=True):
     argv: list[str]
     cwd: str
     env: dict[str, str] = {}
+    stdin: str | None = None  # text for the process's standard input (a prompt too long for argv)
 
 
 class Exit(msgspec.Struct, frozen=True):
@@ -60,6 +63,19 @@ class AgentAdapter(Protocol):
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         """Classify an ended attempt from its exit status and output."""
         ...
+
+
+ARG_LIMIT = 100_000  # bytes: Linux refuses a single argument over 128 KiB (MAX_ARG_STRLEN)
+
+
+def with_prompt(argv: list[str], prompt: str, cwd: str, from_stdin: list[str] = ()) -> Launch:  # type: ignore[assignment]
+    """`argv -- PROMPT`, or, for a prompt too long for one argument, `argv FROM_STDIN` with the prompt on stdin.
+
+    `--` ends the options, so a prompt that starts with "-" stays the prompt.
+    """
+    if len(prompt.encode()) > ARG_LIMIT:
+        return Launch(argv=[*argv, *from_stdin], cwd=cwd, stdin=prompt)
+    return Launch(argv=[*argv, "--", prompt], cwd=cwd)
 
 
 def describe_exit(exit: Exit) -> str:
@@ -136,3 +152,108 @@ def last_words(log_path: str, limit: int = 300) -> str:
         if line and not line.startswith("{"):
             return line[:limit]
     return ""
+
+
+# ------------------------------------------------------------ failures told in words (the adapters after claude, codex)
+
+# What kind of failure an agent's error text names, most decisive first: a billing message beats a 429.
+FAILURE_PATTERNS = (
+    ("context", r"context.{0,20}(window|length)|prompt is too long|maximum context|too many tokens|"
+                r"ContextWindowExceeded"),
+    ("billing", r"credit balance|insufficient.{0,10}(credit|quota|fund|balance)|out of (free )?credits|"
+                r"billing|payment required|\b402\b"),
+    ("auth", r"api.?key (not valid|is invalid)|invalid.{0,20}(api.?key|token|credential)|incorrect api key|"
+             r"authenticat|unauthori[sz]ed|\b401\b|\b403\b|forbidden|not logged in|\blogin\b"),
+    ("model", r"model.{0,40}(not found|does not exist|not supported)|ModelNotFound|NotFoundError"),
+    ("invalid", r"BadRequestError|invalid.?request|INVALID_ARGUMENT|\b400\b"),
+    ("rate_limit", r"rate.?limit|too many requests|\b429\b|RESOURCE_EXHAUSTED|quota|usage limit"),
+    ("overload", r"overloaded|unavailable|internal server error|server error|\b50[0-9]\b|\b529\b|capacity"),
+    ("network", r"ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|fetch failed|connect|network|"
+                r"timed? ?out|socket hang up"),
+)
+FAILURE_KINDS = tuple((kind, re.compile(pattern, re.I)) for kind, pattern in FAILURE_PATTERNS)
+KIND_OUTCOMES = {"context": PERMANENT, "billing": PERMANENT, "auth": PERMANENT, "model": PERMANENT,
+                 "invalid": PERMANENT, "rate_limit": RETRY, "overload": RETRY, "network": RETRY}
+KIND_HINTS = {
+    "context": "the conversation outgrew the model's context: split the task or shorten the prompt",
+    "billing": "add credits or raise the account's spend limit, then `orchctl retry RUN`",
+    "model": "set the task's `model` to one this account can use",
+    "invalid": "the provider refused the request as invalid: check the task's `model` and `agent_args`",
+}
+PARK_AFTER = 60.0  # a named wait shorter than this is a plain retry: the backoff waits about as long
+_WAIT_RE = re.compile(r"(?:retry|try again|resets?)\s+(?:in|after)\s+"
+                      r"((?:\d+(?:\.\d+)?\s*(?:ms|h|m|s)[a-z]*[\s,]*)+)", re.I)
+_RETRY_DELAY_RE = re.compile(r"\"?retry[-_ ]?(?:after|delay)\"?\s*[:=]\s*\"?(\d+(?:\.\d+)?)\s*s?\"?", re.I)
+_WAIT_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)", re.I)
+_WAIT_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def failure_kind(text: str) -> str | None:
+    """The kind of failure (a key of KIND_OUTCOMES) that an agent's error text names, or None."""
+    return next((kind for kind, pattern in FAILURE_KINDS if pattern.search(text)), None)
+
+
+def named_wait(text: str) -> float | None:
+    """The seconds a provider said to wait before trying again ("Please retry in 3600s",
+    "try again in 6m0s", "retry-after: 30", `"retryDelay": "43200s"`), or None."""
+    if match := _WAIT_RE.search(text):
+        return sum(float(n) * _WAIT_UNITS[unit.lower()] for n, unit in _WAIT_PART_RE.findall(match.group(1)))
+    if match := _RETRY_DELAY_RE.search(text):
+        return float(match.group(1))
+    return None
+
+
+def failed(agent: str, text: str, report: AgentReport, auth_hint: str, *, kind: str | None = None,
+           wait: float | None = None) -> Outcome:
+    """The Outcome of an attempt that failed with the error `text`.
+
+    A wait the provider named (`wait`, else read from the text) of at least
+    PARK_AFTER seconds parks the task until then; otherwise the kind of failure
+    (`kind`, else read from the text) decides: permanent ones carry what the
+    user should do, everything unrecognised is retried.
+    """
+    wait = named_wait(text) if wait is None else wait
+    text = " ".join(text.split())[:1500] or "failed without saying why"
+    if wait is not None and wait >= PARK_AFTER:
+        return Outcome(PARK, reason=f"{agent}: {text}", report=report, park_until=time.time() + wait)
+    kind = kind or failure_kind(text)
+    outcome = KIND_OUTCOMES.get(kind or "", RETRY)
+    hint = auth_hint if kind == "auth" else KIND_HINTS.get(kind or "", "") if outcome == PERMANENT else ""
+    return Outcome(outcome, reason=f"{agent}: {text}" + (f" ({hint})" if hint else ""), report=report)
+
+
+def not_installed(agent: str, exit: Exit, install_hint: str, report: AgentReport = AgentReport()) -> Outcome | None:
+    """PERMANENT when the agent's program could not be started (exit 127), else None."""
+    if exit.exit_code != NOT_FOUND:
+        return None
+    words = last_words(exit.log_path) or describe_exit(exit)
+    return Outcome(PERMANENT, reason=f"{agent} not found ({words}): {install_hint}", report=report)
+
+
+def total(values: list[Any]) -> int | None:
+    """The sum of the numbers among `values`, or None when there is none."""
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return int(sum(numbers)) if numbers else None
+
+
+def claude_style_report(events: list[dict[str, Any]]) -> tuple[AgentReport, dict[str, Any] | None]:
+    """The report of a Claude-compatible stream (Cursor, Amp), with its `result` event if it has one."""
+    result = next((e for e in reversed(events) if e.get("type") == "result"), None)
+    session = next((str(e["session_id"]) for e in reversed(events) if e.get("session_id")), "")
+    usage = (result or {}).get("usage") or {}
+    cost = (result or {}).get("total_cost_usd")
+    return AgentReport(
+        result=clip(str(result.get("result") or "")) if result and not result.get("is_error") else "",
+        session_id=session,
+        cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+        tokens_in=total([usage.get(k) for k in
+                         ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]),
+        tokens_out=total([usage.get("output_tokens")])), result
+
+
+def error_words(log_path: str, limit: int = 1000) -> str:
+    """The last line of an attempt's output that starts with `Error`, else its last non-JSON line."""
+    for line in reversed(tail(log_path, 8192).splitlines()):
+        if line.lstrip().lower().startswith("error"):
+            return line.strip()[:limit]
+    return last_words(log_path, limit)

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from orchd.agents.base import (NOT_FOUND, PARK, PERMANENT, RETRY, SUCCESS, Exit, Launch, Outcome, clip,
-                               describe_exit, has_option, json_lines, last_words, resume_prompt)
+                               describe_exit, has_option, json_lines, last_words, resume_prompt, with_prompt)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
@@ -64,9 +64,8 @@ class ClaudeAdapter:
             argv += ["--resume", resume]
         if not has_option(task.agent_args, "--permission-mode", "--dangerously-skip-permissions"):
             argv += ["--permission-mode", "acceptEdits"]
-        # `--` ends the options: a prompt that starts with "-" stays the prompt
         prompt = resume_prompt(task.prompt) if resume else task.prompt
-        return Launch(argv=[*argv, *task.agent_args, "--", prompt], cwd=task.cwd)
+        return with_prompt([*argv, *task.agent_args], prompt, task.cwd)  # `claude -p` reads stdin without one
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         events = json_lines(exit.log_path)
@@ -99,7 +98,8 @@ def _report(events: list[dict[str, Any]], result: dict[str, Any] | None) -> Agen
         session_id=str(result.get("session_id") or session),
         cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
         tokens_in=tokens_in if usage else None,
-        tokens_out=int(usage.get("output_tokens") or 0) if usage else None)
+        tokens_out=int(usage.get("output_tokens") or 0) if usage else None,
+        session_totals=["cost_usd"])  # total_cost_usd counts a resumed session from its start; usage does not
 
 
 def _reset_at(events: list[dict[str, Any]]) -> float | None:

@@ -22,7 +22,7 @@ import re
 from typing import Any
 
 from orchd.agents.base import (NOT_FOUND, PARK, PERMANENT, RETRY, SUCCESS, Exit, Launch, Outcome, clip,
-                               describe_exit, has_option, json_lines, last_words, resume_prompt)
+                               describe_exit, has_option, json_lines, last_words, resume_prompt, with_prompt)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
@@ -65,9 +65,8 @@ class CodexAdapter:
         argv += task.agent_args
         if resume:
             argv += ["resume", resume]
-        # `--` ends the options: a prompt that starts with "-" (or is "resume") stays the prompt
         prompt = resume_prompt(task.prompt) if resume else task.prompt
-        return Launch(argv=[*argv, "--", prompt], cwd=task.cwd)
+        return with_prompt(argv, prompt, task.cwd, from_stdin=["-"])  # `codex exec -` reads the prompt from stdin
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         events = json_lines(exit.log_path)
@@ -101,7 +100,8 @@ def _report(events: list[dict[str, Any]]) -> AgentReport:
         elif event.get("type") == "turn.completed" and isinstance(event.get("usage"), dict):
             usage = event["usage"]  # the thread's running total (a resumed thread counts its earlier turns)
             tokens_in, tokens_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-    return AgentReport(result=clip(text), session_id=thread, tokens_in=tokens_in, tokens_out=tokens_out)
+    return AgentReport(result=clip(text), session_id=thread, tokens_in=tokens_in, tokens_out=tokens_out,
+                       session_totals=["tokens_in", "tokens_out"])  # a resumed thread counts from its start
 
 
 def _failure(events: list[dict[str, Any]], ended: dict[str, Any] | None) -> str:

@@ -64,8 +64,9 @@ class Process:
 class Executor(Protocol):
     """The seam between sessions and where processes run (this machine, or a cluster)."""
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path) -> Process:
-        """Start an attempt (argv, never a shell) with its output appended to `log_path`.
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
+              stdin: str | None = None) -> Process:
+        """Start an attempt (argv, never a shell) with its output appended to `log_path`, `stdin` as its input.
 
         Raises:
             OSError: it cannot be started.
@@ -119,20 +120,31 @@ class LocalExecutor:
         self._reactor = reactor
         self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path) -> Process:
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
+              stdin: str | None = None) -> Process:
         """Start `argv` (never through a shell) with stdout and stderr appended to `log_path`.
+
+        `stdin` is written to a file beside the log (0600) that the process reads as its input.
 
         Raises:
             OSError: the program cannot be started (not found, not executable, bad cwd).
         """
         fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        source = self._devnull
         try:
+            if stdin is not None:
+                path = log_path.with_suffix(".stdin")
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w") as f:
+                    f.write(stdin)
+                source = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             popen = subprocess.Popen(
                 ["/bin/sh", "-c", KEEPER, str(exit_file(log_path)), *argv], cwd=cwd, env=env,
-                stdin=self._devnull, stdout=fd, stderr=fd, process_group=0, close_fds=True,
+                stdin=source, stdout=fd, stderr=fd, process_group=0, close_fds=True,
             )
         finally:
             os.close(fd)
+            if source != self._devnull:
+                os.close(source)
         return Process(popen.pid, popen.pid, start_ticks(popen.pid) or 0, popen, log_path)
 
     def watch(self, process: Process, on_exit: Callable[[], None]) -> None:

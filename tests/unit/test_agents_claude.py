@@ -114,3 +114,10 @@ def test_resume_passes_the_session_and_a_continuation_prompt() -> None:
     assert argv[argv.index("--resume") + 1] == "0f0f0f0f-0000-4000-8000-000000000000"
     assert argv[-2] == "--" and argv[-1].endswith(TASK.prompt) and "Continue" in argv[-1]
     assert "--resume" not in claude.launch(TASK, 2).argv
+
+
+def test_a_prompt_too_long_for_argv_goes_on_stdin() -> None:
+    big = TaskSpec(id="t", agent="claude", cwd="/w", prompt="x" * 200_000)
+    launch = claude.launch(big, 1)
+    assert launch.stdin == big.prompt and big.prompt not in launch.argv and "--" not in launch.argv
+    assert claude.launch(TASK, 1).stdin is None

@@ -121,3 +121,11 @@ def test_resume_runs_exec_resume_with_the_thread() -> None:
     assert argv[:2] == ["codex", "exec"] and "--json" in argv[:at]
     assert argv[at + 1:at + 3] == ["01a211c4-20a0-74e0-b19c-c1f0798262b2", "--"]
     assert argv[-1].endswith(TASK.prompt) and "Continue" in argv[-1]
+
+
+def test_a_prompt_too_long_for_argv_goes_on_stdin() -> None:
+    from orchd.agents import adapter_for
+
+    big = TaskSpec(id="t", agent="codex", cwd="/w", prompt="y" * 200_000)
+    launch = adapter_for("codex").launch(big, 1)
+    assert launch.stdin == big.prompt and launch.argv[-1] == "-" and big.prompt not in launch.argv

@@ -91,3 +91,18 @@ def test_backoff_exponential_capped_and_jittered() -> None:
     full = BackoffSpec(initial=2.0, factor=2.0, max=10.0, jitter="full")
     samples = [backoff.delay(full, 3, rng) for _ in range(200)]
     assert all(0.0 <= s <= 8.0 for s in samples) and len(set(samples)) > 100
+
+
+def test_running_totals_of_a_resumed_session_count_once() -> None:
+    """Claude's cost and Codex's tokens are session totals: a resumed session's figure includes the first attempt's."""
+    from orchd.events import AgentReport
+    from orchd.state import AttemptState, _spent
+
+    def attempt(n: int, session: str, cost: float, tokens: int) -> AttemptState:
+        return AttemptState(n=n, log_path="", launched_at=0.0, report=AgentReport(
+            session_id=session, cost_usd=cost, tokens_in=tokens, session_totals=["cost_usd"]))
+
+    attempts = [attempt(1, "s1", 0.10, 100), attempt(2, "s1", 0.25, 50), attempt(3, "s2", 0.05, 10)]
+    assert _spent(attempts, "cost_usd") == 0.25 + 0.05  # latest of s1, plus s2
+    assert _spent(attempts, "tokens_in") == 160  # per attempt: summed
+    assert _spent([], "cost_usd") is None
