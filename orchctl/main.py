@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 import click
 import msgspec
 
+from orchctl.completion import complete_run, complete_task, completion
 from orchd import events as ev
 from orchd import protocol as p
 from orchd.errors import ErrorCode, OrchError
@@ -25,6 +26,11 @@ _json = msgspec.json.Encoder()
 
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(msgspec.to_builtins(obj), indent=2, sort_keys=True) + "\n")
+
+
+def _debug() -> bool:
+    """Whether tracebacks were asked for (`--debug`, or ORCH_DEBUG=1)."""
+    return os.environ.get("ORCH_DEBUG", "").lower() in ("1", "true", "yes", "on")
 
 
 def handle_errors(fn: Callable) -> Callable:
@@ -43,9 +49,9 @@ def handle_errors(fn: Callable) -> Callable:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(141)
         except Exception as exc:  # a bug: one line for the user, the traceback on request
-            if os.environ.get("ORCH_DEBUG"):
+            if _debug():
                 raise
-            click.echo(f"orchctl: internal error: {type(exc).__name__}: {exc} (ORCH_DEBUG=1 shows the traceback)",
+            click.echo(f"orchctl: internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)",
                        err=True)
             sys.exit(1)
 
@@ -70,9 +76,10 @@ def _follow(client: p.Client, *, after: int = 0, run: str | None = None, task: s
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--no-start", is_flag=True, help="Do not start orchd when none answers (also ORCH_NO_AUTOSTART=1).")
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error (also ORCH_DEBUG=1).")
 @click.version_option(package_name="orch", prog_name="orchctl")
 @click.pass_context
-def cli(ctx: click.Context, no_start: bool) -> None:
+def cli(ctx: click.Context, no_start: bool, debug: bool) -> None:
     """Run many AI coding-agent sessions in parallel from one plan.
 
     \b
@@ -81,6 +88,11 @@ def cli(ctx: click.Context, no_start: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["no_start"] = no_start
+    if debug:
+        os.environ["ORCH_DEBUG"] = "1"
+
+
+cli.add_command(completion)
 
 
 @cli.command()
@@ -109,7 +121,7 @@ def submit(ctx: click.Context, plan: Path, wait_: bool, watch: bool, as_json: bo
         click.echo(f"orchctl: warning: {warning}", err=True)
     if not (wait_ or watch):
         if as_json:
-            _print_json({"run_id": reply.run_id, "tasks": reply.tasks, "state": "running"})
+            _print_json(p.SubmittedRun(run_id=reply.run_id, tasks=reply.tasks, warnings=reply.warnings))
         else:
             click.echo(f"submitted {reply.run_id} ({reply.tasks} tasks); follow it with: orchctl watch {reply.run_id}")
         return
@@ -120,16 +132,19 @@ def submit(ctx: click.Context, plan: Path, wait_: bool, watch: bool, as_json: bo
 
 
 def _wait_for_run(client: p.Client, run_id: str, *, live: bool, quiet: bool) -> None:
+    from orchctl import live as lv
     from orchctl import render
 
-    tracker = render.RunTracker(run_id)
+    tracker = lv.RunTracker(run_id)
     if live and render.is_tty():
-        with render.WatchView(tracker) as view:
-            for rows in _follow(client, run=run_id):
-                tracker.feed(rows)
-                view.update()
-                if tracker.finished:
-                    return
+        try:
+            ended = lv.watch(client.address, tracker, render.console)
+        except KeyboardInterrupt:
+            ended = False
+        if not ended:
+            click.echo(f"orchctl: stopped watching; {run_id} goes on (orchctl watch {run_id})", err=True)
+            sys.exit(130)
+        return
     last_line = ""
     for rows in _follow(client, run=run_id, wait=5.0):
         for _row, event in tracker.feed(rows):
@@ -141,7 +156,7 @@ def _wait_for_run(client: p.Client, run_id: str, *, live: bool, quiet: bool) -> 
         if not quiet and render.is_tty() and tracker.run is not None:
             line = render.progress_line(tracker.run)
             if line != last_line:
-                click.echo("\r" + line.ljust(len(last_line)), nl=False)
+                click.echo("\r\x1b[K" + line, nl=False)  # one line, rewritten in place
                 last_line = line
         if tracker.finished:
             if last_line:
@@ -158,8 +173,7 @@ def _finish(client: p.Client, run_id: str, as_json: bool) -> None:
     if as_json:
         _print_json(view)
     else:
-        render.console.print(render.results_table(view))
-        render.console.print(render.summary_line(view.summary))
+        render.console.print(render.final_report(view))
     sys.exit(0 if view.summary.state == "completed" else 1)
 
 
@@ -177,7 +191,7 @@ def _event_line(row: Any, event: Any) -> str:
 
 
 @cli.command()
-@click.argument("run", required=False)
+@click.argument("run", required=False, shell_complete=complete_run)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (schemas/status.schema.json).")
 @click.pass_context
 @handle_errors
@@ -222,7 +236,7 @@ def runs(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run)
 @click.pass_context
 @handle_errors
 def watch(ctx: click.Context, run: str) -> None:
@@ -241,7 +255,7 @@ def watch(ctx: click.Context, run: str) -> None:
 
 
 @cli.command()
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one run of schemas/status.schema.json).")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table to paste into a pull request.")
 @click.pass_context
@@ -268,19 +282,23 @@ def results(ctx: click.Context, run: str, as_json: bool, markdown: bool) -> None
 
 
 @cli.command()
-@click.argument("run")
-@click.argument("task")
+@click.argument("run", shell_complete=complete_run)
+@click.argument("task", shell_complete=complete_task)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing output as the attempt writes it.")
 @click.option("--attempt", type=int, help="Which attempt (1-based; default: the latest).")
+@click.option("--raw", is_flag=True, help="The output as the agent wrote it (no rendering of stream-json).")
 @click.pass_context
 @handle_errors
-def logs(ctx: click.Context, run: str, task: str, follow: bool, attempt: int | None) -> None:
-    """Print the output of TASK of RUN.
+def logs(ctx: click.Context, run: str, task: str, follow: bool, attempt: int | None, raw: bool) -> None:
+    """Print the output of TASK of RUN: an agent's conversation, or the raw lines with --raw.
 
     \b
     Example:
       orchctl logs last hints-core -f
+      orchctl logs last hints-core --attempt 1 --raw | jq .
     """
+    from orchctl.activity import Conversation
+
     client = _client(ctx)
     info = client.call(p.TaskInfo(run=run, task=task))
     assert isinstance(info, p.TaskReply)
@@ -292,37 +310,42 @@ def logs(ctx: click.Context, run: str, task: str, follow: bool, attempt: int | N
         raise OrchError(f"task {task} has no attempt {n} (it has {len(info.attempts)})", ErrorCode.NOT_FOUND)
     out = sys.stdout.buffer
     offset = 0
+    conversation = None if raw else Conversation()
 
-    def drain() -> None:
+    def drain(last: bool = False) -> None:
         nonlocal offset
         try:
             with open(chosen.log_path, "rb") as f:
                 f.seek(offset)
                 while chunk := f.read(1 << 16):
-                    out.write(chunk)
+                    out.write(chunk if conversation is None else conversation.feed(chunk))
                     offset += len(chunk)
         except FileNotFoundError:
             pass
+        if last and conversation is not None:
+            out.write(conversation.flush())
         out.flush()
 
-    drain()
     if not follow or chosen.outcome is not None:
+        drain(last=True)
         return
+    drain()
     for _ in _follow(client, after=0, run=info.run_id, task=task, wait=0.2):
         drain()
         latest = client.call(p.TaskInfo(run=info.run_id, task=task))
         assert isinstance(latest, p.TaskReply)
         if next((a for a in latest.attempts if a.n == n), chosen).outcome is not None:
-            drain()
+            drain(last=True)
             return
 
 
 @cli.command()
-@click.argument("run")
-@click.argument("task")
+@click.argument("run", shell_complete=complete_run)
+@click.argument("task", shell_complete=complete_task)
+@click.option("--json", "as_json", is_flag=True, help="Print the task and its attempts as JSON (schemas/task.schema.json).")
 @click.pass_context
 @handle_errors
-def why(ctx: click.Context, run: str, task: str) -> None:
+def why(ctx: click.Context, run: str, task: str, as_json: bool) -> None:
     """Tell the story of TASK of RUN from the log: each attempt, how it ended, what comes next.
 
     \b
@@ -334,6 +357,9 @@ def why(ctx: click.Context, run: str, task: str) -> None:
     client = _client(ctx)
     info = client.call(p.TaskInfo(run=run, task=task))
     assert isinstance(info, p.TaskReply)
+    if as_json:
+        _print_json(info)
+        return
     view = info.task
     click.echo(f"{view.id} of {info.run_id}: {view.state}, {view.attempts} attempt{'s' * (view.attempts != 1)} "
                f"(at most {view.max_attempts})")
@@ -347,8 +373,8 @@ def why(ctx: click.Context, run: str, task: str) -> None:
 
 
 @cli.command()
-@click.argument("run")
-@click.argument("task")
+@click.argument("run", shell_complete=complete_run)
+@click.argument("task", shell_complete=complete_task)
 @click.pass_context
 @handle_errors
 def diff(ctx: click.Context, run: str, task: str) -> None:
@@ -366,7 +392,7 @@ def diff(ctx: click.Context, run: str, task: str) -> None:
 
 
 @cli.command()
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run)
 @click.option("--into", help="The branch to merge into (default: the branch checked out in the plan's repository).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -380,25 +406,27 @@ def merge(ctx: click.Context, run: str, into: str | None, as_json: bool) -> None
     """
     reply = _client(ctx).call(p.Merge(run=run, into=into), timeout=600.0)
     assert isinstance(reply, p.MergeReply)
-    r = reply.result
     if as_json:
         _print_json(reply)
-    else:
-        for task_id in r.merged:
-            click.echo(f"merged {task_id} into {r.into}")
-        if r.unchanged:
-            click.echo(f"nothing to merge from {len(r.unchanged)} task(s): {', '.join(r.unchanged)}")
-    if r.conflict is not None:
-        c = r.conflict
-        with_ = f" with {', '.join(c.with_tasks)} (merged before it)" if c.with_tasks else ""
-        click.echo(f"orchctl: conflict: task {c.task} conflicts{with_} in {', '.join(c.files)}; the merge of "
-                   f"{c.task} was aborted and the rest not attempted; {len(r.merged)} task(s) merged. Resolve it "
-                   f"by hand: git merge orch/{reply.run_id}/{c.task}", err=True)
-        ctx.exit(1)
+    several = len(reply.results) > 1
+    for r in reply.results:
+        where = f" ({r.repo})" if several else ""
+        if not as_json:
+            for task_id in r.merged:
+                click.echo(f"merged {task_id} into {r.into}{where}")
+            if r.unchanged:
+                click.echo(f"nothing to merge from {len(r.unchanged)} task(s){where}: {', '.join(r.unchanged)}")
+        if r.conflict is not None:
+            c = r.conflict
+            with_ = f" with {', '.join(c.with_tasks)} (merged before it)" if c.with_tasks else ""
+            click.echo(f"orchctl: conflict{where}: task {c.task} conflicts{with_} in {', '.join(c.files)}; the "
+                       f"merge of {c.task} was aborted and the rest not attempted; {len(r.merged)} task(s) merged. "
+                       f"Resolve it by hand: git merge orch/{reply.run_id}/{c.task}", err=True)
+            ctx.exit(1)
 
 
 @cli.command()
-@click.argument("run")
+@click.argument("run", shell_complete=complete_run)
 @click.option("--branches", is_flag=True, help="Also delete the tasks' branches (orch/RUN/TASK).")
 @click.pass_context
 @handle_errors
@@ -421,8 +449,8 @@ def _change(ctx: click.Context, request: p.Cancel | p.Retry) -> None:
 
 
 @cli.command()
-@click.argument("run")
-@click.argument("task", required=False)
+@click.argument("run", shell_complete=complete_run)
+@click.argument("task", required=False, shell_complete=complete_task)
 @click.pass_context
 @handle_errors
 def cancel(ctx: click.Context, run: str, task: str | None) -> None:
@@ -436,8 +464,8 @@ def cancel(ctx: click.Context, run: str, task: str | None) -> None:
 
 
 @cli.command()
-@click.argument("run")
-@click.argument("task", required=False)
+@click.argument("run", shell_complete=complete_run)
+@click.argument("task", required=False, shell_complete=complete_task)
 @click.pass_context
 @handle_errors
 def retry(ctx: click.Context, run: str, task: str | None) -> None:
@@ -451,8 +479,8 @@ def retry(ctx: click.Context, run: str, task: str | None) -> None:
 
 
 @cli.command()
-@click.option("--run", help="Only this run's events.")
-@click.option("--task", help="Only this task's events (with --run).")
+@click.option("--run", help="Only this run's events.", shell_complete=complete_run)
+@click.option("--task", help="Only this task's events (with --run).", shell_complete=complete_task)
 @click.option("--from", "from_seq", type=int, default=0, help="Start after this sequence number.")
 @click.option("--follow", is_flag=True, help="Keep printing new events as they are recorded.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
@@ -470,9 +498,9 @@ def events(ctx: click.Context, run: str | None, task: str | None, from_seq: int,
     for rows in _follow(client, after=from_seq, run=run, task=task, wait=10.0 if follow else 0.0):
         for row in rows:
             if as_json:
-                sys.stdout.write(json.dumps({"seq": row.seq, "ts": row.ts, "run_id": row.run_id,
-                                             "task_id": row.task_id, "kind": row.kind,
-                                             "event": json.loads(bytes(row.payload))}) + "\n")
+                line = p.EventLine(seq=row.seq, ts=row.ts, run_id=row.run_id, task_id=row.task_id, kind=row.kind,
+                                   event=row.payload)
+                sys.stdout.buffer.write(_json.encode(line) + b"\n")
             else:
                 click.echo(_event_line(row, ev.decode(row.kind, row.payload)))
         sys.stdout.flush()
@@ -528,7 +556,12 @@ def audit(ctx: click.Context, as_json: bool) -> None:
 
 @cli.group()
 def daemon() -> None:
-    """Start, stop or inspect orchd."""
+    """Start, stop or inspect orchd.
+
+    \b
+    Example:
+      orchctl daemon status --json
+    """
 
 
 def _daemon() -> tuple[Any, p.Pong | None]:

@@ -55,6 +55,8 @@ class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     isolation: str = "none"
     copy: list[str] = []  # worktree isolation: files copied from the workdir into the worktree (".env")
     setup: list[list[str]] = []  # worktree isolation: argvs run in the worktree before the agent
+    repo: str | None = None  # worktree isolation: the top level of the cwd's git repository (set at submit)
+    base_commit: str | None = None  # ... and the commit its branch starts from
 
 
 class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -65,8 +67,6 @@ class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     workdir: str
     tasks: list[TaskSpec]
     base: str | None = None  # worktree isolation: the branch, tag or commit the plan named (default HEAD)
-    base_commit: str | None = None  # ... resolved when the plan is submitted
-    repo: str | None = None  # ... the top level of the workdir's git repository
 
 
 # ------------------------------------------------------------ raw (what users write)
@@ -98,6 +98,7 @@ class RawTaskFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class RawTask(RawTaskFields, forbid_unknown_fields=True, kw_only=True):
     id: str
+    workdir: str | None = None  # this task's directory (another repository, say), relative to the plan's
     prompt: str | None = None
     command: list[str] | None = None
     for_each: str | None = None
@@ -288,13 +289,7 @@ def _parse(text: str, fmt: str, source: str) -> Any:
 def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpec:
     if raw.concurrency < 1:
         raise where.error("concurrency", f"must be at least 1, got {raw.concurrency}")
-    try:
-        workdir = (base_dir / Path(raw.workdir).expanduser()).resolve()
-        is_dir = workdir.is_dir()
-    except (ValueError, OSError, RuntimeError) as exc:  # NUL byte, name too long, ~user unknown
-        raise where.error("workdir", f"invalid path {raw.workdir[:200]!r}: {exc}") from None
-    if not is_dir:
-        raise where.error("workdir", f"{workdir} is not a directory")
+    workdir = _directory(base_dir, raw.workdir, "workdir", where)
     if not raw.tasks:
         raise PlanError(f"{source}: plan has no tasks (add at least one [[tasks]])")
     if len(raw.tasks) > MAX_TASKS:  # before resolving them all (seconds for 100,000)
@@ -304,8 +299,10 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
     first_seen: dict[str, str] = {}
     for i, raw_task in enumerate(raw.tasks):
         path = f"tasks[{i}]"
-        for values in _expansions(raw_task, workdir, path, where):
-            task = _task(raw_task, raw.defaults, raw.isolation, workdir, values, path, where)
+        task_dir = workdir if raw_task.workdir is None else _directory(workdir, raw_task.workdir, f"{path}.workdir",
+                                                                        where)
+        for values in _expansions(raw_task, task_dir, path, where):
+            task = _task(raw_task, raw.defaults, raw.isolation, task_dir, values, path, where)
             if task.id in first_seen:
                 origin = f" (expanded from for_each {raw_task.for_each!r})" if raw_task.for_each else ""
                 raise where.error(f"{path}.id", f"duplicate id {task.id!r}{origin} (first at {first_seen[task.id]})")
@@ -314,6 +311,18 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
             if len(tasks) > MAX_TASKS:
                 raise PlanError(f"{source}: the plan has more than {MAX_TASKS} tasks")
     return RunSpec(name=name, concurrency=raw.concurrency, workdir=str(workdir), tasks=tasks, base=raw.base)
+
+
+def _directory(base: Path, value: str, field: str, where: _Where) -> Path:
+    """An existing directory named by `value`, relative to `base` (`~` expanded)."""
+    try:
+        path = (base / Path(value).expanduser()).resolve()
+        is_dir = path.is_dir()
+    except (ValueError, OSError, RuntimeError) as exc:  # NUL byte, name too long, ~user unknown
+        raise where.error(field, f"invalid path {value[:200]!r}: {exc}") from None
+    if not is_dir:
+        raise where.error(field, f"{path} is not a directory")
+    return path
 
 
 def _expansions(task: RawTask, workdir: Path, path: str, where: _Where) -> list[dict[str, str] | None]:

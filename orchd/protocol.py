@@ -159,7 +159,7 @@ class DiffReply(_Response):
 
 class MergeReply(_Response):
     run_id: str
-    result: MergeResult
+    results: list[MergeResult]  # one per repository, in order; the last has the conflict that stopped it, if any
 
 
 class Error(_Response):
@@ -269,3 +269,30 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+
+# ------------------------------------------------------------ what `orchctl ... --json` prints besides the replies
+
+
+class SubmittedRun(msgspec.Struct, kw_only=True):
+    """`orchctl submit --json` (without --wait): the new run."""
+
+    run_id: str
+    tasks: int
+    state: str = "running"
+    warnings: list[str] = []
+
+
+class EventLine(msgspec.Struct, kw_only=True):
+    """One line of `orchctl events --json`: an event of the log with its place in it.
+
+    `event` is the event's payload, one of the kinds in schemas/events.schema.json
+    (or a kind a newer orch wrote, kept as it is).
+    """
+
+    seq: int
+    ts: float
+    run_id: str
+    task_id: str | None
+    kind: str
+    event: msgspec.Raw

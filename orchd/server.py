@@ -221,7 +221,7 @@ class Server:
         return task
 
     def _workspace(self, run: st.RunState, task: st.TaskState) -> workspace.Workspace:
-        ws = workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, run.spec, task.spec)
+        ws = workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, task.spec)
         if ws is None:
             raise OrchError(f"task {task.spec.id} of {run.run_id} runs in the workdir itself (isolation = \"none\"): "
                             "it has no branch; look at the workdir with git", ErrorCode.NOT_FOUND)
@@ -230,15 +230,23 @@ class Server:
     def _merge(self, request: p.Merge) -> p.MergeReply:
         with self.ctx.journal.lock:
             run = self._run(request.run)
-            if run.spec.repo is None:
-                raise OrchError(f"run {run.run_id} has no worktrees to merge (isolation = \"none\")",
-                                ErrorCode.NOT_FOUND)
             if run.branches_removed:
                 raise OrchError(f"run {run.run_id}'s branches were removed by `orchctl clean --branches`",
                                 ErrorCode.NOT_FOUND)
-            done = [(t.spec.id, self._workspace(run, t), st.task_view(t, run).files)
-                    for t in run.tasks.values() if t.state == "completed" and t.spec.isolation == "worktree"]
-        return p.MergeReply(run_id=run.run_id, result=workspace.merge(run.spec.repo, request.into, done))
+            by_repo: dict[str, list[tuple[str, workspace.Workspace, list[str]]]] = {}
+            for t in run.tasks.values():
+                ws = workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, t.spec)
+                if ws is not None and t.state == "completed":
+                    by_repo.setdefault(ws.repo, []).append((t.spec.id, ws, st.task_view(t, run).files))
+            if not any(t.spec.repo for t in run.tasks.values()):
+                raise OrchError(f"run {run.run_id} has no worktrees to merge (isolation = \"none\")",
+                                ErrorCode.NOT_FOUND)
+        results = []
+        for repo, done in by_repo.items():  # one repository after another; stop at a conflict
+            results.append(workspace.merge(repo, request.into, done))
+            if results[-1].conflict is not None:
+                break
+        return p.MergeReply(run_id=run.run_id, results=results)
 
     def _clean(self, request: p.Clean) -> p.Done:
         with self.ctx.journal.lock:
@@ -247,7 +255,7 @@ class Server:
                 raise OrchError(f"run {run.run_id} is still running: wait for it, or `orchctl cancel {run.run_id}`",
                                 ErrorCode.CONFLICT)
             spaces = [ws for t in run.tasks.values()
-                      if (ws := workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, run.spec, t.spec))]
+                      if (ws := workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, t.spec))]
         removed = sum(workspace.remove(ws, request.branches) for ws in spaces)
         self._record([ev.WorkspacesRemoved(run.run_id, branches=request.branches)])
         what = "worktrees and branches" if request.branches else "worktrees"

@@ -279,7 +279,7 @@ def task_view(task: TaskState, run: RunState | None = None) -> TaskView:
         tokens_out=_spent(attempts, "tokens_out"),  # type: ignore[arg-type]
         files=last.report.files if last else [],
         branch=(f"orch/{run.run_id}/{task.spec.id}" if run is not None and attempts and not run.branches_removed
-                and task.spec.isolation == "worktree" and run.spec.repo is not None else None),
+                and task.spec.repo is not None else None),
     )
 
 
@@ -300,8 +300,7 @@ def run_summary(run: RunState, views: list[TaskView] | None = None) -> RunSummar
         cost_usd=_sum(v.cost_usd for v in views),
         tokens_in=_sum(v.tokens_in for v in views),  # type: ignore[arg-type]
         tokens_out=_sum(v.tokens_out for v in views),  # type: ignore[arg-type]
-        worktrees=0 if run.worktrees_removed or run.spec.repo is None else sum(
-            1 for t in run.tasks.values() if t.attempts and t.spec.isolation == "worktree"),
+        worktrees=0 if run.worktrees_removed else sum(1 for t in run.tasks.values() if t.attempts and t.spec.repo),
     )
 
 

@@ -78,46 +78,52 @@ def git(*args: str, cwd: str, check: bool = True) -> subprocess.CompletedProcess
     return result
 
 
-def worktree_tasks(spec: RunSpec) -> list[TaskSpec]:
-    """The tasks of a run that work in worktrees."""
-    return [t for t in spec.tasks if t.isolation == "worktree"]
-
-
 def check_repo(spec: RunSpec, source: str) -> tuple[RunSpec, list[str]]:
-    """At submit: the repository and base commit of a plan with worktree tasks, and warnings.
+    """At submit: the repository and base commit of each worktree task, and warnings.
 
     Raises:
-        PlanError: the workdir is not in a git repository, or the base does not exist.
+        PlanError: a task's directory is not in a git repository, or the base does not exist there.
     """
-    if not worktree_tasks(spec):
-        return spec, []
+    found: dict[str, tuple[str, str]] = {}  # cwd -> (repo, base commit)
+    warnings: list[str] = []
+    tasks = []
+    for task in spec.tasks:
+        if task.isolation == "worktree":
+            if task.cwd not in found:
+                found[task.cwd] = _repo_of(task.cwd, spec.base, source, warnings)
+            repo, commit = found[task.cwd]
+            task = msgspec.structs.replace(task, repo=repo, base_commit=commit)
+        tasks.append(task)
+    return (msgspec.structs.replace(spec, tasks=tasks) if found else spec), warnings
+
+
+def _repo_of(cwd: str, base: str | None, source: str, warnings: list[str]) -> tuple[str, str]:
     isolated = "tasks run in git worktrees (isolation = \"worktree\", the default for agents)"
-    top = git("rev-parse", "--show-toplevel", cwd=spec.workdir, check=False)
+    top = git("rev-parse", "--show-toplevel", cwd=cwd, check=False)
     if top.returncode != 0:
-        raise PlanError(f"{source}: workdir {spec.workdir} is not in a git repository, but {isolated}: "
+        raise PlanError(f"{source}: workdir {cwd} is not in a git repository, but {isolated}: "
                         "run `git init` and commit, or set isolation = \"none\"")
     repo = top.stdout.strip()
-    base = spec.base or "HEAD"
-    found = git("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}", cwd=repo, check=False)
-    if found.returncode != 0:
-        why = "the repository has no commit yet" if base == "HEAD" else f"no branch, tag or commit {base!r}"
+    named = base or "HEAD"
+    resolved = git("rev-parse", "--verify", "--quiet", f"{named}^{{commit}}", cwd=repo, check=False)
+    if resolved.returncode != 0:
+        why = "the repository has no commit yet" if named == "HEAD" else f"no branch, tag or commit {named!r}"
         raise PlanError(f"{source}: base: {why} in {repo}")
-    commit = found.stdout.strip()
-    warnings = []
+    commit = resolved.stdout.strip()
     dirty = git("status", "--porcelain", "--untracked-files=no", cwd=repo, check=False).stdout.strip()
-    if dirty and base == "HEAD":
+    if dirty and named == "HEAD":
         warnings.append(f"{repo} has uncommitted changes; tasks start from HEAD ({commit[:12]}) and do not "
                         "see them (commit them first if they should)")
-    return msgspec.structs.replace(spec, base_commit=commit, repo=repo), warnings
+    return repo, commit
 
 
-def workspace_of(worktrees: Path, run_id: str, spec: RunSpec, task: TaskSpec) -> Workspace | None:
-    """The workspace of a task, or None when it runs in the workdir itself."""
-    if task.isolation != "worktree" or spec.repo is None or spec.base_commit is None:
+def workspace_of(worktrees: Path, run_id: str, task: TaskSpec) -> Workspace | None:
+    """The workspace of a task, or None when it runs in its directory itself."""
+    if task.isolation != "worktree" or task.repo is None or task.base_commit is None:
         return None
-    subdir = os.path.relpath(spec.workdir, spec.repo)
-    return Workspace(repo=spec.repo, path=str(worktrees / run_id / task.id), branch=f"orch/{run_id}/{task.id}",
-                     base=spec.base_commit, subdir="" if subdir == "." else subdir)
+    subdir = os.path.relpath(task.cwd, task.repo)
+    return Workspace(repo=task.repo, path=str(worktrees / run_id / task.id), branch=f"orch/{run_id}/{task.id}",
+                     base=task.base_commit, subdir="" if subdir == "." else subdir)
 
 
 def wrap(prep: Prep, argv: list[str]) -> list[str]:
@@ -247,8 +253,9 @@ class Conflict(msgspec.Struct, frozen=True):
 
 
 class MergeResult(msgspec.Struct, frozen=True):
-    """What `orchctl merge` did."""
+    """What `orchctl merge` did in one repository."""
 
+    repo: str
     into: str
     merged: list[str]  # task ids merged, in order
     unchanged: list[str]  # completed tasks whose branch had nothing new
@@ -299,14 +306,14 @@ def merge(repo: str, into: str | None, tasks: list[tuple[str, Workspace, list[st
                 files_u = git("diff", "--name-only", "--diff-filter=U", cwd=where, check=False).stdout.split()
                 git("merge", "--abort", cwd=where, check=False)
                 others = sorted({t for f in files_u for t in touched.get(f, [])})
-                return MergeResult(into, merged, unchanged, Conflict(task_id, files_u or files, others))
+                return MergeResult(repo, into, merged, unchanged, Conflict(task_id, files_u or files, others))
             merged.append(task_id)
             for name in files:
                 touched.setdefault(name, []).append(task_id)
     finally:
         if temporary:
             git("worktree", "remove", "--force", where, cwd=repo, check=False)
-    return MergeResult(into, merged, unchanged)
+    return MergeResult(repo, into, merged, unchanged)
 
 
 def _checkout_of(repo: str, branch: str) -> str | None:

@@ -135,7 +135,7 @@ class RunActor(pykka.ThreadingActor):
     def _workspace(self, task: st.TaskState, n: int) -> tuple[TaskSpec, workspace.Prep | None]:
         """The task's spec as its attempt `n` sees it, and how to prepare its worktree (None: no worktree)."""
         spec = task.spec
-        ws = workspace.workspace_of(self.ctx.paths.worktrees, self.run_id, self.run.spec, spec)
+        ws = workspace.workspace_of(self.ctx.paths.worktrees, self.run_id, spec)
         if ws is None:
             return spec, None
         spec = msgspec.structs.replace(spec, cwd=ws.cwd)

@@ -138,3 +138,19 @@ def test_diff_of_a_failed_task_shows_its_worktree(orchd: Daemon, tmp_path: Path)
     assert view["summary"]["state"] == "failed"
     diff = orchd.orchctl("diff", view["summary"]["run_id"], "t", check=True).stdout
     assert "+half = 1" in diff and "TOKEN" not in diff
+
+
+def test_one_plan_changes_several_repositories(orchd: Daemon, tmp_path: Path) -> None:
+    repos = [make_repo(tmp_path / name) for name in ("api", "web", "cli")]
+    path = write_plan(tmp_path / "plan.json", {
+        "name": "batch", "workdir": str(tmp_path), "isolation": "worktree",
+        "defaults": {"agent": "command", "max_retries": 0},
+        "tasks": [{"id": repo.name, "workdir": repo.name, "command": agent("edit", "LICENSE=MIT")}
+                  for repo in repos]})
+    view = json.loads(orchd.orchctl("submit", str(path), "--wait", "--json", check=True).stdout)
+    assert {t["id"]: t["files"] for t in view["tasks"]} == {"api": ["LICENSE"], "web": ["LICENSE"],
+                                                            "cli": ["LICENSE"]}
+    merged = orchd.orchctl("merge", view["summary"]["run_id"], check=True).stdout
+    for repo in repos:
+        assert f"merged {repo.name} into main ({repo})" in merged
+        assert (repo / "LICENSE").read_text() == "MIT\n"
