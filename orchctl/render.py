@@ -9,8 +9,6 @@ from datetime import datetime
 from typing import Iterable
 
 from rich.console import Console, Group
-from rich.live import Live
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -139,6 +137,20 @@ def results_rows(view: st.RunView) -> tuple[list[str], list[list]]:
     return header, rows
 
 
+def final_report(view: st.RunView, limit: int = 40) -> Group:
+    """What `watch` and `submit --wait` print when a run ends: the results table, then the summary line.
+
+    A large run shows only the tasks that did not complete (at most `limit`), and says how to see the rest.
+    """
+    if len(view.tasks) <= limit:
+        return Group(results_table(view), summary_line(view.summary))
+    notable = [t for t in view.tasks if t.state != "completed"][:limit]
+    rest = len(view.tasks) - len(notable)
+    parts: list = [results_table(st.RunView(summary=view.summary, tasks=notable))] if notable else []
+    parts.append(Text(f"… {rest} more tasks (orchctl results {view.summary.run_id})", style="dim"))
+    return Group(*parts, summary_line(view.summary))
+
+
 def results_markdown(view: st.RunView) -> str:
     """The review table as GitHub Markdown, to paste into a pull request."""
     header, rows = results_rows(view)
@@ -158,68 +170,6 @@ def results_markdown(view: st.RunView) -> str:
         lines += [f"- `{tid}`: " + ", ".join(f"`{f}`" for f in names) for tid, names in files]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
-
-
-class RunTracker:
-    """A client-side fold of one run's events: what watch and --wait show."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        self.state = st.State()
-
-    def feed(self, rows: list[ev.Row]) -> list[tuple[ev.Row, ev.Event | None]]:
-        out = []
-        for row in rows:
-            event = ev.decode(row.kind, row.payload)
-            st.apply(self.state, ev.Record(row.seq, row.ts, row.kind, event))
-            out.append((row, event))
-        return out
-
-    @property
-    def run(self) -> st.RunState | None:
-        return self.state.runs.get(self.run_id)
-
-    @property
-    def finished(self) -> bool:
-        run = self.run
-        return run is not None and run.state != "running"
-
-
-class WatchView:
-    """The live view: a progress bar with counts per state, and the busiest tasks."""
-
-    def __init__(self, tracker: RunTracker) -> None:
-        self.tracker = tracker
-        self.live = Live(console=console, auto_refresh=False, transient=False, redirect_stdout=False)
-
-    def __enter__(self) -> "WatchView":
-        self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.live.__exit__(None, None, None)
-
-    def render(self) -> Group:
-        run = self.tracker.run
-        if run is None:
-            return Group(Text("waiting for the run…"))
-        view = st.run_view(run)
-        s = view.summary
-        done = sum(s.counts[x] for x in st.TERMINAL)
-        elapsed = (s.finished_at or time.time()) - s.submitted_at
-        eta = ""
-        if 0 < done < s.tasks and s.state == "running":
-            eta = f"  eta {span(elapsed / done * (s.tasks - done))}"
-        bar = ProgressBar(total=max(1, s.tasks), completed=done, width=40)
-        header = Text.assemble((s.run_id, "bold"), "  ", state_text(s.state),
-                               f"  {done}/{s.tasks}  elapsed {span(elapsed)}{eta}")
-        rows = max(5, console.size.height - 6)
-        progress = Table.grid(padding=(0, 2))
-        progress.add_row(bar, counts_text(s.counts))
-        return Group(header, progress, task_rows(view.tasks, limit=rows))
-
-    def update(self) -> None:
-        self.live.update(self.render(), refresh=True)
 
 
 def event_line(run: st.RunState, event: ev.Event) -> str | None:
@@ -272,11 +222,18 @@ def what_next(task: st.TaskView) -> str:
     return f"nothing: it is {task.state}"
 
 
-def progress_line(run: st.RunState) -> str:
-    s = st.run_summary(run)
-    done = sum(s.counts[x] for x in st.TERMINAL)
-    parts = [f"{s.counts[k]} {k}" for k in st.TASK_STATES if s.counts[k]]
-    return f"{s.run_id}: {done}/{s.tasks} done ({', '.join(parts)})"
+def progress_line(run: st.RunState, now: float | None = None) -> str:
+    """One compact line: `RUN [#####-----] 12/40 done (3 running, …) 1m02s`, O(tasks)."""
+    counts = dict.fromkeys(st.TASK_STATES, 0)
+    for task in run.tasks.values():
+        counts[task.state] += 1
+    total = len(run.tasks)
+    done = sum(counts[x] for x in st.TERMINAL)
+    filled = 20 * done // max(1, total)
+    parts = [f"{counts[k]} {k}" for k in st.TASK_STATES if counts[k]]
+    elapsed = (run.finished_at or now or time.time()) - run.submitted_at
+    return (f"{run.run_id} [{'#' * filled}{'-' * (20 - filled)}] {done}/{total} done ({', '.join(parts)}) "
+            f"{span(elapsed)}")
 
 
 def is_tty() -> bool:

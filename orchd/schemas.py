@@ -44,16 +44,71 @@ def _events() -> Any:
     return Event
 
 
+def _run() -> Any:
+    from orchd.state import RunView
+
+    return RunView
+
+
+def _submitted() -> Any:
+    from orchd.protocol import SubmittedRun
+
+    return SubmittedRun
+
+
+def _event_line() -> dict[str, Any]:
+    from orchd.protocol import EventLine
+
+    schema = msgspec.json.schema(EventLine)
+    # the payload is one of the events (events.schema.json) or a kind a newer orch wrote: any object
+    schema["$defs"]["EventLine"]["properties"]["event"] = {
+        "type": "object", "description": "the event's payload; known kinds are described in events.schema.json"}
+    return schema
+
+
+def _task() -> Any:
+    from orchd.protocol import TaskReply
+
+    return TaskReply
+
+
+def _audit() -> Any:
+    from orchd.protocol import AuditReply
+
+    return AuditReply
+
+
+def _merge() -> Any:
+    from orchd.protocol import MergeReply
+
+    return MergeReply
+
+
+def _daemon() -> Any:
+    from orchd.protocol import Pong
+
+    return Pong
+
+
 SCHEMAS: dict[str, Callable[[], Any]] = {
     "plan.schema.json": _plan,  # what users write
-    "status.schema.json": _status,  # `status --json`, `replay --json`, `submit --wait --json` (one run of it)
+    "status.schema.json": _status,  # `status --json`, `replay --json`
+    "run.schema.json": _run,  # `results --json`, `submit --wait --json`, `watch`'s run (one run of status)
     "runs.schema.json": _runs,  # `runs --json`
+    "submitted.schema.json": _submitted,  # `submit --json` without --wait
+    "event-line.schema.json": _event_line,  # each line of `events --json`
+    "task.schema.json": _task,  # `why --json`
+    "audit.schema.json": _audit,  # `audit --json`
+    "merge.schema.json": _merge,  # `merge --json`
+    "daemon-status.schema.json": _daemon,  # `daemon status --json`
     "protocol.schema.json": _protocol,  # every request and response on the socket
     "events.schema.json": _events,  # the payload of every event in the log
 }
 
 
 def _schema(types: Any) -> dict[str, Any]:
+    if isinstance(types, dict):  # already a schema
+        return types
     if not isinstance(types, tuple):
         return msgspec.json.schema(types)
     # unions that cannot be one type (different tag fields): any of them, shared definitions
