@@ -94,12 +94,12 @@ class RawTaskFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     model: str | None = None
     copy: list[str] | None = None
     setup: list[list[str]] | None = None
+    prompt: str | None = None
 
 
 class RawTask(RawTaskFields, forbid_unknown_fields=True, kw_only=True):
     id: str
     workdir: str | None = None  # this task's directory (another repository, say), relative to the plan's
-    prompt: str | None = None
     command: list[str] | None = None
     for_each: str | None = None
 
@@ -409,7 +409,8 @@ def _task(raw: RawTask, defaults: RawTaskFields, isolation: str | None, workdir:
     timeout = _duration(timeout_raw, f"{path if origin == 'task' else 'defaults'}.timeout", where)
     if timeout <= 0:
         raise where.error(f"{path if origin == 'task' else 'defaults'}.timeout", "must be more than 0")
-    prompt = _fill(raw.prompt, values, f"{path}.prompt", where) if raw.prompt is not None else ""
+    prompt_raw, origin = _pick(raw, defaults, "prompt", "")
+    prompt = _fill(prompt_raw, values, f"{path if origin == 'task' else 'defaults'}.prompt", where)
     if len(prompt.encode()) > MAX_PROMPT_BYTES:
         raise where.error(f"{path}.prompt", f"is larger than {MAX_PROMPT_BYTES >> 10} KiB")
     command = [_fill(c, values, f"{path}.command[{j}]", where) for j, c in enumerate(raw.command or [])]

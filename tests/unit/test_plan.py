@@ -168,3 +168,28 @@ def test_secrets_in_plan_env_are_refused_without_echoing_them(tmp_path: Path) ->
         assert "hunter2" not in message
     assert load_plan_file(toml(tmp_path, '[[tasks]]\nid = "a"\nagent = "command"\ncommand = ["x"]\n'
                                          'env = { KEYBOARD = "us", TOKENIZER = "x" }\n')).tasks[0].env
+
+
+def test_example_plans_load(tmp_path: Path) -> None:
+    """Every plan in examples/ is valid (the multi-repository one names repositories that are not here)."""
+    from orchd.plan import load_plan_file
+
+    examples = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml"))
+    assert len(examples) >= 5
+    for path in examples:
+        if path.name == "multi-repo.toml":
+            with pytest.raises(PlanError, match="workdir: .* is not a directory"):
+                load_plan_file(path)
+            continue
+        spec = load_plan_file(path)
+        assert spec.tasks and all(t.prompt or t.command for t in spec.tasks), path.name
+
+
+def test_a_prompt_in_defaults_is_every_task_s_prompt(tmp_path: Path) -> None:
+    from orchd.plan import load_plan
+
+    (tmp_path / "a").mkdir()
+    spec = load_plan('[defaults]\nagent = "claude"\nprompt = "Do X in {name}."\n[[tasks]]\nid = "a"\nworkdir = "a"\n'
+                     '[[tasks]]\nid = "b"\nprompt = "Do Y."\n', base_dir=tmp_path)
+    assert [(t.prompt, t.cwd) for t in spec.tasks] == [("Do X in {name}.", str(tmp_path / "a")),
+                                                        ("Do Y.", str(tmp_path))]
