@@ -72,7 +72,8 @@ def _claude(event: dict, tools: dict[str, str]) -> list[str] | None:
             if not isinstance(part, dict):
                 continue
             if part.get("type") == "text" and part.get("text", "").strip():
-                lines.append(part["text"].strip())
+                text = part["text"].strip()
+                lines.append(text if kind == "assistant" else f"» {one_line(text, RESULT_CHARS)}")
             elif part.get("type") == "tool_use":
                 tools[part.get("id", "")] = part.get("name", "?")
                 lines.append(tool_call(part.get("name", "?"), part.get("input")))
@@ -93,10 +94,14 @@ def _claude(event: dict, tools: dict[str, str]) -> list[str] | None:
         info = event.get("rate_limit_info") or {}
         return [f"! rate limit {info.get('status', '')} ({info.get('rateLimitType', '')})"]
     if kind == "tool_call" and isinstance(event.get("tool_call"), dict):  # Cursor
-        if event.get("subtype") != "started":
-            return []
         name, call = next(iter(event["tool_call"].items()), ("tool", {}))
-        return [tool_call(name.removesuffix("ToolCall"), call.get("args") if isinstance(call, dict) else None)]
+        call = call if isinstance(call, dict) else {}
+        if event.get("subtype") == "started":
+            return [tool_call(name.removesuffix("ToolCall"), call.get("args"))]
+        result = call.get("result") or {}
+        done = result.get("success") or result.get("error") or result
+        shown = done.get("content", done.get("message", "")) if isinstance(done, dict) else done
+        return [f"  {'✗' if 'error' in result else '←'} {one_line(_text(shown), RESULT_CHARS)}"]
     return None
 
 
@@ -144,7 +149,7 @@ def _gemini(event: dict, tools: dict[str, str]) -> list[str] | None:
         return [f"── session {event.get('session_id', '?')} ({event.get('model', '?')})"]
     if kind == "message":
         if event.get("role") != "assistant":
-            return []
+            return [f"» {one_line(str(event.get('content', '')), RESULT_CHARS)}"]
         return [str(event.get("content", ""))]
     if kind == "tool_use":
         tools[event.get("tool_id", "")] = event.get("tool_name", "?")
@@ -159,15 +164,65 @@ def _gemini(event: dict, tools: dict[str, str]) -> list[str] | None:
     if kind == "result":
         stats = event.get("stats") or {}
         usage = _usage(stats.get("input_tokens"), stats.get("output_tokens"))
-        return [f"{'✓' if event.get('status') == 'success' else '✗'} result: {event.get('status', '?')}"
+        error = event.get("error") or {}
+        why = f": {one_line(error.get('message', ''), RESULT_CHARS)}" if isinstance(error, dict) and error else ""
+        return [f"{'✓' if event.get('status') == 'success' else '✗'} result: {event.get('status', '?')}{why}"
                 + (f" ({usage})" if usage else "")]
     return None
+
+
+def _opencode(event: dict, tools: dict[str, str]) -> list[str] | None:
+    """OpenCode `run --format json`: parts of messages (`text`, `tool_use`, `step_finish`) and `error`."""
+    kind, part = event.get("type"), event.get("part") or {}
+    if kind == "text":
+        return [str(part.get("text", "")).strip()]
+    if kind == "tool_use":
+        state = part.get("state") or {}
+        lines = [tool_call(part.get("tool", "?"), state.get("input"))]
+        if state.get("output") or state.get("error"):
+            mark = "✗" if state.get("error") else "←"
+            lines.append(f"  {mark} {one_line(_text(state.get('output') or state.get('error')), RESULT_CHARS)}")
+        return lines
+    if kind == "step_finish":
+        used = part.get("tokens") or {}
+        facts = [f"${part['cost']:.4f}" if isinstance(part.get("cost"), (int, float)) else "",
+                 _usage(used.get("input"), used.get("output"))]
+        return [f"✓ step finished ({', '.join(f for f in facts if f)})"]
+    if kind == "error":
+        error = event.get("error") or {}
+        return [f"! {error.get('name', 'error')}: {(error.get('data') or {}).get('message', '')}"]
+    return []
+
+
+def _copilot(event: dict, tools: dict[str, str]) -> list[str] | None:
+    """Copilot CLI JSON: `assistant.message`, `tool.execution_*`, `session.error`, `result`."""
+    kind, data = event.get("type", ""), event.get("data") or {}
+    if kind == "assistant.message":
+        lines = [str(data.get("content", "")).strip()]
+        lines += [tool_call(r.get("name", "?"), r.get("arguments")) for r in data.get("toolRequests") or []
+                  if isinstance(r, dict)]
+        return lines
+    if kind == "tool.execution_start":
+        return [tool_call(data.get("toolName", "?"), data.get("arguments"))]
+    if kind == "tool.execution_complete":
+        result = data.get("result") or {}
+        return [f"  ← {one_line(_text(result.get('content', result) if isinstance(result, dict) else result), RESULT_CHARS)}"]
+    if kind in ("session.error", "session.warning"):
+        return [f"! {data.get('message', '')}"]
+    if kind == "result":
+        code = event.get("exitCode")
+        return [f"{'✓' if code == 0 else '✗'} result: exit {code}"]
+    return []
 
 
 def describe(event: dict, tools: dict[str, str] | None = None) -> list[str] | None:
     """Readable lines for one stream-json event of a known agent, or None when it is not one."""
     tools = {} if tools is None else tools
     kind = str(event.get("type", ""))
+    if "part" in event or "sessionID" in event:
+        return _opencode(event, tools)
+    if "data" in event and "." in kind or (kind == "result" and "exitCode" in event):
+        return _copilot(event, tools)
     if kind.startswith(("thread.", "turn.", "item.")) or (kind == "error" and "severity" not in event):
         return _codex(event, tools)
     if kind in ("init", "message", "tool_use", "tool_result", "error") or (kind == "result" and "stats" in event):
