@@ -1,5 +1,5 @@
-"""`orchctl watch` in a real terminal (tmux): counts, a retrying task's due time, an agent's activity, keys,
-the final summary."""
+"""The live terminal experience: `watch` and `submit --wait` in a real terminal (tmux) — counts, a retrying
+task's due time, an agent's activity, keys, the final summary — and `logs` rendering an agent's conversation."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ROOT, Daemon, agent, wait_until, write_plan
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None and not os.environ.get("CI"),
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None and not os.environ.get("CI"),
                                 reason="tmux is not installed (apt-get install tmux)")
 
 # an agent that says what it does, then works until the test opens the gate
@@ -58,6 +58,7 @@ def watch_command(orchd: Daemon, *args: str) -> str:
     return f"{env} {argv}; echo EXIT=$?; sleep 600"
 
 
+@needs_tmux
 def test_watch_shows_counts_due_time_activity_and_summary(orchd: Daemon, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     plan = write_plan(tmp_path / "plan.json", {
@@ -89,6 +90,7 @@ def test_watch_shows_counts_due_time_activity_and_summary(orchd: Daemon, tmp_pat
         term.close()
 
 
+@needs_tmux
 def test_ctrl_c_leaves_the_run_alone(orchd: Daemon, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     plan = write_plan(tmp_path / "plan.json", {
@@ -107,3 +109,49 @@ def test_ctrl_c_leaves_the_run_alone(orchd: Daemon, tmp_path: Path) -> None:
     finally:
         gate.write_text("")
         term.close()
+
+
+@needs_tmux
+def test_submit_wait_keeps_one_progress_line_on_a_terminal(orchd: Daemon, tmp_path: Path) -> None:
+    plan = write_plan(tmp_path / "plan.json", {
+        "name": "waited", "workdir": str(tmp_path), "defaults": {"agent": "command"},
+        "tasks": [{"id": f"t{i}", "command": agent("record", str(tmp_path / "n"), "0.2")} for i in range(3)]})
+    term = Terminal(watch_command(orchd, "submit", str(plan), "--wait"), "wait")
+    try:
+        final = term.wait_for(lambda s: "EXIT=" in s, "submit --wait to end", timeout=60)
+        assert "EXIT=0" in final
+        progress = [line for line in final.splitlines() if " done (" in line]
+        assert len(progress) == 1 and "[####################] 3/3 done (3 completed)" in progress[0], final
+        assert re.search(r"waited-\w+  completed  3 tasks in", final)
+    finally:
+        term.close()
+
+
+def test_submit_wait_prints_plain_lines_when_not_a_terminal(orchd: Daemon, tmp_path: Path) -> None:
+    plan = write_plan(tmp_path / "plan.json", {
+        "name": "piped", "workdir": str(tmp_path),
+        "defaults": {"agent": "command", "max_retries": 1, "backoff": {"initial": "0.1s", "jitter": "none"}},
+        "tasks": [{"id": "flaky", "command": agent("flaky", str(tmp_path / "f"), "1")}]})
+    result = orchd.orchctl("submit", str(plan), "--wait")
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout and "\x1b" not in result.stdout
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(r"\[0/1\] flaky retrying: exit code 1; attempt 2 at \d\d:\d\d:\d\d", lines[0]), lines
+    assert lines[1].startswith("[1/1] flaky completed (attempt 2, ") and lines[1].endswith("): attempt 2: ok")
+
+
+def test_logs_render_an_agents_conversation_and_raw_gives_the_bytes(orchd: Daemon, tmp_path: Path) -> None:
+    fixture = ROOT / "tests" / "fixtures" / "agents" / "claude" / "edit.jsonl"
+    plan = write_plan(tmp_path / "plan.json", {
+        "name": "talk", "workdir": str(tmp_path), "defaults": {"agent": "command", "max_retries": 0},
+        "tasks": [{"id": "talk", "command": ["cat", str(fixture)]}]})
+    run_id = json.loads(orchd.orchctl("submit", str(plan), "--wait", "--json").stdout)["summary"]["run_id"]
+    rendered = orchd.orchctl("logs", run_id, "talk", check=True).stdout.splitlines()
+    assert rendered[1:] == ["→ Write /work/repo/notes.txt",
+                            "  ← File created successfully at: /work/repo/notes.txt (file state is current in your "
+                            "context — no need to Read it back)",
+                            "I wrote notes.txt.",
+                            "✓ result: I wrote notes.txt. ($0.0019, 220 in / 50 out, 2 turns)"]
+    raw = subprocess.run([sys.executable, "-m", "orchctl.main", "logs", run_id, "talk", "--raw"], env=orchd.env,
+                         capture_output=True, timeout=60)
+    assert raw.returncode == 0 and raw.stdout == fixture.read_bytes()
