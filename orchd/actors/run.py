@@ -22,7 +22,7 @@ from orchd import backoff, store, workspace
 from orchd import events as ev
 from orchd import state as st
 from orchd.actors.context import Context
-from orchd.actors.session import Cancel, SessionActor, SessionEnded, SessionStarted
+from orchd.actors.session import Cancel, SessionActor, SessionEnded
 from orchd.agents import adapter_for
 from orchd.actors.messages import CancelTasks, Enqueue, Grant, Release, RetryTasks, RunCrashed, RunDone, Withdraw
 from orchd.agents.base import CANCELLED, LOST, PARK, PERMANENT, RETRYABLE, SUCCESS, Outcome
@@ -149,10 +149,6 @@ class RunActor(pykka.ThreadingActor):
             self._committed(message)
         elif isinstance(message, Grant):
             self._launch(message.task_id)
-        elif isinstance(message, SessionStarted):
-            p = message.process
-            self._record([ev.AttemptStarted(self.run_id, message.task_id, message.attempt,
-                                            pid=p.pid, pgid=p.pgid, start_ticks=p.start_ticks)])
         elif isinstance(message, SessionEnded):
             self._ended(message)
         elif isinstance(message, _RetryDue):
@@ -172,7 +168,11 @@ class RunActor(pykka.ThreadingActor):
     # ------------------------------------------------------------ recording
 
     def _record(self, events: Sequence[ev.Event], then: Callable[[], None] | None = None) -> None:
-        """Hand `events` to the journal; fold them and run `then` once durable."""
+        """Hand `events` to the journal; fold them and run `then` once durable.
+
+        Thread-safe (it only reads the immutable actor ref and calls the journal): sessions
+        record `AttemptStarted` through it, sparing a hop through this actor's mailbox.
+        """
         ref = self.actor_ref
         self.ctx.journal.append(events, lambda recs, err: ref.tell(_Committed(recs, err, events, then)))
 
@@ -240,7 +240,8 @@ class RunActor(pykka.ThreadingActor):
                 self._ended(SessionEnded(task_id, n, None, _cancelled(), 0.0))
                 return
             self.sessions[task_id] = SessionActor.start(
-                self.ctx, self.actor_ref, spec, n, launch, adapter, env, log_path, prep)
+                self.ctx, self.actor_ref, spec, n, launch, adapter, env, log_path, prep,
+                record=self._record, run_id=self.run_id)
 
         self._record([ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))],
                      then=spawn)

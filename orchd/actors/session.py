@@ -9,11 +9,12 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 import pykka
 
+from orchd import events as ev
 from orchd import workspace
 from orchd.actors.context import Context
 from orchd.agents.base import (CANCELLED, LOST, PERMANENT, RETRY, SUCCESS, TIMEOUT, AgentAdapter, Exit, Launch,
@@ -24,13 +25,6 @@ from orchd.plan import TaskSpec
 log = logging.getLogger(__name__)
 
 PREP_EXITS = (workspace.SETUP_FAILED, workspace.CANNOT_RUN, workspace.NOT_FOUND)
-
-
-@dataclass(frozen=True)
-class SessionStarted:
-    task_id: str
-    attempt: int
-    process: Process
 
 
 @dataclass(frozen=True)
@@ -64,10 +58,12 @@ class SessionActor(pykka.ThreadingActor):
     def __init__(self, ctx: Context, run: Any, task: TaskSpec, attempt: int,
                  launch: Launch, adapter: AgentAdapter, env: dict[str, str], log_path: Path,
                  prep: workspace.Prep | None = None, adopt: Process | None = None,
-                 elapsed: float = 0.0) -> None:
+                 elapsed: float = 0.0, record: Callable[[list[ev.Event]], None] = lambda events: None,
+                 run_id: str = "") -> None:
         super().__init__()
         self.ctx, self.run, self.task, self.attempt = ctx, run, task, attempt
         self.launch, self.adapter, self.env, self.log_path = launch, adapter, env, log_path
+        self.record, self.run_id = record, run_id
         self.prep = prep  # worktree isolation: the attempt's process prepares it, then execs the agent
         self.process: Process | None = adopt  # a process that outlived the previous orchd, to watch again
         self.adopted = adopt is not None
@@ -104,7 +100,9 @@ class SessionActor(pykka.ThreadingActor):
                 pass
             self._end(None, Outcome(RETRY if transient else PERMANENT, reason=reason))
             return
-        self.run.tell(SessionStarted(self.task.id, self.attempt, self.process))
+        p = self.process  # its pid goes to the log straight from here (the run folds it when durable)
+        self.record([ev.AttemptStarted(self.run_id, self.task.id, self.attempt, pid=p.pid, pgid=p.pgid,
+                                       start_ticks=p.start_ticks)])
         self._watch()
 
     def _watch(self) -> None:
