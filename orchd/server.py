@@ -202,6 +202,8 @@ class Server:
     def _run(self, name: str) -> st.RunState:
         """A run by id, unique id prefix, or `last`. Call with the journal lock held."""
         runs = self.ctx.journal.state.runs
+        if not name:
+            raise OrchError("name a run (an id, a unique prefix of one, or `last`)", ErrorCode.NOT_FOUND)
         if name in runs:
             return runs[name]
         if name in ("last", "@") and runs:
