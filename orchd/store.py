@@ -17,6 +17,7 @@ import msgspec
 import sqlite_utils
 
 from orchd import events as ev
+from orchd import state as st
 from orchd.events import Row
 
 GENESIS = b"\x00" * 32  # the "previous hash" of the first event
@@ -151,8 +152,10 @@ class Audit(msgspec.Struct, frozen=True):
 
 
 def audit(conn: sqlite3.Connection) -> Audit:
-    """Recompute the hash chain over the whole log; name the first event that does not verify."""
+    """Recompute the hash chain over the whole log and check that nothing ran twice (`state.ExactlyOnce`);
+    name the first event that does not verify."""
     prev, expected, count = GENESIS, 1, 0
+    rules = st.ExactlyOnce()
     cursor = conn.execute("SELECT seq, ts, run_id, task_id, kind, payload, hash FROM events ORDER BY seq")
     for seq, ts, run_id, task_id, kind, payload, stored in cursor:
         if seq != expected:
@@ -161,6 +164,9 @@ def audit(conn: sqlite3.Connection) -> Audit:
         if stored != prev:
             return Audit(count, prev.hex(), seq, f"event {seq} ({kind}) does not match its hash: "
                                                  "it, or an event before it, was changed")
+        broken = rules.check(ev.decode(kind, payload))
+        if broken is not None:
+            return Audit(count, prev.hex(), seq, f"event {seq} ({kind}) breaks exactly-once: {broken}")
         count, expected = count + 1, seq + 1
     return Audit(count, prev.hex())
 
