@@ -72,6 +72,8 @@ def _follow(client: p.Client, *, after: int = 0, run: str | None = None, task: s
         assert isinstance(reply, p.EventsReply)
         after = reply.events[-1].seq if reply.events else max(after, reply.seq)
         yield reply.events
+        if reply.busy and not reply.events:  # every long-poll slot of orchd is taken: poll gently instead
+            time.sleep(0.25)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

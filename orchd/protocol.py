@@ -141,6 +141,7 @@ class Done(_Response):
 class EventsReply(_Response):
     seq: int  # the last sequence number in the log when the reply was made
     events: list[Row]
+    busy: bool = False  # orchd had no worker free to hold a long-poll: ask again a little later
 
 
 class AuditReply(_Response):

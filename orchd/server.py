@@ -30,6 +30,7 @@ from orchd.plan import load_plan
 log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT = 60.0
+RESERVED_WORKERS = 4  # workers a long-poll never takes
 SEQ_MAX = (1 << 63) - 1  # SQLite's largest integer: a larger `after` or `at` means the same as this
 
 
@@ -58,6 +59,8 @@ class Server:
                  workers: int = 16, max_message: int = 16 << 20, max_runs: int = 10_000) -> None:
         self.ctx, self.on_shutdown = ctx, on_shutdown
         self.workers, self.max_message, self.max_runs = workers, max_message, max_runs
+        # long-polls may hold all workers but a few, so that status and submit always get through
+        self._waiters = threading.BoundedSemaphore(max(1, workers - RESERVED_WORKERS))
         self._submitting = threading.Lock()  # counts runs and submits as one step: no race past max_runs
         self.started_at = time.time()
         self._socket: pynng.Rep0 | None = None
@@ -325,12 +328,17 @@ class Server:
         limit = max(1, min(request.limit, 10_000))
         deadline = time.monotonic() + max(0.0, min(request.wait, p.MAX_WAIT))
         after = _seq(request.after)
-        while True:
-            seq = self.ctx.journal.state.seq
-            rows = store.rows(conn, after=after, run_id=run_id, task_id=request.task, limit=limit)
-            remaining = deadline - time.monotonic()
-            if rows or remaining <= 0:
-                return p.EventsReply(seq=seq, events=rows)
-            # nothing matched up to `seq`: skip past it, wait for the next commit
-            after = max(after, seq)
-            self.ctx.journal.wait_for(seq, remaining)
+        waiting = request.wait > 0 and self._waiters.acquire(blocking=False)  # else: answer at once
+        try:
+            while True:
+                seq = self.ctx.journal.state.seq
+                rows = store.rows(conn, after=after, run_id=run_id, task_id=request.task, limit=limit)
+                remaining = deadline - time.monotonic()
+                if rows or remaining <= 0 or not waiting:
+                    return p.EventsReply(seq=seq, events=rows, busy=request.wait > 0 and not waiting)
+                # nothing matched up to `seq`: skip past it, wait for the next commit
+                after = max(after, seq)
+                self.ctx.journal.wait_for(seq, remaining)
+        finally:
+            if waiting:
+                self._waiters.release()

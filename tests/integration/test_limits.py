@@ -15,7 +15,7 @@ from orchd import protocol as p
 from orchd.backoff import delay
 from orchd.errors import ErrorCode, OrchError, PlanError
 from orchd.plan import MAX_PROMPT_BYTES, MAX_TASKS, BackoffSpec, load_plan
-from tests.conftest import Daemon, write_plan
+from tests.conftest import Daemon, wait_until, write_plan
 
 
 def _plan(tasks: int = 1, **extra: object) -> dict:
@@ -116,3 +116,29 @@ def test_backoff_past_the_float_range_is_the_ceiling() -> None:
     assert delay(BackoffSpec(initial=2.0, factor=2.0, max=300.0, jitter="none"), 1100) == 300.0
     assert delay(BackoffSpec(initial=0.0, factor=2.0, max=300.0, jitter="none"), 1100) == 0.0
     assert 0.0 <= delay(BackoffSpec(factor=10.0, max=60.0), 5000) <= 60.0
+
+
+def test_long_polls_never_take_the_last_workers(make_daemon: Callable[..., Daemon]) -> None:
+    """Watchers hold long-polls; past the slots for them they are told `busy`, and status still answers."""
+    orchd = make_daemon(server_workers=6)  # 2 long-poll slots, 4 workers kept free
+    held: list[p.EventsReply] = []
+    started = threading.Barrier(3)
+
+    def poll() -> None:
+        with orchd.client(timeout=30) as client:
+            started.wait()
+            held.append(client.call(p.Events(after=10**9, wait=6.0)))
+
+    pollers = [threading.Thread(target=poll) for _ in range(2)]
+    for t in pollers:
+        t.start()
+    started.wait()
+    with orchd.client(timeout=5) as client:
+        # a third long-poll is answered at once and told to come back; status is never queued behind them
+        busy = wait_until(lambda: (r := client.call(p.Events(after=10**9, wait=0.2))).busy and r, timeout=5,
+                          what="the long-poll slots to fill")
+        assert busy.events == []
+        assert client.call(p.Status()).runs == []
+    for t in pollers:
+        t.join(timeout=20)
+    assert len(held) == 2 and not any(r.busy for r in held)
