@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import re
 
-from orchd.agents.base import (SUCCESS, Exit, Launch, Outcome, clip, describe_exit, failed, last_words,
-                               not_installed, resume_prompt, tail)
+from orchd.agents.base import (SUCCESS, Exit, Launch, Outcome, clip, describe_exit, failed, last_words, not_installed,
+                               resume_prompt, tail, with_prompt_option)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
@@ -57,7 +57,8 @@ class AiderAdapter:
         if task.resume and attempt > 1:
             argv += ["--restore-chat-history"]
         prompt = resume_prompt(task.prompt) if task.resume and attempt > 1 else task.prompt
-        return Launch(argv=[*argv, *task.agent_args, f"--message={prompt}"], cwd=task.cwd)
+        return with_prompt_option([*argv, *task.agent_args], "--message", prompt, task.cwd,
+                                  ["--message-file", "/dev/stdin"])
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         text = tail(exit.log_path, 1 << 20)

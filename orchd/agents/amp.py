@@ -20,7 +20,8 @@ attempt then ends only at its timeout).
 from __future__ import annotations
 
 from orchd.agents.base import (PERMANENT, SUCCESS, Exit, Launch, Outcome, claude_style_report, describe_exit,
-                               error_words, failed, has_option, json_lines, not_installed, resume_prompt, tail)
+                               error_words, failed, has_option, json_lines, not_installed, resume_prompt, tail,
+                               with_prompt_option)
 from orchd.plan import TaskSpec
 
 AGENT = "Amp"
@@ -43,8 +44,7 @@ class AmpAdapter:
         if not has_option(task.agent_args, "--dangerously-allow-all"):
             argv += ["--dangerously-allow-all"]
         prompt = resume_prompt(task.prompt) if resume else task.prompt
-        # `--execute=` keeps a prompt that starts with "-" the prompt
-        return Launch(argv=[*argv, *task.agent_args, f"--execute={prompt}"], cwd=task.cwd)
+        return with_prompt_option([*argv, *task.agent_args], "--execute", prompt, task.cwd, ["--execute"])
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         report, result = claude_style_report(json_lines(exit.log_path))

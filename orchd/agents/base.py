@@ -257,3 +257,12 @@ def error_words(log_path: str, limit: int = 1000) -> str:
         if line.lstrip().lower().startswith("error"):
             return line.strip()[:limit]
     return last_words(log_path, limit)
+
+
+def with_prompt_option(argv: list[str], option: str, prompt: str, cwd: str,
+                       from_stdin: list[str] = ()) -> Launch:  # type: ignore[assignment]
+    """`argv OPTION=PROMPT` (one argument, so a prompt that starts with "-" stays the prompt), or, for a
+    prompt too long for one argument, `argv FROM_STDIN` with the prompt on stdin."""
+    if len(prompt.encode()) > ARG_LIMIT:
+        return Launch(argv=[*argv, *from_stdin], cwd=cwd, stdin=prompt)
+    return Launch(argv=[*argv, f"{option}={prompt}"], cwd=cwd)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchd.agents.base import (SUCCESS, Exit, Launch, Outcome, clip, describe_exit, error_words, failed, has_option,
-                               json_lines, not_installed, resume_prompt)
+                               json_lines, not_installed, resume_prompt, with_prompt_option)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
@@ -46,7 +46,7 @@ class CopilotAdapter:
         if not has_option(task.agent_args, *PERMISSION_OPTIONS):
             argv += ["--allow-all"]
         prompt = resume_prompt(task.prompt) if resume else task.prompt
-        return Launch(argv=[*argv, *task.agent_args, f"--prompt={prompt}"], cwd=task.cwd)
+        return with_prompt_option([*argv, *task.agent_args], "--prompt", prompt, task.cwd)
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         events = json_lines(exit.log_path)

@@ -17,7 +17,7 @@ choose. Authentication: CURSOR_API_KEY or `cursor-agent login`.
 from __future__ import annotations
 
 from orchd.agents.base import (SUCCESS, Exit, Launch, Outcome, claude_style_report, describe_exit, error_words,
-                               failed, has_option, json_lines, not_installed, resume_prompt)
+                               failed, has_option, json_lines, not_installed, resume_prompt, with_prompt)
 from orchd.plan import TaskSpec
 
 AGENT = "Cursor Agent"
@@ -43,7 +43,7 @@ class CursorAdapter:
         if not has_option(task.agent_args, "--trust"):
             argv += ["--trust"]
         prompt = resume_prompt(task.prompt) if resume else task.prompt
-        return Launch(argv=[*argv, *task.agent_args, "--", prompt], cwd=task.cwd)
+        return with_prompt([*argv, *task.agent_args], prompt, task.cwd)
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         report, result = claude_style_report(json_lines(exit.log_path))

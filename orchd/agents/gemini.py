@@ -27,8 +27,9 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from orchd.agents.base import (PARK, PERMANENT, RETRY, SUCCESS, Exit, Launch, Outcome, clip, describe_exit,
-                               failed, has_option, json_lines, last_words, not_installed, resume_prompt, total)
+from orchd.agents.base import (PARK, PERMANENT, RETRY, SUCCESS, Exit, Launch, Outcome, clip, describe_exit, failed,
+                               has_option, json_lines, last_words, not_installed, resume_prompt, total,
+                               with_prompt_option)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
@@ -64,8 +65,8 @@ class GeminiAdapter:
         if not has_option(task.agent_args, "--approval-mode", "--yolo", "-y"):
             argv += ["--approval-mode", "yolo"]
         prompt = resume_prompt(task.prompt) if resume else task.prompt
-        # `--prompt=` keeps a prompt that starts with "-" the prompt
-        return Launch(argv=[*argv, *task.agent_args, f"--prompt={prompt}"], cwd=task.cwd)
+        # a long prompt goes on stdin alone: Gemini CLI runs headless when stdin is not a terminal
+        return with_prompt_option([*argv, *task.agent_args], "--prompt", prompt, task.cwd)
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         events = json_lines(exit.log_path)

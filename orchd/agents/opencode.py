@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchd.agents.base import (SUCCESS, Exit, Launch, Outcome, clip, describe_exit, failed, has_option, json_lines,
-                               last_words, named_wait, not_installed, resume_prompt, tail, total)
+                               last_words, named_wait, not_installed, resume_prompt, tail, total, with_prompt)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
@@ -53,7 +53,7 @@ class OpenCodeAdapter:
         if not has_option(task.agent_args, "--auto", "--agent"):
             argv += ["--auto"]
         prompt = resume_prompt(task.prompt) if resume else task.prompt
-        return Launch(argv=[*argv, *task.agent_args, "--", prompt], cwd=task.cwd)
+        return with_prompt([*argv, *task.agent_args], prompt, task.cwd)
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         events = json_lines(exit.log_path)

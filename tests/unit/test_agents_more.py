@@ -199,3 +199,17 @@ def test_gemini_daily_quota_resets_at_the_next_midnight_pacific() -> None:
     # 2026-12-01 09:00 UTC is 01:00 PST: the next midnight is 08:00 UTC on 2 December
     assert next_quota_reset(dt.datetime(2026, 12, 1, 9, tzinfo=utc)) == dt.datetime(2026, 12, 2, 8,
                                                                                     tzinfo=utc).timestamp()
+
+
+# agent -> what stands in the argv instead of a prompt too long for one argument (the prompt goes on stdin)
+FROM_STDIN = {"gemini": "yolo", "opencode": "--auto", "cursor": "--trust", "amp": "--execute",
+              "aider": "/dev/stdin", "copilot": "--allow-all"}
+
+
+@pytest.mark.parametrize("agent", sorted(ADAPTERS))
+def test_a_prompt_too_long_for_an_argument_goes_on_stdin(agent: str) -> None:
+    prompt = "Add type hints. " * 20_000  # 320 kB: over Linux's 128 KiB for one argument
+    launch = ADAPTERS[agent].launch(task(agent, prompt=prompt), 1)
+    assert launch.stdin == prompt
+    assert launch.argv[-1] == FROM_STDIN[agent]
+    assert sum(len(arg) for arg in launch.argv) < 1000
