@@ -102,7 +102,9 @@ def activity(task: st.TaskState, view: st.TaskView) -> str:
     if task.state == "retrying":
         last = task.attempts[-1] if task.attempts else None
         if last is not None and last.outcome == "park":  # the provider said when: no retry is spent
-            return f"waiting ({view.reason}) until {time.strftime('%H:%M', time.localtime(view.due_at or 0))}"
+            due = time.localtime(view.due_at or 0)
+            clock = "%H:%M" if due[:3] == time.localtime()[:3] else "%b %d %H:%M"  # the day too, when not today
+            return f"waiting until {time.strftime(clock, due)} ({view.reason})"
         return f"next attempt at {r.when(view.due_at)} ({view.reason})"
     if task.state == "pending":
         return "waiting for a session slot"
@@ -147,7 +149,7 @@ class WatchView:
                 duration = now - view.started_at
             table.add_row(view.id, r.state_text(view.state), f"{view.attempts}/{view.max_attempts}", view.agent,
                           r.span(duration), r.cost(view.cost_usd), tokens(view.tokens_in, view.tokens_out),
-                          activity(task, view))
+                          r.fitted(activity(task, view)))
         return table
 
     def render(self) -> Group:

@@ -65,12 +65,21 @@ def runs_table(runs: Iterable[st.RunSummary]) -> Table:
 
 
 def task_table(columns: list[str], last: str) -> Table:
-    """A borderless table whose columns keep their width and whose `last` column takes the rest."""
+    """A borderless table whose columns keep their width and whose `last` column takes the rest.
+
+    Cells of the last column go through `fitted`: the column is the only one rich may narrow, and each
+    cell stays on one line, cut with an ellipsis.
+    """
     table = Table(header_style="bold", box=None)
     for col in columns:
         table.add_column(col, no_wrap=True, min_width={"TASK": 12, "STATE": 9}.get(col, len(col)))
-    table.add_column(last, no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column(last, overflow="ellipsis")
     return table
+
+
+def fitted(value: object) -> Text:
+    """A cell of a task table's last column: one line, cut with an ellipsis where the terminal ends."""
+    return Text(" ".join(str(value or "").split()), no_wrap=True, overflow="ellipsis")
 
 
 def task_rows(tasks: list[st.TaskView], limit: int | None = None) -> Table:
@@ -88,7 +97,7 @@ def task_rows(tasks: list[st.TaskView], limit: int | None = None) -> Table:
         if duration is None and task.started_at and task.state == "running":
             duration = now - task.started_at
         table.add_row(task.id, state_text(task.state), f"{task.attempts}/{task.max_attempts}", span(duration),
-                      "-" if task.exit_code is None else str(task.exit_code), cost(task.cost_usd), detail)
+                      "-" if task.exit_code is None else str(task.exit_code), cost(task.cost_usd), fitted(detail))
     if limit is not None and len(ordered) > limit:
         table.add_row(f"… {len(ordered) - limit} more", "", "", "", "", "", "")
     return table
@@ -113,7 +122,7 @@ def results_table(view: st.RunView) -> Table:
     header, rows = results_rows(view)
     table = task_table(header[:-1], header[-1])
     for task, cells in zip(sorted(view.tasks, key=lambda t: t.id), rows):
-        cells[1] = state_text(task.state)
+        cells[1], cells[-1] = state_text(task.state), fitted(cells[-1])
         table.add_row(*cells)
     return table
 

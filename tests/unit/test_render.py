@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def tracked(n: int, tmp_path: Path) -> live.RunTracker:
 
 
 def frame(tracker: live.RunTracker, only: str | None = None) -> str:
-    console = Console(record=True, width=160, height=30, color_system=None)
+    console = Console(record=True, width=120, height=30, color_system=None)
     view = live.WatchView(tracker, console)
     view.only = only
     console.print(view.render())
@@ -140,12 +141,14 @@ def test_watch_frame_of_10000_tasks(tmp_path: Path) -> None:
     lines = text.splitlines()
     assert "r  running  4999/10000 done  elapsed 1m" in lines[0] and "cost $1249.7500" in lines[0]
     assert "49%  4998 pending  1 running  2 retrying  4998 completed  1 failed" in lines[1]
+    assert lines[2].split() == ["TASK", "STATE", "ATTEMPT", "AGENT", "DURATION", "COST", "TOKENS", "ACTIVITY"]
+    assert all(len(line) <= 120 for line in lines)  # long activity is cut, no column is dropped
     tasks = [line.split()[0] for line in lines[3:] if line.startswith(" t")]
     assert tasks[:4] == ["t0", "t1", "t2", "t3"] and len(tasks) == 30 - live.CHROME
     t0, t1, t2, t3 = (lines[3 + i] for i in range(4))
     assert "running" in t0 and "1/3" in t0 and "claude" in t0 and "→ Write /work/repo/notes.txt" in t0
     assert "next attempt at" in t1 and "(overloaded)" in t1 and "$0.2500" in t1 and "1000/20" in t1
-    assert "waiting (usage limit) until" in t2
+    assert re.search(r"waiting until \d\d:\d\d \(usage limit\)", t2), t2
     assert "failed" in t3 and "invalid API key" in t3
     assert f"… {10_000 - len(tasks)} more" in text
     only_failed = frame(tracker, "failed")
