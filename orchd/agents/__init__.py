@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from orchd.agents.aider import AiderAdapter
+from orchd.agents.amp import AmpAdapter
 from orchd.agents.base import AgentAdapter
 from orchd.agents.claude import ClaudeAdapter
 from orchd.agents.codex import CodexAdapter
 from orchd.agents.command import CommandAdapter
+from orchd.agents.copilot import CopilotAdapter
+from orchd.agents.cursor import CursorAdapter
+from orchd.agents.gemini import GeminiAdapter
+from orchd.agents.opencode import OpenCodeAdapter
 
 ADAPTERS: dict[str, AgentAdapter] = {
     "claude": ClaudeAdapter(),
     "codex": CodexAdapter(),
+    "gemini": GeminiAdapter(),
+    "opencode": OpenCodeAdapter(),
+    "cursor": CursorAdapter(),
+    "amp": AmpAdapter(),
+    "aider": AiderAdapter(),
+    "copilot": CopilotAdapter(),
     "command": CommandAdapter(),
 }
 
