@@ -4,8 +4,9 @@
 
 In-process, on a real SQLite file (WAL, synchronous=FULL), through orchd's own
 `Journal` and `store`: each of W writer threads appends one event at a time
-and waits until the journal says it is durable (the callback), as a run actor
-does. Reference: the same rows (hash chain included) inserted with a raw
+and waits until the journal says it is durable (the callback) before the next;
+a second row lets each writer keep up to 16 appends in flight (run actors do
+not block on the journal: they get a message once durable). Reference: the same rows (hash chain included) inserted with a raw
 `sqlite3` executemany, one transaction per W rows, in one thread. Replay folds
 a log of N events (built with bench.synthlog) into state with `state.replay(
 store.records(conn))`, from a fresh connection; a bare SELECT of the same rows
@@ -28,6 +29,7 @@ from bench.common import (BenchFailure, add_common_arguments, finish, fmt, itera
                           table)
 
 NAME = "eventlog"
+PIPELINE = 16  # appends in flight per writer in the pipelined row (a run actor does not wait for each)
 SMOKE = {"writers": 8, "appends": 800, "replay_events": 2000, "repeat": 1}
 
 
@@ -66,12 +68,14 @@ def _open_log(path: Path, writers: int) -> tuple[Any, Any]:
     return conn, st.replay(records)
 
 
-def measure_journal(scratch: Path, writers: int, appends: int) -> tuple[float, float, list[tuple]]:
-    """(wall s, CPU s) of `appends` durable one-event appends from `writers` threads; the rows written
-    (the events of one commit share its `ts`: the rows also tell how well commits were grouped)."""
+def measure_journal(scratch: Path, writers: int, appends: int,
+                    in_flight: int = 1) -> tuple[float, float, list[tuple]]:
+    """(wall s, CPU s) of `appends` durable one-event appends from `writers` threads, each with at most
+    `in_flight` appends not yet durable (1: append, wait, append...); the rows written (the events of
+    one commit share its `ts`: the rows also tell how well commits were grouped)."""
     from orchd.actors.journal import Journal
 
-    conn, state = _open_log(scratch / "journal.db", writers)
+    conn, state = _open_log(scratch / f"journal-{in_flight}.db", writers)
     per_writer = appends // writers
     work = [_events("bench-log", f"w{i}", per_writer) for i in range(writers)]
     journal = Journal(conn, state).start()
@@ -81,17 +85,27 @@ def measure_journal(scratch: Path, writers: int, appends: int) -> tuple[float, f
     def writer(events: list[Any]) -> None:
         durable: queue.SimpleQueue = queue.SimpleQueue()
         done: Callable[[Any, Any], None] = lambda records, error: durable.put(error)  # noqa: E731
-        go.wait()
-        for event in events:
-            journal.append([event], done)
+
+        def settled() -> bool:
             try:
                 error = durable.get(timeout=120)
             except queue.Empty:
-                failures.append("the journal did not answer within 120s (did its thread die?)")
-                return
+                error = "the journal did not answer within 120s (did its thread die?)"
             if error is not None:
                 failures.append(str(error))
-                return
+            return error is None
+
+        go.wait()
+        pending = 0
+        for event in events:
+            journal.append([event], done)
+            pending += 1
+            if pending == in_flight:
+                if not settled():
+                    return
+                pending -= 1
+        while pending and settled():
+            pending -= 1
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in work]
     for thread in threads:
@@ -160,11 +174,13 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> str:
     a = figures["appends"]
     rows = [[label, fmt(a[k]["median_per_s"]), fmt(a[k]["median_s"], ".3f"), fmt(a[k]["median_cpu_s"], ".3f")]
             for k, label in (("journal", f"journal, {args.writers} writers, 1 event/append, durable"),
+                             ("pipelined", f"journal, {args.writers} writers, up to {PIPELINE} in flight each"),
                              ("raw", f"raw executemany, 1 thread, {args.writers} rows/transaction"))]
     text = (f"eventlog: {a['journal']['events']} appends, WAL + synchronous=FULL; medians of "
             f"{args.repeat} repeat(s)\n\n" + table(["appends", "events/s", "wall s", "cpu s"], rows)
             + f"\njournal commits: {fmt(median(a['journal']['commits']))}, "
-            f"{fmt(a['journal']['mean_events_per_commit'], '.1f')} events each (at most {args.writers} can wait)"
+            f"{fmt(a['journal']['mean_events_per_commit'], '.1f')} events each (at most {args.writers} can wait); "
+            f"with {PIPELINE} in flight: {fmt(a['pipelined']['mean_events_per_commit'], '.1f')} each"
             + f"\nratio journal/raw events/s: {fmt(figures['ratios']['journal/raw'], '.2f')}"
             + "   target: journal >= 50,000 events/s\n\n")
     r = figures["replay"]
@@ -198,12 +214,15 @@ def run(args: argparse.Namespace) -> int:
 
 def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     """Every figure of the part, measured in `scratch`."""
-    journal, raw, commits = [], [], []
+    journal, raw, commits, pipelined, pipelined_commits = [], [], [], [], []
     for i in iterate(args.repeat, "appends"):
         (scratch / str(i)).mkdir()
         wall, cpu, rows = measure_journal(scratch / str(i), args.writers, args.appends)
         journal.append((wall, cpu))
         commits.append(len({row[1] for row in rows}))
+        wall, cpu, pipelined_rows = measure_journal(scratch / str(i), args.writers, args.appends, PIPELINE)
+        pipelined.append((wall, cpu))
+        pipelined_commits.append(len({row[1] for row in pipelined_rows}))
         raw.append(measure_raw(scratch / str(i), rows, args.writers))
         shutil.rmtree(scratch / str(i))
     count = len(rows)
@@ -216,6 +235,8 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {
         "appends": {"journal": {**_stat(journal, count), "commits": commits,
                                 "mean_events_per_commit": rounded(count / median(commits), 1)},
+                    "pipelined": {**_stat(pipelined, count), "commits": pipelined_commits,
+                                  "mean_events_per_commit": rounded(count / median(pipelined_commits), 1)},
                     "raw": _stat(raw, count)},
         "replay": {"events": events, "build_s": round(build_s, 2),
                    **{k: _stat([r[k] for r in replays], events) for k in ("select", "decode", "replay")}}}

@@ -18,7 +18,7 @@ from bench.common import RESULTS_DIR, cpu_model
 def _part_section(doc: dict[str, Any]) -> str:
     params = " ".join(f"{k}={v}" for k, v in doc.get("params", {}).items() if k != "smoke")
     load = ", ".join(f"{x:.1f}" for x in doc.get("machine", {}).get("load_avg", []))
-    return (f"## {doc['bench']}\n\nMeasured {doc['measured_at']} (load average before it: {load}); "
+    return (f"## {doc['bench']}\n\nMeasured {doc['measured_at']} (load average as it ended: {load}); "
             f"parameters: `{params}`.\n\n```\n{doc.get('table', '').rstrip()}\n```\n")
 
 
