@@ -41,6 +41,13 @@ def orch_home(monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.rmtree(home, ignore_errors=True)
 
 
+def _toml(value: Any) -> str:
+    """A config value as TOML: a dict is an inline table (`ray = {address = "..."}`), the rest JSON."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
 class Daemon:
     """A real orchd process in ORCH_HOME, driven through orchctl or the Client."""
 
@@ -53,7 +60,7 @@ class Daemon:
     def write_config(self) -> None:
         path = self.home / "config" / "config.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in self.config.items()))
+        path.write_text("".join(f"{k} = {_toml(v)}\n" for k, v in self.config.items()))
 
     def start(self) -> "Daemon":
         self.write_config()

@@ -1,0 +1,380 @@
+"""Run attempts on a Ray cluster: one detached actor per attempt owns the agent process on its node.
+
+The actor (`Keeper`) starts the agent (argv, own process group), keeps its output in memory and
+its exit status, and answers long-polled `read(offset, wait)` calls. The daemon appends what it
+reads to the attempt's log file, so `orchctl logs -f` and the adapters' classification work as on
+the local executor. One daemon thread copies the output of every attempt: each read is a Ray
+future whose completion queues it for that thread. The daemon and its log stay the single source
+of truth: Ray's own retries are off, a dead actor (its node died) is a lost attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import logging
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import urllib.parse
+from pathlib import Path
+from typing import Any, Callable
+
+import ray
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
+
+from orchd.errors import OrchError
+from orchd.executors.local import NOT_FOUND, Process, start_ticks
+from orchd.paths import Paths
+from orchd.reactor import Reactor
+
+log = logging.getLogger(__name__)
+
+LONG_POLL = 20.0  # seconds a read waits on the node for new output
+CHUNK = 1 << 20  # bytes a read returns at most
+EOF_GRACE = 2.0  # seconds to wait for the end of output after the group is killed (an escapee holds the pipe)
+PLACEMENT_WAIT = 120.0  # seconds spawn waits for a node with a free session slot before a retryable error
+CALL_TIMEOUT = 30.0  # seconds for the quick calls (start, info) once the actor is placed
+UNAVAILABLE_RETRIES = 30  # reads of an unreachable actor, a second apart, before the attempt is lost
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_keeper() -> None:
+    """In the agent before exec: SIGKILL it when its keeper dies (the node's Ray went away)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class Keeper:
+    """The Ray actor that owns one attempt's process on its node (an async actor: one event loop)."""
+
+    def __init__(self) -> None:
+        self.popen: subprocess.Popen | None = None
+        self.pgid = 0
+        self.buffer = bytearray()
+        self.base = 0  # offset of buffer[0] in the attempt's output (the daemon has everything before)
+        self.status: tuple[int | None, int | None] | None = None  # (exit_code, signal) once reaped
+        self.eof = False
+        self.changed = asyncio.Event()
+
+    async def start(self, argv: list[str], env: dict[str, str], cwd: str, stdin: str | None) -> tuple[Any, ...]:
+        """Start the agent, `stdin` as its input; ("ok", pid, pgid, start_ticks, node) or ("error", errno, message)."""
+        node = ray.get_runtime_context().get_node_id()
+        if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:  # as the local keeper says it
+            self.buffer += (f"orch: cannot start {argv[0]!r}: not found on Ray node {node[:12]} (is it installed "
+                            f"there, and on orchd's PATH?)\n").encode()
+            self.status, self.eof = (NOT_FOUND, None), True
+            return "ok", 0, 0, 0, node
+        source: Any = subprocess.DEVNULL
+        if stdin is not None:  # an unnamed file on the node: a long prompt cannot fill a pipe and block
+            source = tempfile.TemporaryFile()
+            source.write(stdin.encode())
+            source.seek(0)
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.popen = subprocess.Popen(
+                argv, cwd=cwd, env={**env, "ORCH_NODE": node}, stdin=source, stdout=write_end,
+                stderr=write_end, process_group=0, close_fds=True, preexec_fn=_die_with_keeper)
+        except OSError as exc:
+            os.close(read_end)
+            return "error", exc.errno or errno.EIO, exc.strerror or str(exc)
+        finally:
+            os.close(write_end)
+            if stdin is not None:
+                source.close()
+        self.pgid = self.popen.pid
+        loop = asyncio.get_running_loop()
+        os.set_blocking(read_end, False)
+        loop.add_reader(read_end, self._output, read_end)
+        pidfd = os.pidfd_open(self.popen.pid)
+        loop.add_reader(pidfd, self._exited, pidfd, read_end)
+        return "ok", self.popen.pid, self.pgid, start_ticks(self.popen.pid) or 0, node
+
+    def _output(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        if data:
+            self.buffer += data
+        else:
+            self._close_output(fd)
+        self._changed()
+
+    def _close_output(self, fd: int) -> None:
+        if not self.eof:
+            self.eof = True
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
+            self._changed()
+
+    def _exited(self, pidfd: int, output_fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        # the leader is a zombie until reaped, so its group id is still ours: kill what it left behind
+        _killpg(self.pgid, signal.SIGKILL)
+        assert self.popen is not None
+        code = self.popen.wait()
+        self.status = (None, -code) if code < 0 else (code, None)
+        loop.call_later(EOF_GRACE, self._close_output, output_fd)
+        self._changed()
+
+    def _changed(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def read(self, offset: int, wait: float) -> tuple[int, bytes, bool, int | None, int | None]:
+        """Output from `offset` on, waiting up to `wait` s for some: (start, data, ended, exit_code, signal).
+
+        The daemon has everything before `offset`, so that part is dropped. `ended` is true once the
+        process has exited and `data` is the last of its output.
+        """
+        if offset > self.base:
+            del self.buffer[:offset - self.base]
+            self.base = offset
+        if not self.buffer and not self.done:
+            try:
+                await asyncio.wait_for(self.changed.wait(), wait)
+            except TimeoutError:
+                pass
+        start = max(offset, self.base)
+        data = bytes(self.buffer[start - self.base:start - self.base + CHUNK])
+        ended = self.done and start + len(data) == self.base + len(self.buffer)
+        code, sig = self.status if self.status is not None else (None, None)
+        return start, data, ended, code, sig
+
+    @property
+    def done(self) -> bool:
+        return self.status is not None and self.eof
+
+    async def signal(self, sig: int) -> None:
+        """Signal the attempt's process group, unless it has ended."""
+        if self.status is None and self.pgid > 0:
+            _killpg(self.pgid, sig)
+
+    async def info(self) -> tuple[int, int, int, str] | None:
+        """(pid, pgid, start_ticks, node) of the attempt's process, or None when it never started."""
+        if self.popen is None:
+            return None
+        return self.popen.pid, self.pgid, start_ticks(self.popen.pid) or 0, ray.get_runtime_context().get_node_id()
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill(actor: Any) -> None:
+    """Kill an attempt's actor (and so free its session slot); a dead one is fine."""
+    try:
+        ray.kill(actor, no_restart=True)
+    except (RayError, ValueError) as exc:
+        log.debug("ray: kill: %s", exc)
+
+
+class _Attempt:
+    """The daemon's side of one remote attempt: its actor, how much output is copied, its exit."""
+
+    def __init__(self, name: str, actor: Any, log_path: Path, offset: int) -> None:
+        self.name, self.actor, self.log_path, self.offset = name, actor, log_path, offset
+        self.lock = threading.Lock()
+        self.on_exit: Callable[[], None] | None = None
+        self.status: tuple[int | None, int | None] | None = None
+        self.unavailable = 0
+
+    def finish(self, status: tuple[int | None, int | None]) -> None:
+        """Record the exit (once) and tell the watcher."""
+        with self.lock:
+            if self.status is not None:
+                return
+            self.status, callback = status, self.on_exit
+        if callback is not None:
+            callback()
+
+    def watch(self, on_exit: Callable[[], None]) -> None:
+        with self.lock:
+            if self.status is None:
+                self.on_exit = on_exit
+                return
+        on_exit()
+
+
+def actor_name(run_id: str, task_id: str, attempt: int | str) -> str:
+    """The name of an attempt's actor in the namespace: found again by it after a restart."""
+    return f"orch-{run_id}-{task_id}-{attempt}"
+
+
+def connect(address: str, namespace: str) -> None:
+    """Join the Ray cluster at `address` as a driver.
+
+    Raises:
+        OrchError: the cluster cannot be reached.
+    """
+    parsed = urllib.parse.urlsplit(address if "://" in address else f"tcp://{address}")
+    if address not in ("auto", "local") and parsed.hostname and parsed.port:
+        try:  # ray.init retries an unreachable address for minutes: say so at once instead
+            socket.create_connection((parsed.hostname, parsed.port), timeout=5).close()
+        except OSError as exc:
+            raise OrchError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+    try:
+        ray.init(address=address, namespace=namespace, ignore_reinit_error=True, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
+        raise OrchError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+
+
+class RayExecutor:
+    """Spawns each attempt in its own detached Ray actor, placed on a node with a free session slot."""
+
+    def __init__(self, config: Any, reactor: Reactor, paths: Paths) -> None:
+        connect(config.address, config.namespace)
+        self._reactor, self._namespace, self._resource = reactor, config.namespace, config.session_resource
+        self._keeper = ray.remote(Keeper)
+        self._options = dict(namespace=self._namespace, lifetime="detached", max_restarts=0, max_task_retries=0,
+                             num_cpus=0, resources={self._resource: 1})
+        self._reads: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._copy, name="ray-output", daemon=True).start()
+        log.info("sessions run on the Ray cluster at %s (%g %s)", config.address,
+                 ray.cluster_resources().get(self._resource, 0), self._resource)
+
+    # ------------------------------------------------------------ the Executor seam
+
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
+              stdin: str | None = None) -> Process:
+        """Start `argv` in a new actor on a node with a free session slot; output goes to `log_path`.
+
+        Blocks until the actor is placed (at most PLACEMENT_WAIT s) and the process started.
+
+        Raises:
+            OSError: the program cannot be started on the node, or no node took it in time (EAGAIN).
+        """
+        os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
+        name = actor_name(env.get("ORCH_RUN_ID", "-"), env.get("ORCH_TASK_ID", "-"), env.get("ORCH_ATTEMPT", "-"))
+        try:
+            actor = self._keeper.options(name=name, **self._options).remote()
+        except ValueError as exc:  # a stale actor holds the name
+            raise OSError(errno.EAGAIN, f"Ray actor {name}: {exc}") from None
+        started = actor.start.remote(argv, env, cwd, stdin)
+        try:
+            reply = self._placed(started)
+        except RayActorError:  # its node died before the process started: a lost attempt
+            return Process(0, 0, 0, self._attempt(name, actor, log_path, status=(None, None)), log_path)
+        except BaseException:
+            _kill(actor)
+            raise
+        if reply[0] == "error":
+            _kill(actor)
+            raise OSError(reply[1], reply[2])
+        _, pid, pgid, ticks, _node = reply
+        return Process(pid, pgid, ticks, self._attempt(name, actor, log_path), log_path)
+
+    def watch(self, process: Process, on_exit: Callable[[], None]) -> None:
+        process.handle.watch(on_exit)
+
+    def reap(self, process: Process) -> tuple[int | None, int | None]:
+        attempt: _Attempt = process.handle
+        _kill(attempt.actor)
+        return attempt.status if attempt.status is not None else (None, None)
+
+    def signal(self, process: Process, sig: int) -> None:
+        attempt: _Attempt = process.handle
+        if attempt.status is None:
+            attempt.actor.signal.remote(int(sig))
+
+    def find(self, run_id: str, task_id: str, attempt: int, known: Process | None, log_path: Path) -> Process | None:
+        name = actor_name(run_id, task_id, attempt)
+        try:
+            actor = ray.get_actor(name, namespace=self._namespace)
+        except ValueError:
+            return None
+        try:
+            found = ray.get(actor.info.remote(), timeout=CALL_TIMEOUT)
+        except (RayError, GetTimeoutError):
+            found = None
+        if found is None:  # dead, unreachable, or orchd died before it started the process
+            _kill(actor)
+            return None
+        pid, pgid, ticks, _node = found
+        try:
+            offset = log_path.stat().st_size
+        except FileNotFoundError:
+            offset = 0
+        return Process(pid, pgid, ticks, self._attempt(name, actor, log_path, offset=offset), log_path)
+
+    # ------------------------------------------------------------ placement and output
+
+    def _placed(self, started: Any) -> tuple[Any, ...]:
+        """The reply of `start`, once the actor is placed; EAGAIN when no node takes it in time."""
+        waited = 0.0
+        while waited < PLACEMENT_WAIT:
+            ready, _ = ray.wait([started], timeout=1.0)
+            if ready:
+                return ray.get(started, timeout=CALL_TIMEOUT)
+            waited += 1.0
+            if ray.cluster_resources().get(self._resource, 0) < 1:
+                break
+        raise OSError(errno.EAGAIN, f"no node of the Ray cluster had a free {self._resource} "
+                                    f"(waited {waited:g}s; each node declares how many it takes)")
+
+    def _attempt(self, name: str, actor: Any, log_path: Path, offset: int = 0,
+                 status: tuple[int | None, int | None] | None = None) -> _Attempt:
+        attempt = _Attempt(name, actor, log_path, offset)
+        if status is not None:
+            attempt.finish(status)
+        else:
+            self._read(attempt)
+        return attempt
+
+    def _read(self, attempt: _Attempt) -> None:
+        """Ask the actor for output past what is copied; the reply is queued for the copying thread."""
+        future = attempt.actor.read.remote(attempt.offset, LONG_POLL).future()
+        future.add_done_callback(lambda f: self._reads.put((attempt, f)))
+
+    def _copy(self) -> None:
+        """The one thread that appends every attempt's output to its log file and notices exits."""
+        while True:
+            attempt, future = self._reads.get()
+            try:
+                self._copied(attempt, future)
+            except Exception:  # a bug here must not stop the output of every other attempt
+                log.exception("ray: copying the output of %s failed", attempt.name)
+                attempt.finish((None, None))
+
+    def _copied(self, attempt: _Attempt, future: Any) -> None:
+        try:
+            start, data, ended, code, sig = future.result()
+        except ActorUnavailableError:
+            attempt.unavailable += 1
+            if attempt.unavailable < UNAVAILABLE_RETRIES:
+                self._reactor.call_later(1.0, lambda: self._read(attempt))
+                return
+            log.warning("ray: %s unreachable for %ds: the attempt is lost", attempt.name, UNAVAILABLE_RETRIES)
+            attempt.finish((None, None))
+            return
+        except RayError as exc:  # the actor died (its node died, or it was killed): the status is lost
+            log.warning("ray: %s died: %s", attempt.name, (str(exc) or type(exc).__name__).splitlines()[0])
+            attempt.finish((None, None))
+            return
+        attempt.unavailable = 0
+        if data:
+            fd = os.open(attempt.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        attempt.offset = start + len(data)
+        if ended:
+            attempt.finish((code, sig))
+        else:
+            self._read(attempt)
