@@ -29,7 +29,7 @@ def test_twelve_tasks_at_concurrency_three(rig: Callable) -> None:
 def test_usage_limit_parks_until_the_reset_without_spending_a_retry(rig: Callable) -> None:
     # a Claude subscription (OAuth token) reports its usage windows; the API-key rate limit does not
     claude = rig("claude", env={"ANTHROPIC_API_KEY": "", "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-dummy"})
-    reset = int(time.time()) + 3
+    reset = int(time.time()) + 6  # margin for a loaded machine: a reset already past is a plain retry
     claude.stub.script("[limited]", Fail(429, "rate_limit_error", "rate limited", {
         "anthropic-ratelimit-unified-status": "rejected", "anthropic-ratelimit-unified-reset": str(reset),
         "anthropic-ratelimit-unified-representative-claim": "five_hour"}), Reply("Back after the reset."))
