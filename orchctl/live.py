@@ -15,6 +15,7 @@ import select
 import sys
 import threading
 import time
+from typing import Iterator
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -45,7 +46,10 @@ class RunTracker:
 
     def feed(self, rows: list[ev.Row]) -> list[tuple[ev.Row, ev.Event | None]]:
         """Fold `rows` in; return each with its decoded event (None for an unknown kind)."""
-        out = []
+        return list(self.steps(rows))
+
+    def steps(self, rows: list[ev.Row]) -> Iterator[tuple[ev.Row, ev.Event | None]]:
+        """Fold `rows` in one by one, yielding each (with its event) right after it is folded."""
         for row in rows:
             event = ev.decode(row.kind, row.payload)
             st.apply(self.state, ev.Record(row.seq, row.ts, row.kind, event))
@@ -56,8 +60,7 @@ class RunTracker:
                 if report.tokens_in is not None or report.tokens_out is not None:
                     self.tokens_in = (self.tokens_in or 0) + (report.tokens_in or 0)
                     self.tokens_out = (self.tokens_out or 0) + (report.tokens_out or 0)
-            out.append((row, event))
-        return out
+            yield row, event
 
     @property
     def run(self) -> st.RunState | None:

@@ -149,7 +149,7 @@ def _wait_for_run(client: p.Client, run_id: str, *, live: bool, quiet: bool) -> 
         return
     last_line = ""
     for rows in _follow(client, run=run_id, wait=5.0):
-        for _row, event in tracker.feed(rows):
+        for _row, event in tracker.steps(rows):  # each line from the state as of its event
             if quiet or render.is_tty() or event is None or tracker.run is None:
                 continue
             line = render.event_line(tracker.run, event)
