@@ -238,11 +238,11 @@ def runs(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("run", shell_complete=complete_run)
+@click.argument("run", default="last", shell_complete=complete_run)
 @click.pass_context
 @handle_errors
 def watch(ctx: click.Context, run: str) -> None:
-    """Watch RUN live until it ends (Ctrl-C leaves the run alone).
+    """Watch RUN (default: the newest) live until it ends; f filters by state, q or Ctrl-C leaves it running.
 
     \b
     Example:
