@@ -16,6 +16,7 @@ from typing import Any
 
 from orchd import protocol as p
 from tests.conftest import Daemon, agent, wait_until, write_plan
+from tests.integration.test_worktree import make_repo, run_plan
 from tests.ray.conftest import RayCluster, node_args, ray_or_skip
 
 ray_or_skip()
@@ -198,3 +199,17 @@ def test_same_plan_same_log_shape_as_local(make_daemon, cluster: RayCluster, tmp
     assert shapes[0] == shapes[1]
     assert views[0] == views[1] == {"ok": ("completed", 1), "flaky": ("completed", 2), "bad": ("failed", 1),
                                     "missing": ("failed", 1)}
+
+
+def test_worktrees_on_nodes_that_share_the_repository_path(ray_daemon, tmp_path: Path) -> None:
+    # the nodes see the repository and ORCH_HOME at the same paths (one machine here; NFS or alike across machines)
+    repo = make_repo(tmp_path / "repo")
+    daemon = ray_daemon()
+    view = run_plan(daemon, tmp_path, repo, [{"id": "docs", "command": agent("edit", "README.md=# app, on ray")},
+                                             {"id": "feature", "command": agent("edit", "feature.py=print(1)")}])
+    assert view["summary"]["state"] == "completed", view
+    run_id = view["summary"]["run_id"]
+    assert {t["id"]: t["files"] for t in view["tasks"]} == {"docs": ["README.md"], "feature": ["feature.py"]}
+    assert "+# app, on ray" in daemon.orchctl("diff", run_id, "docs", check=True).stdout
+    daemon.orchctl("merge", run_id, check=True)
+    assert (repo / "README.md").read_text() == "# app, on ray\n" and (repo / "feature.py").exists()
