@@ -179,6 +179,7 @@ class EventFeed(threading.Thread):
         self.batches: queue.SimpleQueue[list[ev.Row] | BaseException] = queue.SimpleQueue()
         self.wake_r, self.wake_w = os.pipe()
         self.stopping = False
+        self.stopped = threading.Event()
 
     def run(self) -> None:
         try:
@@ -188,6 +189,8 @@ class EventFeed(threading.Thread):
                 if reply.events:
                     self.after = reply.events[-1].seq
                     self._put(reply.events)
+                elif reply.busy:  # every long-poll slot of orchd is taken: poll gently instead
+                    self.stopped.wait(0.25)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
             if not self.stopping:
                 self._put(exc)
@@ -209,6 +212,7 @@ class EventFeed(threading.Thread):
 
     def stop(self) -> None:
         self.stopping = True
+        self.stopped.set()
         self.client.close()  # ends a long-poll in flight
         self.join(timeout=2.0)
         if not self.is_alive():  # else leave the pipe open: the thread may still write to it
