@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 LONG_POLL = 20.0  # seconds a read waits on the node for new output
 CHUNK = 1 << 20  # bytes a read returns at most
 EOF_GRACE = 2.0  # seconds to wait for the end of output after the group is killed (an escapee holds the pipe)
-PLACEMENT_WAIT = 120.0  # seconds spawn waits for a node with a free session slot before a retryable error
+NO_SLOT_WAIT = 30.0  # seconds spawn waits while no node of the cluster offers a session slot at all
 CALL_TIMEOUT = 30.0  # seconds for the quick calls (start, info) once the actor is placed
 UNAVAILABLE_RETRIES = 30  # reads of an unreachable actor, a second apart, before the attempt is lost
 
@@ -182,6 +182,10 @@ def _kill(actor: Any) -> None:
         log.debug("ray: kill: %s", exc)
 
 
+class _Closing(Exception):
+    """orchd is stopping while an attempt waits to be placed."""
+
+
 class _Attempt:
     """The daemon's side of one remote attempt: its actor, how much output is copied, its exit."""
 
@@ -214,8 +218,8 @@ def actor_name(run_id: str, task_id: str, attempt: int | str) -> str:
     return f"orch-{run_id}-{task_id}-{attempt}"
 
 
-def connect(address: str, namespace: str) -> None:
-    """Join the Ray cluster at `address` as a driver.
+def connect(address: str, namespace: str, resource: str) -> None:
+    """Join the Ray cluster at `address` as a driver ("local": start a one-node cluster in orchd, for trying out).
 
     Raises:
         OrchError: the cluster cannot be reached.
@@ -226,8 +230,11 @@ def connect(address: str, namespace: str) -> None:
             socket.create_connection((parsed.hostname, parsed.port), timeout=5).close()
         except OSError as exc:
             raise OrchError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+    # a cluster started here has no session resource unless given one: as many as orchd's default cap
+    local = ({"resources": {resource: (os.cpu_count() or 1) * 4}, "include_dashboard": False}
+             if address == "local" else {})
     try:
-        ray.init(address=address, namespace=namespace, ignore_reinit_error=True, log_to_driver=False)
+        ray.init(address=address, namespace=namespace, ignore_reinit_error=True, log_to_driver=False, **local)
     except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
         raise OrchError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
@@ -236,12 +243,13 @@ class RayExecutor:
     """Spawns each attempt in its own detached Ray actor, placed on a node with a free session slot."""
 
     def __init__(self, config: Any, reactor: Reactor, paths: Paths) -> None:
-        connect(config.address, config.namespace)
+        connect(config.address, config.namespace, config.session_resource)
         self._reactor, self._namespace, self._resource = reactor, config.namespace, config.session_resource
         self._keeper = ray.remote(Keeper)
         self._options = dict(namespace=self._namespace, lifetime="detached", max_restarts=0, max_task_retries=0,
                              num_cpus=0, resources={self._resource: 1})
         self._reads: queue.SimpleQueue = queue.SimpleQueue()
+        self._closing = threading.Event()
         threading.Thread(target=self._copy, name="ray-output", daemon=True).start()
         log.info("sessions run on the Ray cluster at %s (%g %s)", config.address,
                  ray.cluster_resources().get(self._resource, 0), self._resource)
@@ -252,10 +260,12 @@ class RayExecutor:
               stdin: str | None = None) -> Process:
         """Start `argv` in a new actor on a node with a free session slot; output goes to `log_path`.
 
-        Blocks until the actor is placed (at most PLACEMENT_WAIT s) and the process started.
+        Blocks until the actor is placed and the process started: while every slot of the cluster
+        is taken (orchd's max_sessions above the cluster's capacity), or until `close()`, after
+        which the attempt is lost (and retried without spending a retry by the next orchd).
 
         Raises:
-            OSError: the program cannot be started on the node, or no node took it in time (EAGAIN).
+            OSError: the program cannot be started on the node, or no node offers a slot at all (EAGAIN).
         """
         os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
         name = actor_name(env.get("ORCH_RUN_ID", "-"), env.get("ORCH_TASK_ID", "-"), env.get("ORCH_ATTEMPT", "-"))
@@ -266,7 +276,8 @@ class RayExecutor:
         started = actor.start.remote(argv, env, cwd, stdin)
         try:
             reply = self._placed(started)
-        except RayActorError:  # its node died before the process started: a lost attempt
+        except (RayActorError, _Closing):  # its node died before the process started, or orchd stops: lost
+            _kill(actor)
             return Process(0, 0, 0, self._attempt(name, actor, log_path, status=(None, None)), log_path)
         except BaseException:
             _kill(actor)
@@ -312,18 +323,27 @@ class RayExecutor:
 
     # ------------------------------------------------------------ placement and output
 
+    def capacity(self) -> int:
+        """Sessions the cluster runs at once: the sum of its nodes' session resource."""
+        return int(ray.cluster_resources().get(self._resource, 0))
+
+    def close(self) -> None:
+        """orchd stops: attempts still waiting for a node give up (they are lost, not failed)."""
+        self._closing.set()
+
     def _placed(self, started: Any) -> tuple[Any, ...]:
-        """The reply of `start`, once the actor is placed; EAGAIN when no node takes it in time."""
-        waited = 0.0
-        while waited < PLACEMENT_WAIT:
+        """The reply of `start`, once the actor is placed (a slot of its node is free)."""
+        without_slots = 0.0
+        while True:
             ready, _ = ray.wait([started], timeout=1.0)
             if ready:
                 return ray.get(started, timeout=CALL_TIMEOUT)
-            waited += 1.0
-            if ray.cluster_resources().get(self._resource, 0) < 1:
-                break
-        raise OSError(errno.EAGAIN, f"no node of the Ray cluster had a free {self._resource} "
-                                    f"(waited {waited:g}s; each node declares how many it takes)")
+            if self._closing.is_set():
+                raise _Closing()
+            without_slots = without_slots + 1.0 if self.capacity() < 1 else 0.0
+            if without_slots >= NO_SLOT_WAIT:
+                raise OSError(errno.EAGAIN, f"no node of the Ray cluster offers {self._resource} (for "
+                                            f"{without_slots:g}s; each node declares how many sessions it takes)")
 
     def _attempt(self, name: str, actor: Any, log_path: Path, offset: int = 0,
                  status: tuple[int | None, int | None] | None = None) -> _Attempt:

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from orchd import protocol as p
 from tests.conftest import Daemon, agent, wait_until, write_plan
 from tests.integration.test_worktree import make_repo, run_plan
@@ -213,3 +215,8 @@ def test_worktrees_on_nodes_that_share_the_repository_path(ray_daemon, tmp_path:
     assert "+# app, on ray" in daemon.orchctl("diff", run_id, "docs", check=True).stdout
     daemon.orchctl("merge", run_id, check=True)
     assert (repo / "README.md").read_text() == "# app, on ray\n" and (repo / "feature.py").exists()
+
+
+def test_an_unreachable_cluster_is_a_clear_error(make_daemon) -> None:
+    with pytest.raises(AssertionError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:9: .*refused"):
+        make_daemon(executor="ray", ray={"address": "127.0.0.1:9"})
