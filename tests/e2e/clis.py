@@ -8,6 +8,7 @@ loopback, so nothing leaves the machine and nothing of the user's is read.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -17,10 +18,12 @@ import pytest
 from tests.e2e.stubs.base import StubServer
 
 BIN = Path(__file__).resolve().parent / "node_modules" / ".bin"
-PACKAGES = {"claude": "@anthropic-ai/claude-code", "codex": "@openai/codex"}
+PACKAGES = {"claude": "@anthropic-ai/claude-code", "codex": "@openai/codex", "gemini": "@google/gemini-cli"}
 CLAUDE_KEY = "sk-ant-api03-orch-test-dummy"
 OPENAI_KEY = "sk-orch-test-dummy"
 CODEX_MODEL = "gpt-5.5"  # a model Codex knows, so it offers the apply_patch tool
+GEMINI_KEY = "AIza-orch-test-dummy"
+GEMINI_MODEL = "gemini-2.5-flash"  # named, so Gemini CLI does not first ask a model to pick one
 
 
 def find_cli(name: str) -> str | None:
@@ -71,6 +74,24 @@ def codex_env(stub: StubServer, home: Path, retries: int = 0) -> dict[str, str]:
         f"request_max_retries = {retries}\n"
         f"stream_max_retries = {retries}\n")
     return {"HOME": str(home), "CODEX_HOME": str(codex_home), "OPENAI_API_KEY": OPENAI_KEY}
+
+
+def gemini_env(stub: StubServer, home: Path) -> dict[str, str]:
+    """Environment that points Gemini CLI at `stub`: a HOME whose .gemini/settings.json picks API-key auth.
+
+    Without `security.auth.selectedType` headless Gemini CLI exits 41 ("Invalid
+    auth method selected."); the model is named so that it does not route the
+    prompt first; update checks and usage statistics are off (no traffic off
+    the machine).
+    """
+    (home / ".gemini").mkdir(parents=True, exist_ok=True)
+    (home / ".gemini" / "settings.json").write_text(json.dumps({
+        "security": {"auth": {"selectedType": "gemini-api-key"}},
+        "model": {"name": GEMINI_MODEL},
+        "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
+        "privacy": {"usageStatisticsEnabled": False},
+    }))
+    return {"HOME": str(home), "GEMINI_API_KEY": GEMINI_KEY, "GOOGLE_GEMINI_BASE_URL": stub.url}
 
 
 def path_with(cli: str) -> str:

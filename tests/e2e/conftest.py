@@ -13,10 +13,12 @@ from tests.e2e import clis
 from tests.integration.test_worktree import make_repo
 from tests.e2e.stubs.anthropic import AnthropicStub
 from tests.e2e.stubs.base import StubServer
+from tests.e2e.stubs.google import GoogleStub
 from tests.e2e.stubs.openai import OpenAIStub
 
-STUBS: dict[str, type[StubServer]] = {"claude": AnthropicStub, "codex": OpenAIStub}
-ENVS: dict[str, Callable[[StubServer, Path], dict[str, str]]] = {"claude": clis.claude_env, "codex": clis.codex_env}
+STUBS: dict[str, type[StubServer]] = {"claude": AnthropicStub, "codex": OpenAIStub, "gemini": GoogleStub}
+ENVS: dict[str, Callable[[StubServer, Path], dict[str, str]]] = {
+    "claude": clis.claude_env, "codex": clis.codex_env, "gemini": clis.gemini_env}
 
 
 class AgentRig:
@@ -25,17 +27,22 @@ class AgentRig:
     def __init__(self, agent: str, stub: StubServer, daemon: Daemon, workdir: Path, tmp_path: Path) -> None:
         self.agent, self.stub, self.daemon, self.workdir, self.tmp_path = agent, stub, daemon, workdir, tmp_path
 
-    def run(self, tasks: list[dict[str, Any]], concurrency: int = 4, **defaults: Any) -> dict[str, Any]:
-        """Submit a plan of `tasks`, wait for the run to end; `orchctl results RUN --json`, tasks keyed by id."""
+    def submit(self, tasks: list[dict[str, Any]], concurrency: int = 4, wait: bool = False,
+               **defaults: Any) -> dict[str, Any]:
+        """Submit a plan of `tasks` (and with `wait`, wait for the run to end); what `submit --json` printed."""
         plan = write_plan(self.tmp_path / "plan.json", {
             "name": f"e2e-{self.agent}", "workdir": str(self.workdir), "concurrency": concurrency,
             "isolation": "worktree",  # each session in its own worktree and branch of the workdir's repository
             "defaults": {"agent": self.agent, "max_retries": 2, "timeout": "90s",
                          "backoff": {"initial": "0.1s", "factor": 1.0, "max": "0.2s"}, **defaults},
             "tasks": tasks})
-        done = self.daemon.orchctl("submit", str(plan), "--wait", "--json", timeout=240)
+        done = self.daemon.orchctl("submit", str(plan), *(["--wait"] if wait else []), "--json", timeout=240)
         assert done.returncode in (0, 1), f"{done.stdout}\n{done.stderr}\n{self.daemon.log()}"
-        run_id = json.loads(done.stdout)["summary"]["run_id"]
+        return json.loads(done.stdout)
+
+    def run(self, tasks: list[dict[str, Any]], concurrency: int = 4, **defaults: Any) -> dict[str, Any]:
+        """Submit a plan of `tasks`, wait for the run to end; `orchctl results RUN --json`, tasks keyed by id."""
+        run_id = self.submit(tasks, concurrency, wait=True, **defaults)["summary"]["run_id"]
         results = self.daemon.orchctl("results", run_id, "--json", check=True)
         view = json.loads(results.stdout)
         view["by_id"] = {task["id"]: task for task in view["tasks"]}

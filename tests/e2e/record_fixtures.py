@@ -2,7 +2,8 @@
 
     npm ci --prefix tests/e2e && python -m tests.e2e.record_fixtures
 
-writes tests/fixtures/agents/{claude,codex}/SCENARIO.jsonl: the output of the
+writes tests/fixtures/agents/{claude,codex}/SCENARIO.jsonl (and gemini/SCENARIO.txt,
+Gemini CLI's stream among its warnings on stderr): the output of the
 argv the adapter builds, run in a scratch directory, with paths, ports and
 the dummy keys replaced by fixed placeholders (no secrets, stable diffs).
 """
@@ -20,6 +21,7 @@ from orchd.plan import TaskSpec
 from tests.e2e import clis
 from tests.e2e.stubs.anthropic import AnthropicStub
 from tests.e2e.stubs.base import Fail, Reply, Step, StubServer, WriteFile
+from tests.e2e.stubs.google import GoogleStub
 from tests.e2e.stubs.openai import OpenAIStub
 
 OUT = Path(__file__).resolve().parent.parent / "fixtures" / "agents"
@@ -54,11 +56,16 @@ CODEX: dict[str, list[Step]] = {
     "context_too_long": [Fail(400, "context_length_exceeded", "Your input exceeds the context window.")],
     "resume_missing": [Reply("unused")],
 }
+# the other Gemini fixtures were recorded by hand (see tests/fixtures/agents/gemini/README.md)
+GEMINI: dict[str, list[Step]] = {
+    "edit": [WriteFile("src/core.py", "def double(x: int) -> int:\n    return 2 * x\n"),
+             Reply("Done: added type hints to src/core.py.", tokens_in=1200, tokens_out=80)],
+}
 
 
 def record(agent: str, scenario: str, steps: list[Step], stub_class: type[StubServer],
            env_for: Callable[[StubServer, Path], dict[str, str]], extra_env: dict[str, str] | None = None,
-           resume: str | None = None) -> None:
+           resume: str | None = None, suffix: str = ".jsonl") -> None:
     """Run one scenario and write its scrubbed output."""
     cli = clis.require_cli(agent)
     with tempfile.TemporaryDirectory(prefix="orch-rec-") as tmp, stub_class() as stub:
@@ -73,16 +80,17 @@ def record(agent: str, scenario: str, steps: list[Step], stub_class: type[StubSe
         text = done.stdout
         for old, new in [(str(work), "/work/repo"), (re.sub(r"[^A-Za-z0-9]", "-", str(work)), "-work-repo"), (str(home), "/home/user"), (tmp, "/tmp/rec"),
                          (stub.url, "http://127.0.0.1:8080"), (stub.url.split("//")[1], "127.0.0.1:8080"),
-                         (clis.CLAUDE_KEY, "sk-ant-dummy"), (clis.OPENAI_KEY, "sk-dummy")]:
+                         (clis.CLAUDE_KEY, "sk-ant-dummy"), (clis.OPENAI_KEY, "sk-dummy"),
+                         (clis.GEMINI_KEY, "AIza-dummy")]:
             text = text.replace(old, new)
-        path = OUT / agent / f"{scenario}.jsonl"
+        path = OUT / agent / f"{scenario}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         print(f"{path.relative_to(OUT.parent.parent.parent)}: exit {done.returncode}, {len(text.splitlines())} lines")
 
 
 def main() -> None:
-    """Record every scenario of both CLIs."""
+    """Record every scenario of the CLIs."""
     for scenario, steps in CLAUDE.items():
         record("claude", scenario, steps, AnthropicStub, clis.claude_env,
                resume=MISSING_SESSION if scenario == "resume_missing" else None)
@@ -92,6 +100,8 @@ def main() -> None:
     for scenario, steps in CODEX.items():
         record("codex", scenario, steps, OpenAIStub, clis.codex_env,
                resume=MISSING_SESSION if scenario == "resume_missing" else None)
+    for scenario, steps in GEMINI.items():
+        record("gemini", scenario, steps, GoogleStub, clis.gemini_env, suffix=".txt")
     print("done")
 
 

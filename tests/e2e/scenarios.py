@@ -1,4 +1,4 @@
-"""Scenarios every coding-agent CLI goes through end to end; test_claude.py and test_codex.py run them."""
+"""Scenarios every coding-agent CLI goes through end to end; the test_AGENT.py files run them."""
 
 from __future__ import annotations
 
@@ -87,3 +87,12 @@ def resumed(rig: AgentRig) -> None:
     assert "half.txt" in json.dumps(retry.body) and "Continue where it left off" in json.dumps(retry.body)
     assert task["files"] == ["half.txt"]  # the resumed attempt kept the first one's worktree
     assert "+first half" in rig.daemon.orchctl("diff", view["summary"]["run_id"], "long", check=True).stdout
+
+
+def long_prompt(rig: AgentRig) -> None:
+    """A prompt over Linux's 128 KiB limit on one argument still reaches the model whole (the adapter uses stdin)."""
+    rig.stub.script("[huge]", Reply("Read it all."))
+    prompt = "[huge] Summarise this: " + "lorem ipsum " * 20_000  # 240 KB
+    task = rig.run([{"id": "huge", "prompt": prompt}])["by_id"]["huge"]
+    assert task["state"] == "completed" and task["result"] == "Read it all.", task
+    assert "lorem ipsum " * 100 in json.dumps(rig.stub.model_requests("[huge]")[0].body)
