@@ -99,7 +99,7 @@ def test_backoff_timers_survive_a_crash(make_daemon, tmp_path: Path) -> None:
     flaky_log = tmp_path / "flaky"
     plan = write_plan(tmp_path / "plan.json", {
         "name": "timers", "workdir": str(tmp_path),
-        "defaults": {"agent": "command", "max_retries": 1, "backoff": {"initial": "2s", "jitter": "none"}},
+        "defaults": {"agent": "command", "max_retries": 1, "backoff": {"initial": "3s", "jitter": "none"}},
         "tasks": [{"id": "later", "command": agent("flaky", str(flaky_log), "1")}]})
     orchd = make_daemon()
     run_id = json.loads(orchd.orchctl("submit", str(plan), "--json", check=True).stdout)["run_id"]
@@ -111,7 +111,8 @@ def test_backoff_timers_survive_a_crash(make_daemon, tmp_path: Path) -> None:
     due_at = wait_until(retrying, what="the task to wait for its retry")["due_at"]
     orchd.kill()
     orchd.start()
-    assert retrying()["due_at"] == due_at
+    after = retrying()  # None when a slow restart took past the due time: the launch time below still counts
+    assert after is None or after["due_at"] == due_at
     with orchd.client() as client:
         wait_until(lambda: client.call(p.Status(run=run_id)).runs[0].summary.state == "completed",
                    what="the retry to run")
