@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -50,9 +49,4 @@ def test_resume_continues_the_session(rig: Callable) -> None:
 
 
 def test_a_prompt_longer_than_an_argument_can_be_reaches_the_model(rig: Callable) -> None:
-    claude = rig("claude")
-    claude.stub.script("[huge]", Reply("Read it all."))
-    prompt = "[huge] Summarise this: " + "lorem ipsum " * 20_000  # 240 KB: over Linux's 128 KiB per argument
-    task = claude.run([{"id": "huge", "prompt": prompt}])["by_id"]["huge"]
-    assert task["state"] == "completed" and task["result"] == "Read it all.", task
-    assert "lorem ipsum " * 100 in json.dumps(claude.stub.model_requests("[huge]")[0].body)
+    scenarios.long_prompt(rig("claude"))
