@@ -45,6 +45,7 @@ class LocalCluster:
     def __init__(self, sessions: int) -> None:
         # a one-machine cluster: Ray (and the orchd drivers, which inherit this) stays on 127.0.0.1
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         self.sessions = sessions
         self.temp = short_tempdir("rayb")
 

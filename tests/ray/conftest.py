@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # tests reach loopback only
 
 RESOURCE = "orch_session"
 CAPS = (2, 3)  # each worker node's session cap
