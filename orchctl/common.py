@@ -1,0 +1,67 @@
+"""What every orchctl command shares: JSON output, the error mapping, the client, following the log."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Iterator
+
+import click
+import msgspec
+
+from orchd import protocol as p
+from orchd.errors import OrchError
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(msgspec.to_builtins(obj), indent=2, sort_keys=True) + "\n")
+
+
+def debug_wanted() -> bool:
+    """Whether tracebacks were asked for (`--debug`, or ORCH_DEBUG=1)."""
+    return os.environ.get("ORCH_DEBUG", "").lower() in ("1", "true", "yes", "on")
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Map OrchError to its message and exit code: the one place the CLI does so."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OrchError as exc:
+            click.echo(f"orchctl: {exc.message}", err=True)
+            sys.exit(exc.code.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as on SIGPIPE
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
+        except Exception as exc:  # a bug: one line for the user, the traceback on request
+            if debug_wanted():
+                raise
+            click.echo(f"orchctl: internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)",
+                       err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def client_for(ctx: click.Context, timeout: float = 30.0) -> p.Client:
+    from orchctl.connect import autostart_allowed, connect
+
+    return connect(autostart=autostart_allowed(ctx.obj["no_start"]), timeout=timeout)
+
+
+def follow_log(client: p.Client, *, after: int = 0, run: str | None = None, task: str | None = None,
+            wait: float = 1.0) -> Iterator[list]:
+    """Batches of events after `after`, long-polled: no event is ever skipped."""
+    while True:
+        reply = client.call(p.Events(after=after, run=run, task=task, wait=wait, limit=5000))
+        assert isinstance(reply, p.EventsReply)
+        after = reply.events[-1].seq if reply.events else max(after, reply.seq)
+        yield reply.events
+        if reply.busy and not reply.events:  # every long-poll slot of orchd is taken: poll gently instead
+            time.sleep(0.25)
