@@ -75,7 +75,7 @@ def replay(ctx: click.Context, at: int | None, as_json: bool) -> None:
 @click.pass_context
 @handle_errors
 def audit(ctx: click.Context, as_json: bool) -> None:
-    """Verify the event log's hash chain; exit 1 and name the first bad event if it does not verify.
+    """Verify the event log: its hash chain, and that nothing ran twice; exit 1 naming the first bad event.
 
     \b
     Example:
