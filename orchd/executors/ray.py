@@ -67,7 +67,8 @@ class Keeper:
     async def start(self, argv: list[str], env: dict[str, str], cwd: str, stdin: str | None) -> tuple[Any, ...]:
         """Start the agent, `stdin` as its input; ("ok", pid, pgid, start_ticks, node) or ("error", errno, message)."""
         node = ray.get_runtime_context().get_node_id()
-        if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:  # as the local keeper says it
+        program = os.path.join(cwd, argv[0]) if os.sep in argv[0] else argv[0]  # ./run.sh: in cwd, as for exec
+        if shutil.which(program, path=env.get("PATH", os.defpath)) is None:  # as the local keeper says it
             self.buffer += (f"orch: cannot start {argv[0]!r}: not found on Ray node {node[:12]} (is it installed "
                             f"there, and on orchd's PATH?)\n").encode()
             self.status, self.eof = (NOT_FOUND, None), True
