@@ -119,6 +119,7 @@ class Daemon:
         log.info("stopping")
         self.server.stop()
         self.supervisor.stop()
+        getattr(self.ctx.executor, "close", lambda: None)()  # a remote executor lets go of waiting sessions
         pykka.ActorRegistry.stop_all()
         self.journal.stop()
         self.reactor.stop()

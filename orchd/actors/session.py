@@ -152,7 +152,8 @@ class SessionActor(pykka.ThreadingActor):
         elif (why := self._prep_failure(exit)) is not None:
             outcome = why
         elif exit_code is None and sig is None:
-            outcome = Outcome(LOST, reason="the attempt ended while orchd was down and left no exit status")
+            outcome = Outcome(LOST, reason="the attempt ended while orchd was down and left no exit status"
+                              if self.adopted else "the attempt's process was lost (its node died): no exit status")
         else:
             outcome = self.adapter.classify(self.task, exit)
             if outcome.outcome == SUCCESS and self.prep is not None:

@@ -1,1 +1,1 @@
-"""Executors: where an attempt's process runs. `local` first; the seam is `Executor`."""
+"""Executors: where an attempt's process runs: `local` (this machine) or `ray` (a cluster); the seam is `Executor`."""
