@@ -135,13 +135,14 @@ def status(ctx: click.Context, run: str | None, as_json: bool) -> None:
     Example:
       orchctl status quickstart-1a2b3c --json
     """
-    from orchctl import render
-
     reply = client_for(ctx).call(p.Status(run=run))
     assert isinstance(reply, p.StatusReply)
     if as_json:
         print_json(reply)
-    elif run is None:
+        return
+    from orchctl import render  # rich is the heaviest import: not for --json
+
+    if run is None:
         render.console.print(render.runs_table(v.summary for v in reply.runs))
     else:
         render.console.print(render.run_status(reply.runs[0]))

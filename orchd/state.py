@@ -10,7 +10,7 @@ fold alone, so `replay` of the log equals `status` of the live daemon.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import msgspec
 
@@ -84,11 +84,13 @@ class State(msgspec.Struct):
 
 def apply(state: State, record: ev.Record) -> State:
     """Fold one record into `state` and return it."""
-    state.seq = max(state.seq, record.seq)
+    if record.seq > state.seq:
+        state.seq = record.seq
     event = record.event
     if event is None:  # a kind from a newer version: kept in the log, skipped here
         return state
-    if isinstance(event, ev.RunSubmitted):
+    kind = type(event)
+    if kind is ev.RunSubmitted:
         state.runs[event.run_id] = RunState(
             run_id=event.run_id,
             spec=event.spec,
@@ -101,26 +103,15 @@ def apply(state: State, record: ev.Record) -> State:
     run = state.runs.get(event.run_id)
     if run is None:
         return state
-    if isinstance(event, ev.RunFinished):
-        run.state, run.finished_at = event.state, record.ts
-    elif isinstance(event, ev.WorkspacesRemoved):
-        run.worktrees_removed = True
-        run.branches_removed = run.branches_removed or event.branches
-    elif isinstance(event, ev.CancelRequested):
-        for task in _tasks(run, event.task_ids):
-            if task.state not in TERMINAL:
-                task.cancel_requested = True
-    elif isinstance(event, ev.RetryRequested):
-        for task in _tasks(run, event.task_ids):
-            run.unfinished += task.state in TERMINAL
-            task.state, task.retries_spent, task.reason = "pending", 0, ""
-            task.cancel_requested, task.finished_at, task.due_at = False, None, None
-        run.state, run.finished_at = "running", None
-    else:
+    on_task = _TASK_EVENTS.get(kind)
+    if on_task is not None:
         task = run.tasks[event.task_id]  # type: ignore[attr-defined]
         was_open = task.state not in TERMINAL
-        _apply_task(task, event, record.ts)
-        run.unfinished -= was_open and task.state in TERMINAL
+        on_task(task, event, record.ts)
+        if was_open and task.state in TERMINAL:
+            run.unfinished -= 1
+    else:
+        _RUN_EVENTS[kind](run, event, record.ts)
     return state
 
 
@@ -128,34 +119,87 @@ def _tasks(run: RunState, task_ids: list[str]) -> list[TaskState]:
     return [run.tasks[t] for t in task_ids] if task_ids else list(run.tasks.values())
 
 
-def _apply_task(task: TaskState, event: ev.Event, ts: float) -> None:
-    if isinstance(event, ev.AttemptLaunching):
-        task.state, task.due_at = "running", None
-        task.attempts.append(AttemptState(n=event.attempt, log_path=event.log_path, launched_at=ts))
-    elif isinstance(event, ev.AttemptStarted):
-        attempt = task.attempts[-1]
-        attempt.pid, attempt.pgid, attempt.start_ticks, attempt.started_at = (
-            event.pid, event.pgid, event.start_ticks, ts)
-    elif isinstance(event, ev.AttemptAdopted):
-        attempt = task.attempts[-1]
-        attempt.pid, attempt.pgid, attempt.start_ticks = event.pid, event.pgid, event.start_ticks
-        attempt.started_at = attempt.started_at or ts
-        attempt.adoptions += 1
-    elif isinstance(event, ev.AttemptFinished):
-        attempt = task.attempts[-1]
-        attempt.finished_at = ts
-        attempt.outcome, attempt.exit_code, attempt.signal = event.outcome, event.exit_code, event.signal
-        attempt.reason, attempt.report = event.reason, event.report
-        task.reason = event.reason
-    elif isinstance(event, ev.TaskRetrying):
-        task.state, task.due_at, task.reason = "retrying", event.due_at, event.reason
-        task.retries_spent += event.spends_retry
-    elif isinstance(event, ev.TaskCompleted):
-        task.state, task.finished_at, task.reason = "completed", ts, ""
-    elif isinstance(event, ev.TaskFailed):
-        task.state, task.finished_at, task.reason = "failed", ts, event.reason
-    elif isinstance(event, ev.TaskCancelled):
-        task.state, task.finished_at, task.cancel_requested = "cancelled", ts, False
+# ---------------------------------------------------------------- events of a run
+
+
+def _run_finished(run: RunState, event: ev.RunFinished, ts: float) -> None:
+    run.state, run.finished_at = event.state, ts
+
+
+def _workspaces_removed(run: RunState, event: ev.WorkspacesRemoved, ts: float) -> None:
+    run.worktrees_removed = True
+    run.branches_removed = run.branches_removed or event.branches
+
+
+def _cancel_requested(run: RunState, event: ev.CancelRequested, ts: float) -> None:
+    for task in _tasks(run, event.task_ids):
+        if task.state not in TERMINAL:
+            task.cancel_requested = True
+
+
+def _retry_requested(run: RunState, event: ev.RetryRequested, ts: float) -> None:
+    for task in _tasks(run, event.task_ids):
+        run.unfinished += task.state in TERMINAL
+        task.state, task.retries_spent, task.reason = "pending", 0, ""
+        task.cancel_requested, task.finished_at, task.due_at = False, None, None
+    run.state, run.finished_at = "running", None
+
+
+# ---------------------------------------------------------------- events of a task (dispatched by type: the hot path)
+
+
+def _launching(task: TaskState, event: ev.AttemptLaunching, ts: float) -> None:
+    task.state, task.due_at = "running", None
+    task.attempts.append(AttemptState(n=event.attempt, log_path=event.log_path, launched_at=ts))
+
+
+def _started(task: TaskState, event: ev.AttemptStarted, ts: float) -> None:
+    attempt = task.attempts[-1]
+    attempt.pid, attempt.pgid, attempt.start_ticks, attempt.started_at = event.pid, event.pgid, event.start_ticks, ts
+
+
+def _adopted(task: TaskState, event: ev.AttemptAdopted, ts: float) -> None:
+    attempt = task.attempts[-1]
+    attempt.pid, attempt.pgid, attempt.start_ticks = event.pid, event.pgid, event.start_ticks
+    attempt.started_at = attempt.started_at or ts
+    attempt.adoptions += 1
+
+
+def _finished(task: TaskState, event: ev.AttemptFinished, ts: float) -> None:
+    attempt = task.attempts[-1]
+    attempt.finished_at = ts
+    attempt.outcome, attempt.exit_code, attempt.signal = event.outcome, event.exit_code, event.signal
+    attempt.reason, attempt.report = event.reason, event.report
+    task.reason = event.reason
+
+
+def _retrying(task: TaskState, event: ev.TaskRetrying, ts: float) -> None:
+    task.state, task.due_at, task.reason = "retrying", event.due_at, event.reason
+    task.retries_spent += event.spends_retry
+
+
+def _completed(task: TaskState, event: ev.TaskCompleted, ts: float) -> None:
+    task.state, task.finished_at, task.reason = "completed", ts, ""
+
+
+def _failed(task: TaskState, event: ev.TaskFailed, ts: float) -> None:
+    task.state, task.finished_at, task.reason = "failed", ts, event.reason
+
+
+def _cancelled(task: TaskState, event: ev.TaskCancelled, ts: float) -> None:
+    task.state, task.finished_at, task.cancel_requested = "cancelled", ts, False
+
+
+_TASK_EVENTS: dict[type, Callable[[TaskState, Any, float], None]] = {
+    ev.AttemptLaunching: _launching, ev.AttemptStarted: _started, ev.AttemptAdopted: _adopted,
+    ev.AttemptFinished: _finished, ev.TaskRetrying: _retrying, ev.TaskCompleted: _completed,
+    ev.TaskFailed: _failed, ev.TaskCancelled: _cancelled,
+}
+_RUN_EVENTS: dict[type, Callable[[RunState, Any, float], None]] = {
+    ev.RunFinished: _run_finished, ev.WorkspacesRemoved: _workspaces_removed,
+    ev.CancelRequested: _cancel_requested, ev.RetryRequested: _retry_requested,
+}
+assert set(_TASK_EVENTS) | set(_RUN_EVENTS) | {ev.RunSubmitted} == set(ev.EVENT_TYPES), "an event without a fold"
 
 
 def replay(records: Iterable[ev.Record], state: State | None = None) -> State:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
+
+import pykka
 
 from orchd import store
 from orchd.actors.journal import Journal
@@ -29,3 +32,15 @@ class Context:
     def reader(self) -> sqlite3.Connection:
         """A new read-only connection to the log."""
         return store.connect(self.paths.db, readonly=True)
+
+
+class Actor(pykka.ThreadingActor):
+    """orch's actors: pykka threading actors with a lock-free inbox.
+
+    pykka's default inbox is a `queue.Queue` (Python-level locks and conditions); a
+    `SimpleQueue` is the C one, and pykka only puts, gets and asks whether it is empty.
+    """
+
+    @staticmethod
+    def _create_actor_inbox() -> queue.SimpleQueue:  # type: ignore[override]
+        return queue.SimpleQueue()

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import msgspec
-import pykka
 
-from orchd import backoff, store, workspace
+from orchd import backoff, workspace
 from orchd import events as ev
 from orchd import state as st
-from orchd.actors.context import Context
+from orchd.actors.context import Actor, Context
 from orchd.actors.session import Cancel, SessionActor, SessionEnded
 from orchd.agents import adapter_for
 from orchd.actors.messages import CancelTasks, Enqueue, Grant, Release, RetryTasks, RunCrashed, RunDone, Withdraw
@@ -34,6 +33,9 @@ log = logging.getLogger(__name__)
 
 WRITE_RETRY = 1.0  # seconds before retrying an append the log refused (disk full)
 MAX_LOST = 5  # lost attempts do not spend retries, but a task that keeps losing them fails
+
+
+_RUN_COPY = msgspec.msgpack.Encoder()
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class _RetryDue:
     task_id: str
 
 
-class RunActor(pykka.ThreadingActor):
+class RunActor(Actor):
     """Owns one run's tasks: launches granted tasks, retries, cancels, finishes."""
 
     def __init__(self, ctx: Context, run_id: str) -> None:
@@ -67,11 +69,11 @@ class RunActor(pykka.ThreadingActor):
     # ------------------------------------------------------------ lifecycle
 
     def on_start(self) -> None:
-        conn = self.ctx.reader()
-        try:
-            st.replay(store.records(conn, run_id=self.run_id), self.state)
-        finally:
-            conn.close()
+        # its own copy of the run as the journal has folded it (the fold of the log): no second replay
+        with self.ctx.journal.lock:
+            blob = _RUN_COPY.encode(self.ctx.journal.state.runs[self.run_id])
+            self.state.seq = self.ctx.journal.state.seq
+        self.state.runs[self.run_id] = msgspec.msgpack.decode(blob, type=st.RunState)
         self.ctx.paths.attempt_log(self.run_id, "-", 0).parent.mkdir(parents=True, exist_ok=True)
         self._resume()
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import msgspec
-import pykka
 
 from orchd import events as ev
 from orchd import workspace
-from orchd.actors.context import Context
+from orchd.actors.context import Actor, Context
 from orchd.agents.base import (CANCELLED, LOST, PERMANENT, RETRY, SUCCESS, TIMEOUT, AgentAdapter, Exit, Launch,
                                Outcome, tail)
 from orchd.executors.local import Process
@@ -52,7 +51,7 @@ class _Kill:
     pass
 
 
-class SessionActor(pykka.ThreadingActor):
+class SessionActor(Actor):
     """Owns one attempt's process from spawn to exit; reports to its run."""
 
     def __init__(self, ctx: Context, run: Any, task: TaskSpec, attempt: int,

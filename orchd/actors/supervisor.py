@@ -15,7 +15,7 @@ from typing import Any
 import pykka
 
 from orchd import events as ev
-from orchd.actors.context import Context
+from orchd.actors.context import Actor, Context
 from orchd.actors.messages import (CancelTasks, Enqueue, Grant, Release, RetryTasks, RunCrashed, RunDone,
                                    Submit, Withdraw)
 from orchd.actors.run import RunActor
@@ -24,7 +24,7 @@ from orchd.errors import ErrorCode, OrchError
 log = logging.getLogger(__name__)
 
 
-class SupervisorActor(pykka.ThreadingActor):
+class SupervisorActor(Actor):
     """Grants session slots to run actors, at most `max_sessions` at once."""
 
     def __init__(self, ctx: Context, max_sessions: int) -> None:
