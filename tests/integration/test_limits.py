@@ -127,7 +127,9 @@ def test_long_polls_never_take_the_last_workers(make_daemon: Callable[..., Daemo
     def poll() -> None:
         with orchd.client(timeout=30) as client:
             started.wait()
-            held.append(client.call(p.Events(after=10**9, wait=6.0)))
+            while (reply := client.call(p.Events(after=10**9, wait=6.0))).busy:  # the main thread had the slot
+                pass
+            held.append(reply)
 
     pollers = [threading.Thread(target=poll) for _ in range(2)]
     for t in pollers:
@@ -135,7 +137,7 @@ def test_long_polls_never_take_the_last_workers(make_daemon: Callable[..., Daemo
     started.wait()
     with orchd.client(timeout=5) as client:
         # a third long-poll is answered at once and told to come back; status is never queued behind them
-        busy = wait_until(lambda: (r := client.call(p.Events(after=10**9, wait=0.2))).busy and r, timeout=5,
+        busy = wait_until(lambda: (r := client.call(p.Events(after=10**9, wait=0.05))).busy and r, timeout=5,
                           what="the long-poll slots to fill")
         assert busy.events == []
         assert client.call(p.Status()).runs == []
