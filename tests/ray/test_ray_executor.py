@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,18 @@ from tests.ray.conftest import RayCluster, node_args, ray_or_skip
 
 ray_or_skip()
 
-HERE = Path(__file__).resolve().parent
 
 
 def node_agent(notes: Path, seconds: float, code: int = 0) -> list[str]:
-    return [sys.executable, str(HERE / "node_agent.py"), str(notes), str(seconds), str(code)]
+    """The `record` fake agent, which notes the node it ran on too."""
+    return agent("record", str(notes), str(seconds), str(code))
 
 
 def read_notes(notes: Path) -> list[tuple[str, str, str, str, float]]:
     """(what, task, attempt, node, monotonic time) of every note the fake agents wrote."""
     rows = []
     for line in notes.read_text().splitlines():
-        what, task, attempt, node, mono, _pid = line.split()
+        what, task, attempt, mono, _wall, _pid, node = line.split()
         rows.append((what, task, attempt, node, float(mono)))
     return rows
 
@@ -111,7 +110,7 @@ def test_forty_tasks_spread_over_the_nodes_within_each_cap(ray_daemon, cluster: 
         assert 1 <= peaks[node] <= cap, (peaks, cluster.workers)
     # the output came back: each task's log holds what its agent printed, as on the local executor
     run_id = view["summary"]["run_id"]
-    assert "t7 done on" in daemon.orchctl("logs", run_id, "t7", check=True).stdout
+    assert "t7 done after 0.4s" in daemon.orchctl("logs", run_id, "t7", check=True).stdout
     wait_until(lambda: not cluster.live_actors(f"orch-{run_id}-"), timeout=30, what="the actors to be killed")
 
 
