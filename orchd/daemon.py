@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -101,6 +102,7 @@ class Daemon:
         if applied:
             log.info("migrated the log: %s", ", ".join(applied))
         state = st.replay(store.records(self.conn))
+        gc.freeze()  # what the log held is here to stay: later collections need not walk it
         log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
         self.journal = Journal(self.conn, state).start()
         self.reactor = Reactor().start()

@@ -15,7 +15,7 @@ import msgspec
 from orchd.plan import RunSpec
 
 
-class AgentReport(msgspec.Struct, frozen=True, omit_defaults=True):
+class AgentReport(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """What an agent said about an attempt: its final text, its own session id, cost and tokens."""
 
     result: str = ""
@@ -27,7 +27,7 @@ class AgentReport(msgspec.Struct, frozen=True, omit_defaults=True):
     session_totals: list[str] = []  # fields above that are running totals of the agent session, not of the attempt
 
 
-class _Event(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_defaults=True):
+class _Event(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_defaults=True, gc=False):
     """Base of all events: every event belongs to a run; most to a task."""
 
     run_id: str
@@ -173,7 +173,7 @@ def decode(kind: str, payload: bytes | str) -> Event | None:
     return None if decoder is None else decoder.decode(payload)
 
 
-class Record(msgspec.Struct, frozen=True):
+class Record(msgspec.Struct, frozen=True, gc=False):
     """One row of the log: an event with its sequence number and time."""
 
     seq: int

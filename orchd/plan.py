@@ -28,7 +28,7 @@ SECRET_NAME_RE = re.compile(r"(_KEY|_TOKEN)$|SECRET|PASSWORD|CREDENTIAL", re.I)
 # ------------------------------------------------------------ resolved (persisted in events)
 
 
-class BackoffSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class BackoffSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """Backoff between attempts: min(max, initial × factor^(n-1)), jittered."""
 
     initial: float = 2.0
@@ -37,7 +37,7 @@ class BackoffSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     jitter: str = "full"
 
 
-class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """One resolved task: everything needed to run it, defaults applied."""
 
     id: str
@@ -59,7 +59,7 @@ class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     base_commit: str | None = None  # ... and the commit its branch starts from
 
 
-class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
     """One resolved plan."""
 
     name: str
