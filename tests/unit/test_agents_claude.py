@@ -7,22 +7,14 @@ from pathlib import Path
 import pytest
 
 from orchd.agents import adapter_for
-from orchd.agents.base import PARK, PERMANENT, RETRY, SUCCESS, Exit, Outcome
+from orchd.agents.base import PARK, PERMANENT, RETRY, SUCCESS
 from orchd.plan import TaskSpec
+from tests.unit.recorded import Recorded
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "agents" / "claude"
 TASK = TaskSpec(id="t", agent="claude", cwd="/work/repo", prompt="Add type hints to src/core.py.")
 claude = adapter_for("claude")
-
-
-def classify(tmp_path: Path, output: str, exit_code: int | None = 1, signal: int | None = None) -> Outcome:
-    log = tmp_path / "attempt.log"
-    log.write_text(output)
-    return claude.classify(TASK, Exit(exit_code, signal, str(log)))
-
-
-def fixture(name: str) -> str:
-    return (FIXTURES / f"{name}.jsonl").read_text()
+_recorded = Recorded(TASK)
+classify, fixture = _recorded.classify, _recorded.fixture
 
 
 def test_success_reports_result_session_cost_and_tokens(tmp_path: Path) -> None:

@@ -8,23 +8,15 @@ from pathlib import Path
 import pytest
 
 from orchd.agents import adapter_for
-from orchd.agents.base import PARK, PERMANENT, RETRY, SUCCESS, Exit, Outcome
+from orchd.agents.base import PARK, PERMANENT, RETRY, SUCCESS
 from orchd.agents.codex import reset_time
 from orchd.plan import TaskSpec
+from tests.unit.recorded import Recorded
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "agents" / "codex"
 TASK = TaskSpec(id="t", agent="codex", cwd="/work/repo", prompt="Add type hints to src/core.py.")
 codex = adapter_for("codex")
-
-
-def classify(tmp_path: Path, output: str, exit_code: int | None = 1, signal: int | None = None) -> Outcome:
-    log = tmp_path / "attempt.log"
-    log.write_text(output)
-    return codex.classify(TASK, Exit(exit_code, signal, str(log)))
-
-
-def fixture(name: str) -> str:
-    return (FIXTURES / f"{name}.jsonl").read_text()
+_recorded = Recorded(TASK)
+classify, fixture = _recorded.classify, _recorded.fixture
 
 
 def test_success_reports_result_thread_and_tokens_but_no_cost(tmp_path: Path) -> None:

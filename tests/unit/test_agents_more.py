@@ -20,13 +20,14 @@ import pytest
 
 from orchd.agents.aider import AiderAdapter
 from orchd.agents.amp import AmpAdapter
-from orchd.agents.base import PARK, PERMANENT, RETRY, SUCCESS, AgentAdapter, Exit, Outcome, failed, named_wait
+from orchd.agents.base import PARK, PERMANENT, RETRY, SUCCESS, AgentAdapter, Outcome, failed, named_wait
 from orchd.agents.copilot import CopilotAdapter
 from orchd.agents.cursor import CursorAdapter
 from orchd.agents.gemini import GeminiAdapter, next_quota_reset
 from orchd.agents.opencode import OpenCodeAdapter
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
+from tests.unit.recorded import Recorded
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "agents"
 ADAPTERS: dict[str, AgentAdapter] = {a.name: a for a in (GeminiAdapter(), OpenCodeAdapter(), CursorAdapter(),
@@ -90,9 +91,7 @@ def task(agent: str, **fields: object) -> TaskSpec:
 
 
 def classify(tmp_path: Path, agent: str, output: str, exit_code: int | None, sig: int | None = None) -> Outcome:
-    log = tmp_path / "attempt.log"
-    log.write_text(output)
-    return ADAPTERS[agent].classify(task(agent), Exit(exit_code, sig, str(log)))
+    return Recorded(task(agent)).classify(tmp_path, output, exit_code, sig)
 
 
 @pytest.mark.parametrize("agent, name, status, expected, detail", CASES,
