@@ -66,7 +66,7 @@ def load_config(paths: Paths) -> Config:
 def make_executor(config: Config, reactor: Reactor, paths: Paths) -> Executor:
     """The executor config.toml chooses; ray is imported only when chosen."""
     if config.executor == "local":
-        return LocalExecutor(reactor)
+        return LocalExecutor(reactor, paths.keeper)
     try:
         from orchd.executors.ray import RayExecutor
     except ImportError as exc:

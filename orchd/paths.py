@@ -45,6 +45,11 @@ class Paths:
         return self.runtime_dir / "orchd.sock"
 
     @property
+    def keeper(self) -> Path:
+        """The keeper's socket (orchd/keeper.py): the parent of every local attempt."""
+        return self.runtime_dir / "keeper.sock"
+
+    @property
     def address(self) -> str:
         return f"ipc://{self.socket}"
 

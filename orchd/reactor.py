@@ -1,4 +1,4 @@
-"""One thread for every wait of the daemon: timers (a heap) and process exits (pidfds).
+"""One thread for every wait of the daemon: timers (a heap), process exits (pidfds), readable sockets.
 
 Nothing in orchd polls. A timer or a process exit calls a callback on this
 thread; callbacks only `tell` an actor, so they are quick.
@@ -41,6 +41,7 @@ class Reactor:
         self._counter = itertools.count()
         self._epoll = select.epoll()
         self._exits: dict[int, tuple[int, Callback]] = {}  # pidfd -> (pid, callback)
+        self._readers: dict[int, Callback] = {}  # fd -> callback, called each time it is readable
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._epoll.register(self._wake_r, select.EPOLLIN)
         self._lock = threading.Lock()
@@ -83,6 +84,18 @@ class Reactor:
         self._epoll.register(pidfd, select.EPOLLIN)
         return True
 
+    def add_reader(self, fd: int, callback: Callback) -> None:
+        """Call `callback` on the reactor thread whenever `fd` is readable, until `remove_reader`."""
+        with self._lock:
+            self._readers[fd] = callback
+        self._epoll.register(fd, select.EPOLLIN)
+
+    def remove_reader(self, fd: int) -> None:
+        with self._lock:
+            if self._readers.pop(fd, None) is None:
+                return
+        self._epoll.unregister(fd)
+
     def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
@@ -110,6 +123,7 @@ class Reactor:
 
     def _loop(self) -> None:
         while not self._stopping:
+            closing = []  # pidfds closed after the batch: no number in its events may be reused meanwhile
             for fd, _ in self._epoll.poll(self._next_timeout()):
                 if fd == self._wake_r:
                     try:
@@ -119,10 +133,19 @@ class Reactor:
                         pass
                     continue
                 with self._lock:
-                    _, callback = self._exits.pop(fd)
+                    reader = self._readers.get(fd)
+                    exit = None if reader is not None else self._exits.pop(fd, None)
+                if reader is not None:
+                    self._run(reader)
+                    continue
+                if exit is None:  # a reader removed since this poll began
+                    continue
+                callback = exit[1]
                 self._epoll.unregister(fd)
-                os.close(fd)
+                closing.append(fd)
                 self._run(callback)
+            for fd in closing:
+                os.close(fd)
             for timer in self._due():
                 self._run(timer.callback)
 

@@ -21,7 +21,7 @@ from orchd import backoff, workspace
 from orchd import events as ev
 from orchd import state as st
 from orchd.actors.context import Actor, Context
-from orchd.actors.session import Cancel, SessionActor, SessionEnded
+from orchd.actors.session import Session, SessionEnded, SessionEvent
 from orchd.agents import adapter_for
 from orchd.actors.messages import CancelTasks, Enqueue, Grant, Release, RetryTasks, RunCrashed, RunDone, Withdraw
 from orchd.agents.base import CANCELLED, LOST, PARK, PERMANENT, RETRYABLE, SUCCESS, Outcome
@@ -58,8 +58,9 @@ class RunActor(Actor):
         super().__init__()
         self.ctx, self.run_id = ctx, run_id
         self.state = st.State()
-        self.sessions: dict[str, Any] = {}  # task id -> SessionActor ref of its running attempt
+        self.sessions: dict[str, Session] = {}  # task id -> the session of its running attempt
         self.closing: set[str] = set()  # tasks whose terminal event is on its way to the log
+        self.ending: dict[tuple[str, int], Process] = {}  # attempts whose AttemptFinished is on its way
         self.finishing = False
 
     @property
@@ -126,9 +127,10 @@ class RunActor(Actor):
         started = attempt.started_at or attempt.launched_at
 
         def watch() -> None:
-            self.sessions[tid] = SessionActor.start(
-                self.ctx, self.actor_ref, spec, attempt.n, launch, adapter, {}, log_path, prep,
+            session = self.sessions[tid] = Session(
+                self.ctx, self.actor_ref, spec, attempt.n, launch, adapter, {}, log_path, self._ended, prep,
                 adopt=process, elapsed=max(0.0, time.time() - started))
+            session.start()
 
         self._record([ev.AttemptAdopted(self.run_id, tid, attempt.n, process.pid, process.pgid,
                                         process.start_ticks, ended=process.ended)], then=watch)
@@ -151,8 +153,9 @@ class RunActor(Actor):
             self._committed(message)
         elif isinstance(message, Grant):
             self._launch(message.task_id)
-        elif isinstance(message, SessionEnded):
-            self._ended(message)
+        elif isinstance(message, SessionEvent):
+            if self.sessions.get(message.session.task.id) is message.session:  # else it ended already
+                message.session.handle(message)
         elif isinstance(message, _RetryDue):
             task = self.run.tasks[message.task_id]
             if task.state == "retrying" and message.task_id not in self.closing:
@@ -186,6 +189,11 @@ class RunActor(Actor):
                 message.events, lambda recs, err: ref.tell(_Committed(recs, err, message.events, message.then))))
             return
         st.replay(message.records or [], self.state)
+        if self.ending:  # the executor may now forget what it kept of these attempts' ends
+            for record in message.records or ():
+                e = record.event
+                if type(e) is ev.AttemptFinished and (p := self.ending.pop((e.task_id, e.attempt), None)):
+                    self.ctx.executor.forget(p)
         if message.then is not None:
             message.then()
         self._maybe_finish()
@@ -241,9 +249,10 @@ class RunActor(Actor):
             if self.run.tasks[task_id].cancel_requested:
                 self._ended(SessionEnded(task_id, n, None, _cancelled(), 0.0))
                 return
-            self.sessions[task_id] = SessionActor.start(
-                self.ctx, self.actor_ref, spec, n, launch, adapter, env, log_path, prep,
+            session = self.sessions[task_id] = Session(
+                self.ctx, self.actor_ref, spec, n, launch, adapter, env, log_path, self._ended, prep,
                 record=self._record, run_id=self.run_id)
+            session.start()
 
         self._record([ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))],
                      then=spawn)
@@ -251,6 +260,8 @@ class RunActor(Actor):
     def _ended(self, message: SessionEnded) -> None:
         self.sessions.pop(message.task_id, None)
         self._release()
+        if message.process is not None:
+            self.ending[(message.task_id, message.attempt)] = message.process
         task = self.run.tasks[message.task_id]
         o = message.outcome
         if task.cancel_requested and o.outcome != SUCCESS:
@@ -301,7 +312,7 @@ class RunActor(Actor):
             for tid in live:
                 task = self.run.tasks[tid]
                 if tid in self.sessions:
-                    self.sessions[tid].tell(Cancel())
+                    self.sessions[tid].cancel()
                 elif task.current is None and tid not in self.closing and task.state not in st.TERMINAL:
                     self._close(tid, [ev.TaskCancelled(self.run_id, tid)])
             message.reply.set(len(live))

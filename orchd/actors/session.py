@@ -1,4 +1,12 @@
-"""SessionActor: one per attempt. Launches and watches one agent process."""
+"""Session: one attempt's process, from start to exit.
+
+A session has no thread of its own: it lives on its run actor's thread, which
+hands it what happens to its attempt (`SessionEvent`: started, exited, timed
+out, time to kill) as messages in the run's mailbox. The executor starts the
+process without blocking, and the reactor watches it, so a run with 64 attempts
+running has no thread per attempt (measured: thread start-up and the hand-offs
+between 64 threads were most of orchd's cost per task).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +23,7 @@ import msgspec
 
 from orchd import events as ev
 from orchd import workspace
-from orchd.actors.context import Actor, Context
+from orchd.actors.context import Context
 from orchd.agents.base import (CANCELLED, LOST, PERMANENT, RETRY, SUCCESS, TIMEOUT, AgentAdapter, Exit, Launch,
                                Outcome, tail)
 from orchd.executors.local import Process
@@ -24,6 +32,9 @@ from orchd.plan import TaskSpec
 log = logging.getLogger(__name__)
 
 PREP_EXITS = (workspace.SETUP_FAILED, workspace.CANNOT_RUN, workspace.NOT_FOUND)
+TRANSIENT = (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM)
+
+STARTED, EXITED, TIMED_OUT, KILL, CHECKED = "started", "exited", "timed out", "kill", "checked"
 
 
 @dataclass(frozen=True)
@@ -33,36 +44,29 @@ class SessionEnded:
     exit: Exit | None
     outcome: Outcome
     duration: float
+    process: Process | None = None  # for the executor to forget once the attempt's end is durable
 
 
-class Cancel:
-    """Stop the attempt: TERM its process group, KILL after the grace period."""
+class SessionEvent:
+    """Something that happened to a session's attempt, for its run actor to hand to it."""
+
+    __slots__ = ("session", "what", "value")
+
+    def __init__(self, session: "Session", what: str, value: Any = None) -> None:
+        self.session, self.what, self.value = session, what, value
 
 
-class _Exited:
-    pass
-
-
-class _Timeout:
-    pass
-
-
-class _Kill:
-    pass
-
-
-class SessionActor(Actor):
-    """Owns one attempt's process from spawn to exit; reports to its run."""
+class Session:
+    """Owns one attempt's process from start to exit; reports to its run with `on_end`."""
 
     def __init__(self, ctx: Context, run: Any, task: TaskSpec, attempt: int,
                  launch: Launch, adapter: AgentAdapter, env: dict[str, str], log_path: Path,
-                 prep: workspace.Prep | None = None, adopt: Process | None = None,
-                 elapsed: float = 0.0, record: Callable[[list[ev.Event]], None] = lambda events: None,
-                 run_id: str = "") -> None:
-        super().__init__()
+                 on_end: Callable[[SessionEnded], None], prep: workspace.Prep | None = None,
+                 adopt: Process | None = None, elapsed: float = 0.0,
+                 record: Callable[[list[ev.Event]], None] = lambda events: None, run_id: str = "") -> None:
         self.ctx, self.run, self.task, self.attempt = ctx, run, task, attempt
         self.launch, self.adapter, self.env, self.log_path = launch, adapter, env, log_path
-        self.record, self.run_id = record, run_id
+        self.on_end, self.record, self.run_id = on_end, record, run_id
         self.prep = prep  # worktree isolation: the attempt's process prepares it, then execs the agent
         self.process: Process | None = adopt  # a process that outlived the previous orchd, to watch again
         self.adopted = adopt is not None
@@ -71,77 +75,80 @@ class SessionActor(Actor):
         self.timers: list = []
         self.started = time.monotonic()
 
-    def _start_actor_loop(self) -> None:
-        # pykka starts each actor with threading.Thread.start(), which blocks the caller (the run
-        # actor) until the new thread has run; a session needs no Thread object, so its loop
-        # starts without that hand-off (measured: about half the cost of starting a session)
-        _thread.start_new_thread(self._actor_loop, ())
+    def _later(self, what: str) -> Callable[..., None]:
+        """A callback (for another thread) that brings `what` back to this session on its run's thread."""
+        run = self.run
+        return lambda value=None: run.tell(SessionEvent(self, what, value))
 
-    def on_start(self) -> None:
+    def start(self) -> None:
         if self.adopted:
             self._watch()
             return
-        try:
-            if self.prep is None:
-                argv, cwd = self.launch.argv, self.launch.cwd
-            else:
-                argv, cwd = workspace.wrap(self.prep, self.launch.argv), self.prep.workdir
-            self.process = self.ctx.executor.spawn(argv, self.env, cwd, self.log_path, self.launch.stdin)
-        except OSError as exc:
-            reason = f"cannot start {self.launch.argv[0]!r}: {exc.strerror or exc}"
-            # out of space or descriptors passes; a missing or unrunnable program does not
-            transient = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EAGAIN,
-                                      errno.ENOMEM)
-            try:
-                with open(self.log_path, "a") as f:
-                    f.write(f"orch: {reason}\n")
-            except OSError:
-                pass
-            self._end(None, Outcome(RETRY if transient else PERMANENT, reason=reason))
+        if self.prep is None:
+            argv, cwd = self.launch.argv, self.launch.cwd
+        else:
+            argv, cwd = workspace.wrap(self.prep, self.launch.argv), self.prep.workdir
+        self.ctx.executor.start(argv, self.env, cwd, self.log_path, self.launch.stdin, self._later(STARTED))
+
+    def handle(self, event: SessionEvent) -> None:
+        if event.what == STARTED:
+            self._started(event.value)
+        elif event.what == EXITED:
+            self._exited()
+        elif event.what == TIMED_OUT:
+            self._terminate(TIMEOUT)
+        elif event.what == KILL and self.process is not None:
+            self.ctx.executor.signal(self.process, signal.SIGKILL)
+        elif event.what == CHECKED:
+            self._end(*event.value)
+
+    def cancel(self) -> None:
+        self._terminate(CANCELLED)
+
+    def _started(self, result: Process | OSError) -> None:
+        if isinstance(result, OSError):
+            self._not_started(result)
             return
-        p = self.process  # its pid goes to the log straight from here (the run folds it when durable)
+        self.process = p = result  # its pid goes to the log straight from here (the run folds it when durable)
         self.record([ev.AttemptStarted(self.run_id, self.task.id, self.attempt, pid=p.pid, pgid=p.pgid,
                                        start_ticks=p.start_ticks)])
         self._watch()
+        if self.stopping is not None:  # cancelled while it was starting
+            self._signal_stop()
+
+    def _not_started(self, exc: OSError) -> None:
+        reason = f"cannot start {self.launch.argv[0]!r}: {exc.strerror or exc}"
+        hint = getattr(self.adapter, "install_hint", "")
+        if exc.errno == errno.ENOENT and hint:
+            reason = f"{reason}: {hint}"
+        try:
+            with open(self.log_path, "a") as f:
+                f.write(f"orch: {reason}\n")
+        except OSError:
+            pass
+        # out of space or descriptors passes; a missing or unrunnable program does not
+        self._end(None, Outcome(RETRY if exc.errno in TRANSIENT else PERMANENT, reason=reason))
 
     def _watch(self) -> None:
         assert self.process is not None
-        me = self.actor_ref
-        self.ctx.executor.watch(self.process, lambda: me.tell(_Exited()))
+        self.ctx.executor.watch(self.process, self._later(EXITED))
         remaining = max(0.0, self.task.timeout - self.elapsed)
-        self.timers.append(self.ctx.reactor.call_later(remaining, lambda: me.tell(_Timeout())))
-
-    def on_receive(self, message: Any) -> None:
-        if isinstance(message, _Exited):
-            self._exited()
-        elif isinstance(message, _Timeout):
-            self._terminate(TIMEOUT)
-        elif isinstance(message, Cancel):
-            self._terminate(CANCELLED)
-        elif isinstance(message, _Kill) and self.process is not None:
-            self.ctx.executor.signal(self.process, signal.SIGKILL)
-
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        if self.process is not None:
-            self.ctx.executor.signal(self.process, signal.SIGKILL)
-        self.run.tell(SessionEnded(self.task.id, self.attempt, None,
-                                   Outcome("lost", reason=f"session failed: {exception_value}"),
-                                   time.monotonic() - self.started))
+        self.timers.append(self.ctx.reactor.call_later(remaining, self._later(TIMED_OUT)))
 
     def _terminate(self, why: str) -> None:
-        if self.stopping is not None or self.process is None:
+        if self.stopping is not None:
             return
         self.stopping = why
+        if self.process is not None:
+            self._signal_stop()
+
+    def _signal_stop(self) -> None:
+        assert self.process is not None
         self.ctx.executor.signal(self.process, signal.SIGTERM)
-        me = self.actor_ref
-        self.timers.append(self.ctx.reactor.call_later(self.ctx.kill_grace, lambda: me.tell(_Kill())))
+        self.timers.append(self.ctx.reactor.call_later(self.ctx.kill_grace, self._later(KILL)))
 
     def _exited(self) -> None:
         assert self.process is not None
-        # The leader is a zombie until reaped, so its pgid cannot be reused yet: kill whatever it
-        # left in its group, then reap it. (An adopted leader was reaped by init: its pgid may be reused.)
-        if not self.adopted:
-            self.ctx.executor.signal(self.process, signal.SIGKILL)
         exit_code, sig = self.ctx.executor.reap(self.process)
         exit = Exit(exit_code, sig, str(self.log_path))
         if self.stopping == CANCELLED:
@@ -156,7 +163,10 @@ class SessionActor(Actor):
         else:
             outcome = self.adapter.classify(self.task, exit)
             if outcome.outcome == SUCCESS and self.prep is not None:
-                outcome = self._commit(outcome)
+                # committing runs git: off the run's thread, so that the run goes on dispatching
+                done = self._later(CHECKED)
+                _thread.start_new_thread(lambda: done((exit, self._commit(outcome))), ())
+                return
         self._end(exit, outcome)
 
     def _prep_failure(self, exit: Exit) -> Outcome | None:
@@ -185,5 +195,5 @@ class SessionActor(Actor):
     def _end(self, exit: Exit | None, outcome: Outcome) -> None:
         for timer in self.timers:
             timer.cancel()
-        self.run.tell(SessionEnded(self.task.id, self.attempt, exit, outcome, time.monotonic() - self.started))
-        self.stop()
+        self.on_end(SessionEnded(self.task.id, self.attempt, exit, outcome, time.monotonic() - self.started,
+                                 self.process))

@@ -30,7 +30,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
 
 from orchd.errors import OrchError
-from orchd.executors.local import NOT_FOUND, Process, start_ticks
+from orchd.executors.local import Process, Started, start_on_thread, start_ticks
 from orchd.paths import Paths
 from orchd.reactor import Reactor
 
@@ -69,10 +69,7 @@ class Keeper:
         node = ray.get_runtime_context().get_node_id()
         program = os.path.join(cwd, argv[0]) if os.sep in argv[0] else argv[0]  # ./run.sh: in cwd, as for exec
         if shutil.which(program, path=env.get("PATH", os.defpath)) is None:  # as the local keeper says it
-            self.buffer += (f"orch: cannot start {argv[0]!r}: not found on Ray node {node[:12]} (is it installed "
-                            f"there, and on orchd's PATH?)\n").encode()
-            self.status, self.eof = (NOT_FOUND, None), True
-            return "ok", 0, 0, 0, node
+            return "error", errno.ENOENT, f"not found on Ray node {node[:12]} (is it installed there, and on orchd's PATH?)"
         source: Any = subprocess.DEVNULL
         if stdin is not None:  # an unnamed file on the node: a long prompt cannot fill a pipe and block
             source = tempfile.TemporaryFile()
@@ -257,6 +254,10 @@ class RayExecutor:
 
     # ------------------------------------------------------------ the Executor seam
 
+    def start(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path, stdin: str | None,
+              on_started: Started) -> None:
+        start_on_thread(lambda: self.spawn(argv, env, cwd, log_path, stdin), on_started)
+
     def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
               stdin: str | None = None) -> Process:
         """Start `argv` in a new actor on a node with a free session slot; output goes to `log_path`.
@@ -291,6 +292,9 @@ class RayExecutor:
 
     def watch(self, process: Process, on_exit: Callable[[], None]) -> None:
         process.handle.watch(on_exit)
+
+    def forget(self, process: Process) -> None:
+        pass  # an attempt's actor goes when it is reaped
 
     def reap(self, process: Process) -> tuple[int | None, int | None]:
         attempt: _Attempt = process.handle

@@ -1,0 +1,314 @@
+"""The keeper: the parent of every local attempt, a small process that outlives orchd.
+
+orchd asks it over a Unix socket (0600, in the 0700 runtime directory) to start
+attempts. It starts each with posix_spawn (argv, never a shell; the leader of its
+own process group; output appended to its log) and watches it through a pidfd.
+When one exits it kills what is left of its group, reaps it, and tells orchd,
+keeping its status until orchd acknowledges it (`Ack`, once the attempt's end
+is in the event log).
+
+So an attempt's status outlives orchd: when orchd goes away, the keeper writes
+every status it still holds beside its log (`TASK.N.exit`), as it does for the
+attempts that end while no orchd is connected; the next orchd connects to the
+same socket, learns which attempts still run (`Hello`), and reads the status of
+those that ended meanwhile from their exit files. (Only then: a file per attempt
+would cost a file creation on the dispatch path.) The keeper exits once it has neither
+attempts nor an orchd. It is one process for all attempts, not a shell per
+attempt: starting an attempt costs one vfork+exec, on the other core.
+
+Frames on the socket: a 4-byte big-endian length, then a msgpack message.
+
+Run as `python -m orchd.keeper FD`, FD being the listening socket orchd made.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import sys
+from typing import Union
+
+import msgspec
+
+HEADER = struct.Struct(">I")
+ACCEPT_TIMEOUT = 30.0  # seconds a new keeper waits for the orchd that started it
+
+
+class Spawn(msgspec.Struct, tag=True, array_like=True, gc=False):
+    """orchd -> keeper: start an attempt. `stdin` is a file to read as its input (None: /dev/null)."""
+
+    id: int
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    log: str
+    exit: str  # where its exit status goes
+    stdin: str | None = None
+
+
+class Ack(msgspec.Struct, tag=True, array_like=True, gc=False):
+    """orchd -> keeper: the ends of these attempts are durable in the log; forget their statuses."""
+
+    pids: list[int]
+
+
+class Hello(msgspec.Struct, tag=True, array_like=True, gc=False):
+    """keeper -> orchd, first on every connection: the attempts still running, as (pid, start ticks, log).
+
+    The log names the attempt: orchd may have died before it learned the pid.
+    """
+
+    running: list[tuple[int, int, str]]
+
+
+class Started(msgspec.Struct, tag=True, array_like=True, gc=False):
+    id: int
+    pid: int
+    ticks: int
+
+
+class Failed(msgspec.Struct, tag=True, array_like=True, gc=False):
+    id: int
+    errno: int
+    message: str
+
+
+class Exited(msgspec.Struct, tag=True, array_like=True, gc=False):
+    """An attempt ended: `status` is its exit code, or minus the signal that killed it."""
+
+    pid: int
+    status: int
+
+
+ToKeeper = Union[Spawn, Ack]
+FromKeeper = Union[Hello, Started, Failed, Exited]
+
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def frame(message: msgspec.Struct) -> bytes:
+    body = _encode(message)
+    return HEADER.pack(len(body)) + body
+
+
+def frames(buffer: bytearray) -> list[bytes]:
+    """Take every whole frame off the front of `buffer`."""
+    out, at = [], 0
+    while len(buffer) - at >= 4:
+        (size,) = HEADER.unpack_from(buffer, at)
+        if len(buffer) - at - 4 < size:
+            break
+        out.append(bytes(buffer[at + 4:at + 4 + size]))
+        at += 4 + size
+    del buffer[:at]
+    return out
+
+
+def start_ticks(pid: int) -> int | None:
+    """The start time of a process in clock ticks since boot (/proc/PID/stat field 22)."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not stat:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+    return int(stat[stat.rindex(b")") + 2:].split()[19])
+
+
+# Python ignores these at start-up; an agent gets the defaults back, as subprocess's restore_signals does
+_DEFAULTED = tuple(s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None)) if s is not None)
+
+
+def program(argv0: str, search: str) -> str:
+    """The file to execute for `argv0`: searched on `search` (the attempt's own PATH), as execvpe would.
+
+    Raises:
+        FileNotFoundError: nothing on that PATH is called so.
+    """
+    if os.sep in argv0:
+        return argv0
+    found = shutil.which(argv0, path=search)
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, "not found (is it installed, and on orchd's PATH?)", argv0)
+    return found
+
+
+class Keeper:
+    """The keeper's loop: one thread, one epoll for the socket and every attempt's pidfd."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.epoll = select.epoll()
+        self.epoll.register(listener.fileno(), select.EPOLLIN)
+        self.conn: socket.socket | None = None
+        self.inbox = bytearray()
+        self.children: dict[int, tuple[int, int, str, str]] = {}  # pidfd -> (pid, start ticks, exit file, log)
+        self.unacked: dict[int, tuple[int, str]] = {}  # pid -> (status, exit file): told, not yet durable
+        self.programs: dict[tuple[str, str], str] = {}  # (argv[0], PATH) -> the file it names
+        self.cwd = "/"
+        self.closing: list[socket.socket | int] = []  # fds to close once the current batch of events is done
+        self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.decoder = msgspec.msgpack.Decoder(ToKeeper)
+
+    def serve(self) -> None:
+        self.listener.settimeout(ACCEPT_TIMEOUT)
+        try:
+            self._accept()
+        except OSError:
+            return  # the orchd that started us is gone
+        while self.conn is not None or self.children:
+            for fd, _ in self.epoll.poll():
+                if fd == self.listener.fileno():
+                    self._accept()
+                elif self.conn is not None and fd == self.conn.fileno():
+                    self._read()
+                elif fd in self.children:
+                    self._exited(fd)
+                # else: an fd closed earlier in this batch
+            # closed only now, so that no number in this batch's events was reused meanwhile
+            for closing in self.closing:
+                closing.close() if isinstance(closing, socket.socket) else os.close(closing)
+            self.closing.clear()
+
+    def _accept(self) -> None:
+        conn, _ = self.listener.accept()
+        if self.conn is not None:  # a new orchd: the old one is gone (orchd holds a lock while it lives)
+            self._drop()
+        conn.setblocking(True)
+        self.conn = conn
+        self.epoll.register(conn.fileno(), select.EPOLLIN)
+        self._send(Hello([(pid, ticks, log) for pid, ticks, _, log in self.children.values()]))
+
+    def _drop(self) -> None:
+        """orchd is gone: what it had not yet made durable goes to exit files, for the next one."""
+        assert self.conn is not None
+        self.epoll.unregister(self.conn.fileno())
+        self.closing.append(self.conn)
+        self.conn, self.inbox = None, bytearray()
+        for status, exit_path in self.unacked.values():
+            _write_status(exit_path, status)
+        self.unacked.clear()
+
+    def _send(self, message: msgspec.Struct) -> None:
+        if self.conn is None:
+            return
+        try:
+            self.conn.sendall(frame(message))
+        except OSError:  # orchd died: its successor learns the rest from Hello and the exit files
+            self._drop()
+
+    def _read(self) -> None:
+        assert self.conn is not None
+        try:
+            data = self.conn.recv(1 << 20)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop()
+            return
+        self.inbox += data
+        for body in frames(self.inbox):
+            try:
+                request = self.decoder.decode(body)
+            except msgspec.DecodeError:
+                continue  # only orchd can reach this socket; a message it garbled is skipped
+            if isinstance(request, Ack):
+                for pid in request.pids:
+                    self.unacked.pop(pid, None)
+            else:
+                self._spawn(request)
+
+    def _spawn(self, request: Spawn) -> None:
+        try:
+            pid = self._start(request)
+        except OSError as exc:
+            self._send(Failed(request.id, exc.errno or 0, exc.strerror or str(exc)))
+            return
+        pidfd = os.pidfd_open(pid)
+        ticks = start_ticks(pid) or 0
+        self.children[pidfd] = (pid, ticks, request.exit, request.log)
+        self.epoll.register(pidfd, select.EPOLLIN)
+        self._send(Started(request.id, pid, ticks))
+
+    def _start(self, request: Spawn) -> int:
+        log = os.open(request.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        source = self.devnull
+        try:
+            if request.stdin is not None:
+                source = os.open(request.stdin, os.O_RDONLY | os.O_CLOEXEC)
+            if request.cwd != self.cwd:  # one thread: the working directory is ours to set before each spawn
+                os.chdir(request.cwd)
+                self.cwd = request.cwd
+            key = (request.argv[0], request.env.get("PATH", os.defpath))
+            path = self.programs.get(key) or program(*key)
+            try:
+                pid = self._exec(path, request, source, log)
+            except FileNotFoundError:  # it moved since: look it up again
+                self.programs.pop(key, None)
+                path = program(*key)
+                pid = self._exec(path, request, source, log)
+            if os.sep not in key[0]:
+                self.programs[key] = path
+            return pid
+        finally:
+            os.close(log)
+            if source != self.devnull:
+                os.close(source)
+
+    @staticmethod
+    def _exec(path: str, request: Spawn, source: int, log: int) -> int:
+        return os.posix_spawn(path, request.argv, request.env, setpgroup=0, setsigdef=_DEFAULTED,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, source, 0), (os.POSIX_SPAWN_DUP2, log, 1),
+                                            (os.POSIX_SPAWN_DUP2, log, 2)])
+
+    def _exited(self, pidfd: int) -> None:
+        pid, _, exit_path, _ = self.children.pop(pidfd)
+        self.epoll.unregister(pidfd)
+        self.closing.append(pidfd)
+        # The leader is a zombie until reaped, so its group id cannot be reused yet: end whatever
+        # it left behind in its group, then reap it.
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _, wait_status = os.waitpid(pid, 0)
+        status = os.waitstatus_to_exitcode(wait_status)
+        if self.conn is None:
+            _write_status(exit_path, status)
+            return
+        self.unacked[pid] = (status, exit_path)
+        self._send(Exited(pid, status))
+
+
+def _write_status(exit_path: str, status: int) -> None:
+    try:
+        fd = os.open(exit_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b"%d\n" % status)
+        finally:
+            os.close(fd)
+    except OSError as exc:  # its run's directory is gone (cleaned), or the disk is full
+        print(f"orch keeper: cannot write {exit_path}: {exc}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str]) -> None:
+    listener = socket.socket(fileno=int(argv[0]))
+    os.set_inheritable(listener.fileno(), False)
+    os.chdir("/")
+    Keeper(listener).serve()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
