@@ -10,6 +10,7 @@ own span as the daemon recorded it (`finished_at - submitted_at`).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -98,8 +99,9 @@ def measure_parallel(args: argparse.Namespace, tasks: int) -> list[Series]:
         for _ in iterate(args.repeat, f"parallel, {tasks} tasks"):
             joblog.unlink(missing_ok=True)
             argv = [parallel, f"-j{args.concurrency}", "--joblog", str(joblog), "true", "::::", str(argfile)]
+            # its buffer files go beside orch's logs: both tools create files on the same filesystem
             seconds, result = timed(lambda: subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
-                                                           cwd=scratch))
+                                                           cwd=scratch, env={**os.environ, "TMPDIR": str(scratch)}))
             if result.returncode != 0:
                 raise BenchFailure(f"parallel exited {result.returncode}: {tail(result.stderr)}")
             exits = [line.split("\t")[6] for line in joblog.read_text().splitlines()[1:]]
