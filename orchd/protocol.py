@@ -12,12 +12,12 @@ from typing import Union
 
 import msgspec
 
+from orchd import PROTOCOL_VERSION
 from orchd.errors import ErrorCode, OrchError
 from orchd.state import AttemptState, RunSummary, RunView, TaskView
 from orchd.events import Row
 from orchd.workspace import MergeResult
 
-PROTOCOL_VERSION = 1
 MAX_WAIT = 30.0  # seconds a long-poll may hold a request
 
 
@@ -39,6 +39,7 @@ class Submit(_Request):
 
 class Status(_Request):
     run: str | None = None
+    indent: int = 0  # > 0: the reply comes pre-formatted, indented so: what `orchctl status --json` prints
 
 
 class Runs(_Request):
@@ -171,7 +172,9 @@ class Error(_Response):
 Response = Union[Pong, Submitted, StatusReply, RunsReply, TaskReply, Done, EventsReply, AuditReply, DiffReply,
                  MergeReply, Error]
 
-_encoder = msgspec.json.Encoder()
+# Keys sorted: a reply is byte for byte what `orchctl ... --json` prints (re-indented), so the CLI's
+# fast path (orchctl/fast.py) can pass it through without decoding it.
+_encoder = msgspec.json.Encoder(order="sorted")
 _request_decoder = msgspec.json.Decoder(Request)
 _response_decoder = msgspec.json.Decoder(Response)
 
@@ -189,8 +192,10 @@ _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 
-def encode(message: _Request | _Response) -> bytes:
-    return _encoder.encode(message)
+def encode(message: msgspec.Struct, indent: int = 0) -> bytes:
+    """JSON with sorted keys (indented by `indent` spaces when > 0)."""
+    data = _encoder.encode(message)
+    return msgspec.json.format(data, indent=indent) if indent > 0 else data
 
 
 def decode_request(data: bytes) -> Request:

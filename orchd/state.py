@@ -76,6 +76,7 @@ class RunState(msgspec.Struct, gc=False):
     unfinished: int = 0  # tasks not completed, failed or cancelled: "is the run over?" in O(1)
     worktrees_removed: bool = False
     branches_removed: bool = False
+    seq: int = 0  # the last event of this run folded in: its views are the same while this is
 
 
 class State(msgspec.Struct, gc=False):
@@ -101,11 +102,13 @@ def apply(state: State, record: ev.Record) -> State:
             source=event.source,
             tasks={t.id: TaskState(spec=t) for t in event.spec.tasks},
             unfinished=len(event.spec.tasks),
+            seq=record.seq,
         )
         return state
     run = state.runs.get(event.run_id)
     if run is None:
         return state
+    run.seq = record.seq
     on_task = _TASK_EVENTS.get(kind)
     if on_task is not None:
         task = run.tasks[event.task_id]  # type: ignore[attr-defined]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pykka
 
 from orchd import paths as orch_paths
 from orchd.actors.messages import Grant
 from orchd.daemon import Config, Daemon
-from orchd.protocol import Submit
+from orchd.protocol import Submit, encode
 from tests.conftest import wait_until
 
 
@@ -25,7 +27,7 @@ def test_a_failed_run_actor_is_restarted_from_the_log(orch_home, tmp_path) -> No
 
         def completed():
             view = daemon.server.handle(b'{"op":"Status","run":"%s"}' % reply.run_id.encode(), conn)
-            return view.runs[0].summary.state == "completed"
+            return json.loads(encode(view))["runs"][0]["summary"]["state"] == "completed"  # views go out encoded
         wait_until(completed, timeout=30, what="the restarted run to complete")
         again = daemon.supervisor.proxy().runs.get()
         assert reply.run_id not in again  # finished runs let their actor go
