@@ -68,18 +68,11 @@ def _open_log(path: Path, writers: int) -> tuple[Any, Any]:
     return conn, st.replay(records)
 
 
-def measure_journal(scratch: Path, writers: int, appends: int,
-                    in_flight: int = 1) -> tuple[float, float, list[tuple]]:
-    """(wall s, CPU s) of `appends` durable one-event appends from `writers` threads, each with at most
-    `in_flight` appends not yet durable (1: append, wait, append...); the rows written (the events of
-    one commit share its `ts`: the rows also tell how well commits were grouped)."""
-    from orchd.actors.journal import Journal
-
-    conn, state = _open_log(scratch / f"journal-{in_flight}.db", writers)
-    per_writer = appends // writers
-    work = [_events("bench-log", f"w{i}", per_writer) for i in range(writers)]
-    journal = Journal(conn, state).start()
-    go = threading.Barrier(writers + 1)
+def _drive(work: list[list[Any]], append: Callable[[list[Any], Callable[[Any, Any], None]], None],
+           in_flight: int) -> tuple[float, float]:
+    """(wall s, CPU s) of one thread per list in `work` handing its events to `append` one at a time,
+    each with at most `in_flight` not yet answered."""
+    go = threading.Barrier(len(work) + 1)
     failures: list[str] = []
 
     def writer(events: list[Any]) -> None:
@@ -90,7 +83,7 @@ def measure_journal(scratch: Path, writers: int, appends: int,
             try:
                 error = durable.get(timeout=120)
             except queue.Empty:
-                error = "the journal did not answer within 120s (did its thread die?)"
+                error = "no answer within 120s (did the journal's thread die?)"
             if error is not None:
                 failures.append(str(error))
             return error is None
@@ -98,7 +91,7 @@ def measure_journal(scratch: Path, writers: int, appends: int,
         go.wait()
         pending = 0
         for event in events:
-            journal.append([event], done)
+            append([event], done)
             pending += 1
             if pending == in_flight:
                 if not settled():
@@ -117,6 +110,21 @@ def measure_journal(scratch: Path, writers: int, appends: int,
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if failures:
         raise BenchFailure(f"{len(failures)} writers failed: {failures[0]}")
+    return wall, cpu
+
+
+def measure_journal(scratch: Path, writers: int, appends: int,
+                    in_flight: int = 1) -> tuple[float, float, list[tuple]]:
+    """(wall s, CPU s) of `appends` durable one-event appends from `writers` threads, each with at most
+    `in_flight` appends not yet durable (1: append, wait, append...); the rows written (the events of
+    one commit share its `ts`: the rows also tell how well commits were grouped)."""
+    from orchd.actors.journal import Journal
+
+    conn, state = _open_log(scratch / f"journal-{in_flight}.db", writers)
+    per_writer = appends // writers
+    journal = Journal(conn, state).start()
+    wall, cpu = _drive([_events("bench-log", f"w{i}", per_writer) for i in range(writers)], journal.append,
+                       in_flight)
     journal.stop()
     if journal.state.seq != 1 + per_writer * writers:
         raise BenchFailure(f"the journal holds {journal.state.seq} events, expected {1 + per_writer * writers}")
@@ -124,6 +132,34 @@ def measure_journal(scratch: Path, writers: int, appends: int,
                         "ORDER BY seq").fetchall()  # what the writers appended
     conn.close()
     return wall, cpu, rows
+
+
+def measure_handoff(writers: int, appends: int) -> tuple[float, float]:
+    """(wall s, CPU s) of the journal's hand-offs alone: the same writers and one thread that takes
+    every waiting append and answers it at once, writing nothing. CPython's floor for the shape."""
+    mailbox: queue.SimpleQueue = queue.SimpleQueue()
+
+    def serve() -> None:
+        while True:
+            batch = [mailbox.get()]
+            while True:
+                try:
+                    batch.append(mailbox.get_nowait())
+                except queue.Empty:
+                    break
+            for item in batch:
+                if item is None:
+                    return
+                item[1](item[0], None)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    per_writer = appends // writers
+    result = _drive([_events("bench-log", f"w{i}", per_writer) for i in range(writers)],
+                    lambda events, done: mailbox.put((events, done)), 1)
+    mailbox.put(None)
+    server.join()
+    return result
 
 
 def measure_raw(scratch: Path, rows: list[tuple], per_transaction: int) -> tuple[float, float]:
@@ -143,8 +179,35 @@ def measure_raw(scratch: Path, rows: list[tuple], per_transaction: int) -> tuple
     return wall, cpu
 
 
-def measure_replay(db: Path) -> dict[str, tuple[float, float]]:
-    """(wall s, CPU s) of reading the log three ways, each from a fresh connection."""
+def make_snapshot(db: Path, share: float = 0.99) -> Path:
+    """A snapshot of the log's fold up to `share` of its events (as a crash long after a clean stop leaves)."""
+    from orchd import snapshot, store
+    from orchd import state as st
+
+    conn = store.connect(db, readonly=True)
+    try:
+        cut = int(store.last_seq(conn) * share)
+        state = st.replay(store.records(conn, upto=cut))
+        (hash,) = conn.execute("SELECT hash FROM events WHERE seq = ?", (cut,)).fetchone()
+    finally:
+        conn.close()
+    path = db.with_name("state.snapshot")
+    snapshot.write(path, snapshot.encode(state, hash))
+    return path
+
+
+def _from_snapshot(conn: Any, path: Path) -> Any:
+    from orchd import snapshot, store
+    from orchd import state as st
+
+    state = snapshot.load(path, conn)
+    if state is None:
+        raise BenchFailure(f"the snapshot {path} was not taken")
+    return st.replay(store.records(conn, after=state.seq), state)
+
+
+def measure_replay(db: Path, snap: Path) -> dict[str, tuple[float, float]]:
+    """(wall s, CPU s) of reading the log four ways, each from a fresh connection."""
     from orchd import state as st
     from orchd import store
 
@@ -152,6 +215,7 @@ def measure_replay(db: Path) -> dict[str, tuple[float, float]]:
         "select": lambda c: sum(1 for _ in c.execute("SELECT seq, ts, kind, payload FROM events ORDER BY seq")),
         "decode": lambda c: sum(1 for _ in store.records(c)),
         "replay": lambda c: st.replay(store.records(c)),
+        "snapshot": lambda c: _from_snapshot(c, snap),
     }
     out = {}
     for name, step in steps.items():
@@ -175,18 +239,21 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> str:
     rows = [[label, fmt(a[k]["median_per_s"]), fmt(a[k]["median_s"], ".3f"), fmt(a[k]["median_cpu_s"], ".3f")]
             for k, label in (("journal", f"journal, {args.writers} writers, 1 event/append, durable"),
                              ("pipelined", f"journal, {args.writers} writers, up to {PIPELINE} in flight each"),
+                             ("handoff", f"hand-offs alone, {args.writers} writers, no log (floor)"),
                              ("raw", f"raw executemany, 1 thread, {args.writers} rows/transaction"))]
     text = (f"eventlog: {a['journal']['events']} appends, WAL + synchronous=FULL; medians of "
             f"{args.repeat} repeat(s)\n\n" + table(["appends", "events/s", "wall s", "cpu s"], rows)
             + f"\njournal commits: {fmt(median(a['journal']['commits']))}, "
             f"{fmt(a['journal']['mean_events_per_commit'], '.1f')} events each (at most {args.writers} can wait); "
             f"with {PIPELINE} in flight: {fmt(a['pipelined']['mean_events_per_commit'], '.1f')} each"
-            + f"\nratio journal/raw events/s: {fmt(figures['ratios']['journal/raw'], '.2f')}"
+            + f"\nratio journal/raw events/s: {fmt(figures['ratios']['journal/raw'], '.2f')}; "
+            f"journal/hand-offs alone: {fmt(figures['ratios']['journal/handoff'], '.2f')}"
             + "   target: journal >= 50,000 events/s\n\n")
     r = figures["replay"]
     rows = [[label, fmt(r[k]["median_s"], ".2f"), fmt(r[k]["median_cpu_s"], ".2f"), fmt(r[k]["median_per_s"])]
             for k, label in (("select", "SELECT the rows (floor)"), ("decode", "SELECT + decode events"),
-                             ("replay", "replay into state"))]
+                             ("replay", "replay into state"),
+                             ("snapshot", "a snapshot at 99% + replay of the rest"))]
     return (text + f"replay of a {r['events']:,}-event log (built in {r['build_s']:.1f}s)\n\n"
             + table(["", "wall s", "cpu s", "events/s"], rows)
             + f"\nratio replay/select wall: {fmt(figures['ratios']['replay/select'], '.2f')}"
@@ -214,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
 
 def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     """Every figure of the part, measured in `scratch`."""
-    journal, raw, commits, pipelined, pipelined_commits = [], [], [], [], []
+    journal, raw, commits, pipelined, pipelined_commits, handoff = [], [], [], [], [], []
     for i in iterate(args.repeat, "appends"):
         (scratch / str(i)).mkdir()
         wall, cpu, rows = measure_journal(scratch / str(i), args.writers, args.appends)
@@ -224,6 +291,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         pipelined.append((wall, cpu))
         pipelined_commits.append(len({row[1] for row in pipelined_rows}))
         raw.append(measure_raw(scratch / str(i), rows, args.writers))
+        handoff.append(measure_handoff(args.writers, args.appends))
         shutil.rmtree(scratch / str(i))
     count = len(rows)
     print(f"  building a {args.replay_events:,}-event log", file=sys.stderr, flush=True)
@@ -231,18 +299,22 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     events = synthlog.build(db, synthlog.shapes_for(args.replay_events, tasks_per_run=min(
         10_000, max(1, args.replay_events // 40))), workdir=str(scratch))
     build_s = time.perf_counter() - start
-    replays = [measure_replay(db) for _ in iterate(args.repeat, "replay")]
+    snap = make_snapshot(db)
+    replays = [measure_replay(db, snap) for _ in iterate(args.repeat, "replay")]
     figures: dict[str, Any] = {
         "appends": {"journal": {**_stat(journal, count), "commits": commits,
                                 "mean_events_per_commit": rounded(count / median(commits), 1)},
                     "pipelined": {**_stat(pipelined, count), "commits": pipelined_commits,
                                   "mean_events_per_commit": rounded(count / median(pipelined_commits), 1)},
-                    "raw": _stat(raw, count)},
+                    "raw": _stat(raw, count), "handoff": _stat(handoff, count)},
         "replay": {"events": events, "build_s": round(build_s, 2),
-                   **{k: _stat([r[k] for r in replays], events) for k in ("select", "decode", "replay")}}}
+                   **{k: _stat([r[k] for r in replays], events)
+                      for k in ("select", "decode", "replay", "snapshot")}}}
     figures["ratios"] = {
         "journal/raw": rounded(ratio(figures["appends"]["journal"]["median_per_s"],
                                      figures["appends"]["raw"]["median_per_s"])),
+        "journal/handoff": rounded(ratio(figures["appends"]["journal"]["median_per_s"],
+                                         figures["appends"]["handoff"]["median_per_s"])),
         "replay/select": rounded(ratio(figures["replay"]["replay"]["median_s"],
                                        figures["replay"]["select"]["median_s"]))}
     return figures

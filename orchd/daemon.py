@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import tomllib
@@ -16,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 import pykka
 
-from orchd import __version__, store
+from orchd import __version__, snapshot, store
 from orchd import state as st
 from orchd.actors.context import Context
 from orchd.actors.journal import Journal
@@ -101,9 +102,13 @@ class Daemon:
         applied = store.migrate(self.conn)
         if applied:
             log.info("migrated the log: %s", ", ".join(applied))
-        state = st.replay(store.records(self.conn))
+        state = snapshot.load(paths.snapshot, self.conn) or st.State()
+        base = state.seq
+        st.replay(store.records(self.conn, after=base), state)
         gc.freeze()  # what the log held is here to stay: later collections need not walk it
-        log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
+        log.info("orchd %s: replayed %d events%s, %d runs", __version__, state.seq - base,
+                 f" after a snapshot at event {base}" if base else "", len(state.runs))
+        folded = state.seq - base
         self.journal = Journal(self.conn, state).start()
         self.reactor = Reactor().start()
         self.ctx = Context(paths=paths, journal=self.journal, reactor=self.reactor, executor=make_executor(self.config, self.reactor, paths),
@@ -115,7 +120,28 @@ class Daemon:
         self.server = Server(self.ctx, self.stopping.set, workers=self.config.server_workers,
                              max_message=self.config.max_message_bytes, max_runs=self.config.max_runs).start()
         log.info("listening on %s (pid %d)", paths.address, os.getpid())
+        self._snapshotting: threading.Thread | None = None
+        if folded >= snapshot.WORTH_SAVING:  # spare the next start this fold (once serving: not on the way to it)
+            self._snapshotting = threading.Thread(target=self._save_snapshot, name="snapshot", daemon=True)
+            self._snapshotting.start()
         return self
+
+    def _save_snapshot(self) -> None:
+        """Snapshot the journal's state (holding its lock while encoding: the state holds still)."""
+        conn = self.ctx.reader()
+        try:
+            with self.journal.lock:
+                state = self.journal.state
+                row = conn.execute("SELECT hash FROM events WHERE seq = ?", (state.seq,)).fetchone()
+                if row is None:
+                    return
+                data = snapshot.encode(state, row[0])
+            snapshot.write(self.paths.snapshot, data)
+            log.info("wrote a snapshot at event %d (%d bytes)", state.seq, len(data))
+        except (OSError, sqlite3.Error) as exc:  # the next start replays more, that is all
+            log.warning("cannot write the snapshot %s: %s", self.paths.snapshot, exc)
+        finally:
+            conn.close()
 
     def stop(self) -> None:
         log.info("stopping")
@@ -124,6 +150,9 @@ class Daemon:
         getattr(self.ctx.executor, "close", lambda: None)()  # a remote executor lets go of waiting sessions
         pykka.ActorRegistry.stop_all()
         self.journal.stop()
+        if self._snapshotting is not None:
+            self._snapshotting.join()
+        self._save_snapshot()  # the next start folds only what comes after
         self.reactor.stop()
         self.conn.close()
         self.paths.socket.unlink(missing_ok=True)
