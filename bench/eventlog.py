@@ -179,35 +179,8 @@ def measure_raw(scratch: Path, rows: list[tuple], per_transaction: int) -> tuple
     return wall, cpu
 
 
-def make_snapshot(db: Path, share: float = 0.99) -> Path:
-    """A snapshot of the log's fold up to `share` of its events (as a crash long after a clean stop leaves)."""
-    from orchd import snapshot, store
-    from orchd import state as st
-
-    conn = store.connect(db, readonly=True)
-    try:
-        cut = int(store.last_seq(conn) * share)
-        state = st.replay(store.records(conn, upto=cut))
-        (hash,) = conn.execute("SELECT hash FROM events WHERE seq = ?", (cut,)).fetchone()
-    finally:
-        conn.close()
-    path = db.with_name("state.snapshot")
-    snapshot.write(path, snapshot.encode(state, hash))
-    return path
-
-
-def _from_snapshot(conn: Any, path: Path) -> Any:
-    from orchd import snapshot, store
-    from orchd import state as st
-
-    state = snapshot.load(path, conn)
-    if state is None:
-        raise BenchFailure(f"the snapshot {path} was not taken")
-    return st.replay(store.records(conn, after=state.seq), state)
-
-
-def measure_replay(db: Path, snap: Path) -> dict[str, tuple[float, float]]:
-    """(wall s, CPU s) of reading the log four ways, each from a fresh connection."""
+def measure_replay(db: Path) -> dict[str, tuple[float, float]]:
+    """(wall s, CPU s) of reading the log three ways, each from a fresh connection."""
     from orchd import state as st
     from orchd import store
 
@@ -215,7 +188,6 @@ def measure_replay(db: Path, snap: Path) -> dict[str, tuple[float, float]]:
         "select": lambda c: sum(1 for _ in c.execute("SELECT seq, ts, kind, payload FROM events ORDER BY seq")),
         "decode": lambda c: sum(1 for _ in store.records(c)),
         "replay": lambda c: st.replay(store.records(c)),
-        "snapshot": lambda c: _from_snapshot(c, snap),
     }
     out = {}
     for name, step in steps.items():
@@ -252,8 +224,7 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> str:
     r = figures["replay"]
     rows = [[label, fmt(r[k]["median_s"], ".2f"), fmt(r[k]["median_cpu_s"], ".2f"), fmt(r[k]["median_per_s"])]
             for k, label in (("select", "SELECT the rows (floor)"), ("decode", "SELECT + decode events"),
-                             ("replay", "replay into state"),
-                             ("snapshot", "a snapshot at 99% + replay of the rest"))]
+                             ("replay", "replay into state"))]
     return (text + f"replay of a {r['events']:,}-event log (built in {r['build_s']:.1f}s)\n\n"
             + table(["", "wall s", "cpu s", "events/s"], rows)
             + f"\nratio replay/select wall: {fmt(figures['ratios']['replay/select'], '.2f')}"
@@ -299,8 +270,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     events = synthlog.build(db, synthlog.shapes_for(args.replay_events, tasks_per_run=min(
         10_000, max(1, args.replay_events // 40))), workdir=str(scratch))
     build_s = time.perf_counter() - start
-    snap = make_snapshot(db)
-    replays = [measure_replay(db, snap) for _ in iterate(args.repeat, "replay")]
+    replays = [measure_replay(db) for _ in iterate(args.repeat, "replay")]
     figures: dict[str, Any] = {
         "appends": {"journal": {**_stat(journal, count), "commits": commits,
                                 "mean_events_per_commit": rounded(count / median(commits), 1)},
@@ -308,8 +278,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
                                   "mean_events_per_commit": rounded(count / median(pipelined_commits), 1)},
                     "raw": _stat(raw, count), "handoff": _stat(handoff, count)},
         "replay": {"events": events, "build_s": round(build_s, 2),
-                   **{k: _stat([r[k] for r in replays], events)
-                      for k in ("select", "decode", "replay", "snapshot")}}}
+                   **{k: _stat([r[k] for r in replays], events) for k in ("select", "decode", "replay")}}}
     figures["ratios"] = {
         "journal/raw": rounded(ratio(figures["appends"]["journal"]["median_per_s"],
                                      figures["appends"]["raw"]["median_per_s"])),

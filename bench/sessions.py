@@ -98,15 +98,29 @@ def measure_orch(args: argparse.Namespace) -> dict[str, Any]:
                       max(120.0, n / 5), f"{n} agents were not all running")
         spawn_s = time.perf_counter() - start
         seq = quiet_log(home, settle=2.0)
+        keeper = _keeper(pid)
         busy = snapshot(pid, args.idle)
+        keeper_busy = snapshot(keeper, args.idle) if keeper else None
         busy["events_in_window"] = events_after(home, seq)  # nothing should change: expect {}
         cancel_s, _ = timed(lambda: home.orchctl("cancel", run_id, check=True, timeout=300))
         summary = home.wait_until(run_id, lambda s: s["state"] == "cancelled", timeout=300)
         left = [p for p in agents if _alive(p)] + procfs.with_env("ORCH_RUN_ID", run_id)
         if left:
             raise BenchFailure(f"{len(set(left))} agents remain after cancelling {run_id}: {sorted(set(left))[:10]}")
-        return {"status": "ok", "empty": empty, "running": busy, "spawn_s": rounded(spawn_s),
+        return {"status": "ok", "empty": empty, "running": busy, "keeper": keeper_busy, "spawn_s": rounded(spawn_s),
                 "cancel_s": rounded(cancel_s), "cancelled": summary["counts"].get("cancelled"), "agents_left": 0}
+
+
+def _keeper(daemon: int) -> int | None:
+    """The keeper (orchd/keeper.py) the daemon started: the parent of every agent."""
+    for child in procfs.children(daemon):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if b"orchd.keeper" in f.read():
+                    return child
+        except OSError:
+            continue
+    return None
 
 
 def _alive(pid: int) -> bool:
@@ -145,6 +159,7 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> str:
     rows = []
     for label, snap, spawn in (("orchd, no run", o.get("empty"), None),
                                (f"orchd, {args.sessions} sessions", o.get("running"), o.get("spawn_s")),
+                               ("its keeper (the agents' parent)", o.get("keeper"), None),
                                (f"GNU parallel -j{args.sessions}", p.get("running"), p.get("spawn_s"))):
         snap = snap or {}
         rows.append([label, fmt(snap.get("rss_mib"), ".1f"), fmt(snap.get("peak_rss_mib"), ".1f"),

@@ -8,7 +8,6 @@ import gc
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import tomllib
@@ -17,7 +16,7 @@ from typing import Any, Literal
 import msgspec
 import pykka
 
-from orchd import __version__, snapshot, store
+from orchd import __version__, store
 from orchd import state as st
 from orchd.actors.context import Context
 from orchd.actors.journal import Journal
@@ -97,18 +96,14 @@ class Daemon:
         paths = self.paths
         paths.ensure()
         self._lock = _lock(paths)
-        threading.stack_size(512 << 10)  # one thread per actor: small stacks keep 1,000 sessions light
+        threading.stack_size(512 << 10)  # one thread per actor (a run, the supervisor): small stacks
         self.conn = store.connect(paths.db)
         applied = store.migrate(self.conn)
         if applied:
             log.info("migrated the log: %s", ", ".join(applied))
-        state = snapshot.load(paths.snapshot, self.conn) or st.State()
-        base = state.seq
-        st.replay(store.records(self.conn, after=base), state)
+        state = st.replay(store.records(self.conn))
         gc.freeze()  # what the log held is here to stay: later collections need not walk it
-        log.info("orchd %s: replayed %d events%s, %d runs", __version__, state.seq - base,
-                 f" after a snapshot at event {base}" if base else "", len(state.runs))
-        folded = state.seq - base
+        log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
         self.journal = Journal(self.conn, state).start()
         self.reactor = Reactor().start()
         self.ctx = Context(paths=paths, journal=self.journal, reactor=self.reactor, executor=make_executor(self.config, self.reactor, paths),
@@ -120,28 +115,7 @@ class Daemon:
         self.server = Server(self.ctx, self.stopping.set, workers=self.config.server_workers,
                              max_message=self.config.max_message_bytes, max_runs=self.config.max_runs).start()
         log.info("listening on %s (pid %d)", paths.address, os.getpid())
-        self._snapshotting: threading.Thread | None = None
-        if folded >= snapshot.WORTH_SAVING:  # spare the next start this fold (once serving: not on the way to it)
-            self._snapshotting = threading.Thread(target=self._save_snapshot, name="snapshot", daemon=True)
-            self._snapshotting.start()
         return self
-
-    def _save_snapshot(self) -> None:
-        """Snapshot the journal's state (holding its lock while encoding: the state holds still)."""
-        conn = self.ctx.reader()
-        try:
-            with self.journal.lock:
-                state = self.journal.state
-                row = conn.execute("SELECT hash FROM events WHERE seq = ?", (state.seq,)).fetchone()
-                if row is None:
-                    return
-                data = snapshot.encode(state, row[0])
-            snapshot.write(self.paths.snapshot, data)
-            log.info("wrote a snapshot at event %d (%d bytes)", state.seq, len(data))
-        except (OSError, sqlite3.Error) as exc:  # the next start replays more, that is all
-            log.warning("cannot write the snapshot %s: %s", self.paths.snapshot, exc)
-        finally:
-            conn.close()
 
     def stop(self) -> None:
         log.info("stopping")
@@ -150,9 +124,6 @@ class Daemon:
         getattr(self.ctx.executor, "close", lambda: None)()  # a remote executor lets go of waiting sessions
         pykka.ActorRegistry.stop_all()
         self.journal.stop()
-        if self._snapshotting is not None:
-            self._snapshotting.join()
-        self._save_snapshot()  # the next start folds only what comes after
         self.reactor.stop()
         self.conn.close()
         self.paths.socket.unlink(missing_ok=True)
@@ -176,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"orchd {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("ORCH_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    logging.logThreads = False  # no thread names in records: sessions run on bare threads (session.py)
+    logging.logThreads = False  # no thread names in records: commits of worktrees run on bare threads (session.py)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     paths = resolve()

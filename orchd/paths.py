@@ -32,11 +32,6 @@ class Paths(namedtuple("Paths", ["config_dir", "state_dir", "runtime_dir"])):
         return self.state_dir / "events.db"
 
     @property
-    def snapshot(self) -> Path:
-        """The folded state as of some event of the log (orchd/snapshot.py)."""
-        return self.state_dir / "state.snapshot"
-
-    @property
     def logs(self) -> Path:
         return self.state_dir / "logs"
 
