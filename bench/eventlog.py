@@ -8,8 +8,8 @@ and waits until the journal says it is durable (the callback) before the next;
 a second row lets each writer keep up to 16 appends in flight (run actors do
 not block on the journal: they get a message once durable). Reference: the same rows (hash chain included) inserted with a raw
 `sqlite3` executemany, one transaction per W rows, in one thread. Replay folds
-a log of N events (built with bench.synthlog) into state with `state.replay(
-store.records(conn))`, from a fresh connection; a bare SELECT of the same rows
+a log of N events (built with bench.synthlog) into state with `store.fold(conn)`
+(as orchd starts), from a fresh connection; a bare SELECT of the same rows
 and a SELECT+decode are shown beside it to say where the time goes.
 """
 
@@ -181,13 +181,12 @@ def measure_raw(scratch: Path, rows: list[tuple], per_transaction: int) -> tuple
 
 def measure_replay(db: Path) -> dict[str, tuple[float, float]]:
     """(wall s, CPU s) of reading the log three ways, each from a fresh connection."""
-    from orchd import state as st
     from orchd import store
 
     steps: dict[str, Callable[[Any], Any]] = {
         "select": lambda c: sum(1 for _ in c.execute("SELECT seq, ts, kind, payload FROM events ORDER BY seq")),
         "decode": lambda c: sum(1 for _ in store.records(c)),
-        "replay": lambda c: st.replay(store.records(c)),
+        "replay": lambda c: store.fold(c),  # how orchd starts
     }
     out = {}
     for name, step in steps.items():

@@ -17,7 +17,6 @@ import msgspec
 import pykka
 
 from orchd import __version__, store
-from orchd import state as st
 from orchd.actors.context import Context
 from orchd.actors.journal import Journal
 from orchd.actors.supervisor import SupervisorActor
@@ -101,7 +100,7 @@ class Daemon:
         applied = store.migrate(self.conn)
         if applied:
             log.info("migrated the log: %s", ", ".join(applied))
-        state = st.replay(store.records(self.conn))
+        state = store.fold(self.conn)
         gc.freeze()  # what the log held is here to stay: later collections need not walk it
         log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
         self.journal = Journal(self.conn, state).start()

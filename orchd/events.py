@@ -154,7 +154,7 @@ EVENT_TYPES: tuple[type, ...] = Event.__args__  # type: ignore[attr-defined]
 KINDS: dict[str, type] = {t.__name__: t for t in EVENT_TYPES}
 
 _encoder = msgspec.json.Encoder()
-_decoders: dict[str, msgspec.json.Decoder] = {k: msgspec.json.Decoder(t) for k, t in KINDS.items()}
+DECODERS: dict[str, msgspec.json.Decoder] = {k: msgspec.json.Decoder(t) for k, t in KINDS.items()}
 
 
 def kind_of(event: _Event) -> str:
@@ -169,7 +169,7 @@ def encode(event: _Event) -> bytes:
 
 def decode(kind: str, payload: bytes | str) -> Event | None:
     """Decode a stored event; `None` for a kind this version does not know."""
-    decoder = _decoders.get(kind)
+    decoder = DECODERS.get(kind)
     return None if decoder is None else decoder.decode(payload)
 
 

@@ -184,7 +184,7 @@ class Server:
             case p.Events():
                 return self._events(request, conn)
             case p.Replay(at=at):
-                state = st.replay(store.records(conn, upto=None if at is None else _seq(at)))
+                state = store.fold(conn, upto=None if at is None else _seq(at))
                 return p.StatusReply(seq=state.seq, runs=[st.run_view(r) for r in state.runs.values()])
             case p.Audit():
                 result = store.audit(conn)
