@@ -28,7 +28,7 @@ SECRET_NAME_RE = re.compile(r"(_KEY|_TOKEN)$|SECRET|PASSWORD|CREDENTIAL", re.I)
 # ------------------------------------------------------------ resolved (persisted in events)
 
 
-class BackoffSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+class BackoffSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, omit_defaults=True):
     """Backoff between attempts: min(max, initial × factor^(n-1)), jittered."""
 
     initial: float = 2.0
@@ -37,7 +37,7 @@ class BackoffSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=Fa
     jitter: str = "full"
 
 
-class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, omit_defaults=True):
     """One resolved task: everything needed to run it, defaults applied."""
 
     id: str

@@ -89,24 +89,26 @@ class State(msgspec.Struct, gc=False):
 
 def apply(state: State, record: ev.Record) -> State:
     """Fold one record into `state` and return it."""
-    return _fold(state, ((record.seq, record.ts, record.kind, record.event),))
+    return _fold(state, ((record.seq, record.ts, record.event),))
 
 
-def _fold(state: State, items: Iterable[tuple[int, float, str, Any]],
-          decoders: dict[str, Any] | None = None) -> State:
-    """Fold (seq, ts, kind, event) items into `state`: the one fold of orch.
+def _fold(state: State, items: Iterable[tuple[int, float, Any]], stored: bool = False) -> State:
+    """Fold (seq, ts, event) items into `state`: the one fold of orch.
 
-    With `decoders`, each item's event is still its stored payload, decoded here (an event of
-    a kind this version does not know is kept in the log and skipped). One loop, no call per
-    event: this is most of the time of a start.
+    `stored`: each item's event is still its stored payload, decoded here (an event of a kind
+    this version does not know is kept in the log and skipped). One loop, no call per event:
+    this is most of the time of a start.
     """
     runs, task_events, run_events, terminal, submitted = state.runs, _TASK_EVENTS, _RUN_EVENTS, TERMINAL, ev.RunSubmitted
+    decode = ev.decode_stored
     last = state.seq
-    for seq, ts, kind, event in items:
+    for seq, ts, event in items:
         last = seq
-        if decoders is not None:
-            decoder = decoders.get(kind)
-            event = None if decoder is None else decoder.decode(event)
+        if stored:
+            try:
+                event = decode(event)
+            except msgspec.ValidationError:
+                event = ev.unknown_kind(event)
         if event is None:  # a kind from a newer version: kept in the log, skipped here
             continue
         kind = type(event)
@@ -226,16 +228,16 @@ _RUN_EVENTS: dict[type, Callable[[RunState, Any, float], None]] = {
 assert set(_TASK_EVENTS) | set(_RUN_EVENTS) | {ev.RunSubmitted} == set(ev.EVENT_TYPES), "an event without a fold"
 
 
-def fold_rows(rows: Iterable[tuple[int, float, str, bytes]], state: State | None = None) -> State:
-    """`replay` straight from stored rows (seq, ts, kind, payload), decoding on the way."""
+def fold_rows(rows: Iterable[tuple[int, float, bytes]], state: State | None = None) -> State:
+    """`replay` straight from stored rows (seq, ts, payload), decoding on the way."""
     with _gc_paused():
-        return _fold(State() if state is None else state, rows, ev.DECODERS)
+        return _fold(State() if state is None else state, rows, stored=True)
 
 
 def replay(records: Iterable[ev.Record], state: State | None = None) -> State:
     """Fold a sequence of records, from an empty state unless one is given."""
     with _gc_paused():
-        return _fold(State() if state is None else state, ((r.seq, r.ts, r.kind, r.event) for r in records))
+        return _fold(State() if state is None else state, ((r.seq, r.ts, r.event) for r in records))
 
 
 @contextlib.contextmanager

@@ -197,9 +197,10 @@ def rows(conn: sqlite3.Connection, *, after: int = 0, upto: int | None = None,
     return [Row(s, t, r, k_task, kind, msgspec.Raw(p)) for s, t, r, k_task, kind, p in conn.execute(sql, params)]
 
 
-def _event_rows(conn: sqlite3.Connection, after: int, upto: int | None, run_id: str | None) -> sqlite3.Cursor:
+def _event_rows(conn: sqlite3.Connection, after: int, upto: int | None, run_id: str | None,
+                columns: str = "seq, ts, kind, payload") -> sqlite3.Cursor:
     where, params = _where(after, upto, run_id, None)
-    return conn.execute(f"SELECT seq, ts, kind, payload FROM events WHERE {where} ORDER BY seq", params)
+    return conn.execute(f"SELECT {columns} FROM events WHERE {where} ORDER BY seq", params)
 
 
 def records(conn: sqlite3.Connection, *, after: int = 0, upto: int | None = None,
@@ -212,7 +213,7 @@ def records(conn: sqlite3.Connection, *, after: int = 0, upto: int | None = None
 
 def fold(conn: sqlite3.Connection, *, upto: int | None = None) -> st.State:
     """The state the log holds (up to event `upto`): what `replay(records(conn))` gives, faster."""
-    return st.fold_rows(_event_rows(conn, 0, upto, None))
+    return st.fold_rows(_event_rows(conn, 0, upto, None, "seq, ts, payload"))
 
 
 def last_seq(conn: sqlite3.Connection) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import msgspec
+import pytest
 
 from orchd import backoff
 from orchd import events as ev
@@ -106,3 +107,10 @@ def test_running_totals_of_a_resumed_session_count_once() -> None:
     assert _spent(attempts, "cost_usd") == 0.25 + 0.05  # latest of s1, plus s2
     assert _spent(attempts, "tokens_in") == 160  # per attempt: summed
     assert _spent([], "cost_usd") is None
+
+
+def test_a_fold_from_stored_rows_skips_unknown_kinds_and_refuses_damaged_payloads() -> None:
+    rows = [(1, 0.0, b'{"kind":"FromTheFuture","run_id":"r","anything":[1]}')]
+    assert st.fold_rows(rows).seq == 1  # kept in the log, skipped by the fold
+    with pytest.raises(msgspec.ValidationError):
+        st.fold_rows([(1, 0.0, b'{"kind":"RunFinished","run_id":5}')])  # a known kind that does not decode
