@@ -173,11 +173,8 @@ class RunActor(Actor):
     # ------------------------------------------------------------ recording
 
     def _record(self, events: Sequence[ev.Event], then: Callable[[], None] | None = None) -> None:
-        """Hand `events` to the journal; fold them and run `then` once durable.
-
-        Thread-safe (it only reads the immutable actor ref and calls the journal): sessions
-        record `AttemptStarted` through it, sparing a hop through this actor's mailbox.
-        """
+        """Hand `events` to the journal; fold them and run `then` once durable (sessions record
+        `AttemptStarted` through it)."""
         ref = self.actor_ref
         self.ctx.journal.append(events, lambda recs, err: ref.tell(_Committed(recs, err, events, then)))
 

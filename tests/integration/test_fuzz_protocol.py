@@ -11,7 +11,6 @@ daemon never dies and its memory stays bounded. Seeded like tests/unit/test_plan
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 import threading
