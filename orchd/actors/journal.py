@@ -83,8 +83,7 @@ class Journal:
             return
         self.failed = None
         with self.lock:
-            for record in recs:
-                st.apply(self.state, record)
+            st.replay(recs, self.state)
         with self.committed:
             self.committed.notify_all()
         i = 0
