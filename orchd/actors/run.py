@@ -9,6 +9,7 @@ the log when it starts, so a run resumes the same way after a restart.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -253,6 +254,7 @@ class RunActor(Actor):
 
         self._record([ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))],
                      then=spawn)
+        _create(log_path)  # while the journal commits: creating a file can cost more than the spawn
 
     def _ended(self, message: SessionEnded) -> None:
         self.sessions.pop(message.task_id, None)
@@ -338,6 +340,14 @@ class RunActor(Actor):
             attempt = task.current
             if attempt is not None and attempt.pgid is not None:
                 self.ctx.executor.signal(Process(attempt.pid or 0, attempt.pgid, 0), signal.SIGKILL)
+
+
+def _create(log_path: Path) -> None:
+    """The attempt's (empty) log, made ahead of its spawn; if this fails, the spawn says why."""
+    try:
+        os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
+    except OSError:
+        pass
 
 
 def _resume_id(task: st.TaskState) -> str | None:
