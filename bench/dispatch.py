@@ -4,7 +4,9 @@
 
 orch is measured twice per repeat: the wall time of `orchctl submit PLAN --wait
 --json` (client start, submit, every task, the final status), and the run's
-own span as the daemon recorded it (`finished_at - submitted_at`).
+own span as the daemon recorded it (`finished_at - submitted_at`). Repeats are
+interleaved (orch, parallel, xargs, orch, ...): a machine whose speed drifts
+during the run moves every tool alike.
 """
 
 from __future__ import annotations
@@ -133,18 +135,33 @@ MEASURES: dict[str, Callable[[argparse.Namespace, int], list[Series]]] = {
 
 
 def collect(args: argparse.Namespace, tasks: int) -> dict[str, list[Series]]:
-    """Every measurement at one size, a skipped or failed one as a Series that says why."""
+    """Every measurement at one size, a skipped or failed one as a Series that says why.
+
+    Repeats are interleaved (orch, parallel, xargs, orch, ...), so that a machine whose speed
+    drifts during the run (this project's VMs do: see bench/README.md) moves every tool alike.
+    """
     out: dict[str, list[Series]] = {}
-    for key, measure in MEASURES.items():
-        if key == "orch" and args.skip_orch:
-            out[key] = new_series(key, tasks, status="skipped", reason="--skip-orch")
-            continue
-        try:
-            out[key] = measure(args, tasks)
-        except (Skip, BenchFailure) as exc:
-            status = "skipped" if isinstance(exc, Skip) else "failed"
-            out[key] = new_series(key, tasks, status=status, reason=str(exc))
-            print(f"  {key}: {status}: {exc}", file=sys.stderr)
+    once = argparse.Namespace(**{**vars(args), "repeat": 1})
+    for i in range(1, args.repeat + 1):
+        print(f"  {tasks} tasks: repeat {i}/{args.repeat}", file=sys.stderr, flush=True)
+        for key, measure in MEASURES.items():
+            if key in out and not all(series.ok for series in out[key]):
+                continue  # skipped or failed in an earlier repeat
+            if key == "orch" and args.skip_orch:
+                out[key] = new_series(key, tasks, status="skipped", reason="--skip-orch")
+                continue
+            try:
+                measured = measure(once, tasks)
+            except (Skip, BenchFailure) as exc:
+                status = "skipped" if isinstance(exc, Skip) else "failed"
+                out[key] = new_series(key, tasks, status=status, reason=str(exc))
+                print(f"  {key}: {status}: {exc}", file=sys.stderr)
+                continue
+            if key not in out:
+                out[key] = measured
+            else:
+                for series, more in zip(out[key], measured):
+                    series.seconds.extend(more.seconds)
     return out
 
 
