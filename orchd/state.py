@@ -89,10 +89,10 @@ class State(msgspec.Struct, gc=False):
 
 def apply(state: State, record: ev.Record) -> State:
     """Fold one record into `state` and return it."""
-    return _fold(state, ((record.seq, record.ts, record.event),))
+    return fold(state, ((record.seq, record.ts, record.event),))
 
 
-def _fold(state: State, items: Iterable[tuple[int, float, Any]], stored: bool = False) -> State:
+def fold(state: State, items: Iterable[tuple[int, float, Any]], stored: bool = False) -> State:
     """Fold (seq, ts, event) items into `state`: the one fold of orch.
 
     `stored`: each item's event is still its stored payload, decoded here (an event of a kind
@@ -230,18 +230,18 @@ assert set(_TASK_EVENTS) | set(_RUN_EVENTS) | {ev.RunSubmitted} == set(ev.EVENT_
 
 def fold_rows(rows: Iterable[tuple[int, float, bytes]], state: State | None = None) -> State:
     """`replay` straight from stored rows (seq, ts, payload), decoding on the way."""
-    with _gc_paused():
-        return _fold(State() if state is None else state, rows, stored=True)
+    with gc_paused():
+        return fold(State() if state is None else state, rows, stored=True)
 
 
 def replay(records: Iterable[ev.Record], state: State | None = None) -> State:
     """Fold a sequence of records, from an empty state unless one is given."""
-    with _gc_paused():
-        return _fold(State() if state is None else state, ((r.seq, r.ts, r.event) for r in records))
+    with gc_paused():
+        return fold(State() if state is None else state, ((r.seq, r.ts, r.event) for r in records))
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """The garbage collector paused during a bulk fold: a fold only builds a tree (no cycles to
     collect), and its collections would walk every object built so far (a third of a large replay)."""
     paused = gc.isenabled()
