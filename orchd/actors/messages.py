@@ -12,28 +12,27 @@ from orchd.plan import RunSpec
 
 @dataclass(frozen=True)
 class Grant:
-    """Supervisor → run: this task has a session slot."""
-
-    task_id: str
+    """Supervisor → run: one more session slot is yours (start your next ready task in it)."""
 
 
 @dataclass(frozen=True)
 class Enqueue:
-    """Run → supervisor: these tasks are ready for a slot."""
+    """Run → supervisor: `count` more of this run's tasks are ready for a slot (the run keeps them, in order)."""
 
     run_id: str
     cap: int
-    task_ids: list[str]
+    count: int
     ref: Any
     occupied: int = 0  # slots already in use by attempts adopted after a restart
 
 
 @dataclass(frozen=True)
 class Withdraw:
-    """Run → supervisor: drop these tasks from the queue (cancelled)."""
+    """Run → supervisor: `count` of this run's ready tasks need no grant any more (cancelled, or
+    started in a slot the run already held)."""
 
     run_id: str
-    task_ids: list[str]
+    count: int
 
 
 @dataclass(frozen=True)

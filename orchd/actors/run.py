@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -47,6 +48,9 @@ class _Committed:
     then: Callable[[], None] | None
 
 
+_Step = tuple[list[ev.Event], Callable[[], None]]  # events to record, and what to do once they are durable
+
+
 @dataclass(frozen=True)
 class _RetryDue:
     task_id: str
@@ -62,6 +66,8 @@ class RunActor(Actor):
         self.sessions: dict[str, Session] = {}  # task id -> the session of its running attempt
         self.closing: set[str] = set()  # tasks whose terminal event is on its way to the log
         self.ending: dict[tuple[str, int], Process] = {}  # attempts whose AttemptFinished is on its way
+        self.logs: list[Path] = []  # logs of attempts about to launch, to create while their launch commits
+        self.ready: deque[str] = deque()  # tasks waiting for a slot, in order (the supervisor knows how many)
         self.finishing = False
 
     @property
@@ -153,7 +159,7 @@ class RunActor(Actor):
         if isinstance(message, _Committed):
             self._committed(message)
         elif isinstance(message, Grant):
-            self._launch(message.task_id)
+            self._granted()
         elif isinstance(message, SessionEvent):
             if self.sessions.get(message.session.task.id) is message.session:  # else it ended already
                 message.session.handle(message)
@@ -178,6 +184,8 @@ class RunActor(Actor):
         `AttemptStarted` through it)."""
         ref = self.actor_ref
         self.ctx.journal.append(events, lambda recs, err: ref.tell(_Committed(recs, err, events, then)))
+        while self.logs:  # while the journal commits: creating a file can cost more than the spawn
+            _create(self.logs.pop())
 
     def _committed(self, message: _Committed) -> None:
         if message.error is not None:  # the log refused the write: try again, act only once it is durable
@@ -197,8 +205,12 @@ class RunActor(Actor):
         self._maybe_finish()
 
     def _close(self, task_id: str, events: list[ev.Event]) -> None:
+        self._record(*self._closing(task_id, events))
+
+    def _closing(self, task_id: str, events: list[ev.Event]) -> _Step:
+        """`events` end the task: no other step for it until they are durable."""
         self.closing.add(task_id)
-        self._record(events, then=lambda: self.closing.discard(task_id))
+        return events, lambda: self.closing.discard(task_id)
 
     def _maybe_finish(self) -> None:
         if self.finishing or self.closing or self.run.state != "running":
@@ -215,7 +227,9 @@ class RunActor(Actor):
     # ------------------------------------------------------------ scheduling
 
     def _enqueue(self, task_ids: list[str], occupied: int = 0) -> None:
-        self.ctx.supervisor.tell(Enqueue(self.run_id, self.run.spec.concurrency, task_ids, self.actor_ref, occupied))
+        self.ready.extend(task_ids)
+        self.ctx.supervisor.tell(Enqueue(self.run_id, self.run.spec.concurrency, len(task_ids), self.actor_ref,
+                                         occupied))
 
     def _enqueue_later(self, task_id: str) -> Callable[[], None]:
         return lambda: self._enqueue([task_id])
@@ -229,11 +243,29 @@ class RunActor(Actor):
 
     # ------------------------------------------------------------ attempts
 
-    def _launch(self, task_id: str) -> None:
+    def _granted(self) -> None:
+        """A slot from the supervisor: start the next ready task in it."""
+        step = self._next_launch(granted=True)
+        if step is None:
+            self._release()
+        else:
+            self._record(*step)
+
+    def _next_launch(self, granted: bool) -> _Step | None:
+        """The next ready task's AttemptLaunching and its spawn; None when no task is ready.
+        Every task taken from `ready` but the one a grant paid for is withdrawn from the supervisor's count."""
+        step, taken = None, 0
+        while step is None and self.ready:
+            taken += 1
+            step = self._launching(self.ready.popleft())
+        if taken > granted:
+            self.ctx.supervisor.tell(Withdraw(self.run_id, taken - granted))
+        return step
+
+    def _launching(self, task_id: str) -> _Step | None:
         task = self.run.tasks[task_id]
         if task.state in st.TERMINAL or task.cancel_requested or task_id in self.closing or task.current:
-            self._release()
-            return
+            return None
         adapter = adapter_for(task.spec.agent)
         assert adapter is not None, "plans are checked for known agents at submit"
         n = len(task.attempts) + 1
@@ -252,15 +284,31 @@ class RunActor(Actor):
                 record=self._record, run_id=self.run_id)
             session.start()
 
-        self._record([ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))],
-                     then=spawn)
-        _create(log_path)  # while the journal commits: creating a file can cost more than the spawn
+        self.logs.append(log_path)
+        return [ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))], spawn
 
     def _ended(self, message: SessionEnded) -> None:
+        """An attempt ended: record how, and start the next ready task in its slot unless another
+        run waits for one (then the slot goes back to the supervisor). Both go in one commit."""
         self.sessions.pop(message.task_id, None)
-        self._release()
         if message.process is not None:
             self.ending[(message.task_id, message.attempt)] = message.process
+        events, then = self._outcome(message)
+        step = (self._next_launch(granted=False)
+                if self.ready and self.ctx.waiting <= {self.run_id} else None)
+        if step is None:
+            self._release()
+            self._record(events, then)
+            return
+        launching, spawn = step
+
+        def both() -> None:
+            then()
+            spawn()
+        self._record([*events, *launching], both)
+
+    def _outcome(self, message: SessionEnded) -> _Step:
+        """The events that record how an attempt ended, and what to do once they are durable."""
         task = self.run.tasks[message.task_id]
         o = message.outcome
         if task.cancel_requested and o.outcome != SUCCESS:
@@ -272,20 +320,19 @@ class RunActor(Actor):
             reason=o.reason, duration=round(message.duration, 6), report=o.report)
         tid = message.task_id
         if o.outcome == SUCCESS:
-            self._close(tid, [finished, ev.TaskCompleted(self.run_id, tid)])
-        elif o.outcome == CANCELLED:
-            self._close(tid, [finished, ev.TaskCancelled(self.run_id, tid)])
-        elif o.outcome == PERMANENT:
-            self._close(tid, [finished, ev.TaskFailed(self.run_id, tid, reason=o.reason)])
-        elif (o.outcome == PARK or (o.outcome == LOST and _lost(task) < MAX_LOST)
-              or (o.outcome in RETRYABLE and task.retries_spent < task.spec.max_retries)):
-            self._retry_later(task, finished, o.park_until)
-        else:
-            attempts = len(task.attempts)
-            self._close(tid, [finished, ev.TaskFailed(
-                self.run_id, tid, reason=f"{o.reason} (gave up after {attempts} attempt{'s' * (attempts != 1)})")])
+            return self._closing(tid, [finished, ev.TaskCompleted(self.run_id, tid)])
+        if o.outcome == CANCELLED:
+            return self._closing(tid, [finished, ev.TaskCancelled(self.run_id, tid)])
+        if o.outcome == PERMANENT:
+            return self._closing(tid, [finished, ev.TaskFailed(self.run_id, tid, reason=o.reason)])
+        if (o.outcome == PARK or (o.outcome == LOST and _lost(task) < MAX_LOST)
+                or (o.outcome in RETRYABLE and task.retries_spent < task.spec.max_retries)):
+            return self._retrying(task, finished, o.park_until)
+        attempts = len(task.attempts)
+        return self._closing(tid, [finished, ev.TaskFailed(
+            self.run_id, tid, reason=f"{o.reason} (gave up after {attempts} attempt{'s' * (attempts != 1)})")])
 
-    def _retry_later(self, task: st.TaskState, finished: ev.AttemptFinished, park_until: float | None) -> None:
+    def _retrying(self, task: st.TaskState, finished: ev.AttemptFinished, park_until: float | None) -> _Step:
         now = time.time()
         spends = finished.outcome in RETRYABLE
         if finished.outcome == PARK and park_until is not None:
@@ -296,9 +343,9 @@ class RunActor(Actor):
             delay = backoff.delay(task.spec.backoff, task.retries_spent + 1)
         due = now + delay
         tid = task.spec.id
-        self._record([finished, ev.TaskRetrying(self.run_id, tid, due_at=due, delay=round(delay, 6),
-                                                reason=finished.reason, spends_retry=spends)],
-                     then=lambda: self._schedule_retry(tid, due))
+        return ([finished, ev.TaskRetrying(self.run_id, tid, due_at=due, delay=round(delay, 6),
+                                           reason=finished.reason, spends_retry=spends)],
+                lambda: self._schedule_retry(tid, due))
 
     # ------------------------------------------------------------ user requests
 
@@ -307,7 +354,10 @@ class RunActor(Actor):
         live = [t for t in ids if self.run.tasks[t].state not in st.TERMINAL and t not in self.closing]
 
         def act() -> None:
-            self.ctx.supervisor.tell(Withdraw(self.run_id, live))
+            gone, queued = set(live), len(self.ready)
+            self.ready = deque(t for t in self.ready if t not in gone)
+            if len(self.ready) < queued:
+                self.ctx.supervisor.tell(Withdraw(self.run_id, queued - len(self.ready)))
             for tid in live:
                 task = self.run.tasks[tid]
                 if tid in self.sessions:

@@ -1,7 +1,11 @@
-"""SupervisorActor: the queue of ready tasks, the concurrency caps, the run actors.
+"""SupervisorActor: the concurrency caps, the run actors.
 
-One FIFO per run, served round-robin, so runs share the global cap fairly and
-none starves; each run also has its own cap (`concurrency`).
+Each run keeps its ready tasks in order and tells the supervisor how many there
+are; the supervisor grants slots to runs round-robin, so runs share the global
+cap fairly and none starves; each run also has its own cap (`concurrency`).
+A run whose attempt ends starts its next ready task in the same slot, with no
+round trip, unless another run waits for a slot: then it releases the slot and
+the round-robin decides (`Context.waiting` says which runs wait).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ class SupervisorActor(Actor):
     def __init__(self, ctx: Context, max_sessions: int) -> None:
         super().__init__()
         self.ctx, self.max_sessions = ctx, max_sessions
-        self.queues: dict[str, deque[str]] = {}
+        self.demand: Counter[str] = Counter()  # run id -> its ready tasks without a slot
         self.caps: dict[str, int] = {}
         self.running: Counter[str] = Counter()
         self.total = 0
@@ -39,11 +43,10 @@ class SupervisorActor(Actor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Enqueue):
-            if message.run_id not in self.queues:
-                self.queues[message.run_id] = deque()
+            if message.run_id not in self.caps:
                 self.order.append(message.run_id)
             self.caps[message.run_id] = message.cap
-            self.queues[message.run_id].extend(message.task_ids)
+            self.demand[message.run_id] += message.count
             self.running[message.run_id] += message.occupied
             self.total += message.occupied
             self._dispatch()
@@ -52,10 +55,9 @@ class SupervisorActor(Actor):
             self.total -= 1
             self._dispatch()
         elif isinstance(message, Withdraw):
-            queue = self.queues.get(message.run_id)
-            if queue:
-                gone = set(message.task_ids)
-                self.queues[message.run_id] = deque(t for t in queue if t not in gone)
+            if message.run_id in self.caps:
+                self.demand[message.run_id] = max(0, self.demand[message.run_id] - message.count)
+                self._publish()
         elif isinstance(message, RunDone):
             self._forget(message.run_id)
         elif isinstance(message, RunCrashed):
@@ -99,37 +101,45 @@ class SupervisorActor(Actor):
         while self.total < self.max_sessions and idle < len(self.order):
             run_id = self.order[0]
             self.order.rotate(-1)
-            queue = self.queues[run_id]
-            if queue and self.running[run_id] < self.caps[run_id]:
+            if self.demand[run_id] and self.running[run_id] < self.caps[run_id]:
                 try:
-                    self.runs[run_id].tell(Grant(queue[0]))
+                    self.runs[run_id].tell(Grant())
                 except pykka.ActorDeadError:
                     idle += 1  # it failed; its RunCrashed is on the way and restarts it
                     continue
-                queue.popleft()
+                self.demand[run_id] -= 1
                 self.running[run_id] += 1
                 self.total += 1
                 idle = 0
             else:
                 idle += 1
+        self._publish()
+
+    def _publish(self) -> None:
+        """Tell the runs which of them wait for a slot (read lock-free by run actors)."""
+        waiting = frozenset(r for r in self.order if self.demand[r] and self.running[r] < self.caps[r])
+        if waiting != self.ctx.waiting:
+            self.ctx.waiting = waiting
 
     def _restart(self, message: RunCrashed) -> None:
         """A run actor failed: free its slots and start a new one, which resumes from the log."""
         if self.runs.get(message.run_id) is not message.ref:
             return
         self.total -= self.running.pop(message.run_id, 0)
-        self.queues.pop(message.run_id, None)
-        if message.run_id in self.order:
-            self.order.remove(message.run_id)
+        self._unqueue(message.run_id)
         del self.runs[message.run_id]
         self._actor_for(message.run_id)
         self._dispatch()
 
-    def _forget(self, run_id: str) -> None:
-        if run_id in self.queues:
-            del self.queues[run_id]
+    def _unqueue(self, run_id: str) -> None:
+        if self.caps.pop(run_id, None) is not None:
             self.order.remove(run_id)
+        self.demand.pop(run_id, None)
+
+    def _forget(self, run_id: str) -> None:
+        self._unqueue(run_id)
         self.running.pop(run_id, None)
+        self._publish()
         ref = self.runs.pop(run_id, None)
         if ref is not None:
             ref.stop(block=False)

@@ -7,7 +7,7 @@ import json
 import pykka
 
 from orchd import paths as orch_paths
-from orchd.actors.messages import Grant
+from orchd.actors.messages import CancelTasks
 from orchd.daemon import Config, Daemon
 from orchd.protocol import Submit, encode
 from tests.conftest import wait_until
@@ -22,7 +22,7 @@ def test_a_failed_run_actor_is_restarted_from_the_log(orch_home, tmp_path) -> No
         reply = daemon.server._submit(Submit(plan=plan, source="p.json", base_dir=str(tmp_path)))
         runs = daemon.supervisor.proxy().runs.get()
         first = runs[reply.run_id]
-        first.tell(Grant("no-such-task"))  # a bug-shaped message: the actor fails on it
+        first.tell(CancelTasks(reply.run_id, ["no-such-task"], pykka.ThreadingFuture()))  # bug-shaped: it fails
         wait_until(lambda: not first.is_alive(), what="the run actor to fail")
 
         def completed():

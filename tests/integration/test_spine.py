@@ -158,6 +158,13 @@ def test_two_runs_share_the_global_cap(make_daemon, tmp_path: Path) -> None:
     first_b = min(float(x[3]) for x in lines if x[0] == "start" and x[1].startswith("b"))
     last_a_end = max(float(x[3]) for x in lines if x[0] == "end" and x[1].startswith("a"))
     assert first_b < last_a_end
+    # and shares it evenly: while both runs have tasks waiting, they run two and two (a does not
+    # keep its slots for its own next tasks while b waits)
+    running, even = {"a": 0, "b": 0}, False
+    for kind, task, *_ in sorted(lines, key=lambda x: (float(x[3]), x[0] == "start")):
+        running[task[0]] += 1 if kind == "start" else -1
+        even = even or running == {"a": 2, "b": 2}
+    assert even, lines
     assert len(ids) == 2
 
 
