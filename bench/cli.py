@@ -13,14 +13,14 @@ most (`python -X importtime -m orchctl.main status --json`).
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import time
 from typing import Any
 
 from bench import synthlog
-from bench.common import BenchFailure, add_common_arguments, finish, fmt, median, ratio, rounded, short_tempdir, table
+from bench.common import (BenchFailure, add_common_arguments, discard, finish, fmt, median, ratio, rounded,
+                          short_tempdir, table)
 from bench.home import OrchHome, orchctl_argv
 
 NAME = "cli"
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench cli: {exc}", file=sys.stderr)
         return 1
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        discard(scratch)
     medians = {k: median(v) for k, v in samples.items()}
     figures = {"median_s": {k: rounded(v, 4) for k, v in medians.items()},
                "samples_s": {k: [rounded(x, 4) for x in v] for k, v in samples.items()},

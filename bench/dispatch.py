@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 from typing import Callable
 
-from bench.common import (BenchFailure, Series, Skip, add_common_arguments, finish, fmt, iterate, ratio,
-                          require_tool, rounded, short_tempdir, sizes, table, tail, timed)
+from bench.common import (BenchFailure, Series, Skip, add_common_arguments, discard, finish, fmt, iterate, ratio,
+                          require_tool, rounded, scratch_tmpdir, short_tempdir, sizes, table, tail, timed)
 from bench.home import OrchHome, command_plan, json_of, run_summary
 
 NAME = "dispatch"
@@ -101,9 +100,8 @@ def measure_parallel(args: argparse.Namespace, tasks: int) -> list[Series]:
         for _ in iterate(args.repeat, f"parallel, {tasks} tasks"):
             joblog.unlink(missing_ok=True)
             argv = [parallel, f"-j{args.concurrency}", "--joblog", str(joblog), "true", "::::", str(argfile)]
-            # its buffer files go beside orch's logs: both tools create files on the same filesystem
             seconds, result = timed(lambda: subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
-                                                           cwd=scratch, env={**os.environ, "TMPDIR": str(scratch)}))
+                                                           cwd=scratch, env={**os.environ, "TMPDIR": scratch_tmpdir()}))
             if result.returncode != 0:
                 raise BenchFailure(f"parallel exited {result.returncode}: {tail(result.stderr)}")
             exits = [line.split("\t")[6] for line in joblog.read_text().splitlines()[1:]]
@@ -112,7 +110,7 @@ def measure_parallel(args: argparse.Namespace, tasks: int) -> list[Series]:
                                    f"{sum(c != '0' for c in exits)} failed; expected {tasks} ok")
             series.seconds.append(seconds)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        discard(scratch)
     return [series]
 
 

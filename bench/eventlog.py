@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import queue
-import shutil
 import sys
 import threading
 import time
@@ -25,8 +24,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import synthlog
-from bench.common import (BenchFailure, add_common_arguments, finish, fmt, iterate, median, ratio, rounded, short_tempdir,
-                          table)
+from bench.common import (BenchFailure, add_common_arguments, discard, finish, fmt, iterate, median, ratio, rounded,
+                          short_tempdir, table)
 
 NAME = "eventlog"
 PIPELINE = 16  # appends in flight per writer in the pipelined row (a run actor does not wait for each)
@@ -242,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench eventlog: {exc}", file=sys.stderr)
         return 1
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        discard(scratch)
     finish(args, NAME, report(args, figures),
            {"writers": args.writers, "appends": args.appends, "replay_events": args.replay_events},
            {"method": __doc__.split("\n\n", 2)[2].strip(), **figures})
@@ -262,7 +261,6 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         pipelined_commits.append(len({row[1] for row in pipelined_rows}))
         raw.append(measure_raw(scratch / str(i), rows, args.writers))
         handoff.append(measure_handoff(args.writers, args.appends))
-        shutil.rmtree(scratch / str(i))
     count = len(rows)
     print(f"  building a {args.replay_events:,}-event log", file=sys.stderr, flush=True)
     db, start = scratch / "replay" / "events.db", time.perf_counter()

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.common import BenchFailure, short_tempdir, tail
+from bench.common import BenchFailure, discard, short_tempdir, tail
 
 
 def orchctl_argv() -> list[str]:
@@ -96,7 +96,7 @@ class OrchHome:
             if self.keep:
                 print(f"kept ORCH_HOME={self.root}", file=sys.stderr)
             else:
-                shutil.rmtree(self.root, ignore_errors=True)
+                discard(self.root)
 
     @property
     def db(self) -> Path:

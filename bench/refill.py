@@ -16,14 +16,14 @@ orch, GNU parallel (`-jC`) and xargs (`-P C`, the floor: it records nothing).
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.common import (BenchFailure, Skip, add_common_arguments, finish, fmt, iterate, median, percentile,
-                          ratio, require_tool, rounded, short_tempdir, table, tail)
+from bench.common import (BenchFailure, Skip, add_common_arguments, discard, finish, fmt, iterate, median, percentile,
+                          ratio, require_tool, rounded, scratch_tmpdir, short_tempdir, table, tail)
 from bench.home import OrchHome, command_plan
 
 NAME = "refill"
@@ -90,7 +90,8 @@ def parallel_runner(args: argparse.Namespace, agent: Path, times: Path) -> None:
     parallel = require_tool("parallel", "apt-get install parallel")
     joblog = times.with_suffix(".joblog")
     argv = [parallel, f"-j{args.concurrency}", "--joblog", str(joblog), str(agent), str(times), str(args.sleep)]
-    result = subprocess.run(argv, input=_lines(args.tasks), capture_output=True)
+    result = subprocess.run(argv, input=_lines(args.tasks), capture_output=True,
+                            env={**os.environ, "TMPDIR": scratch_tmpdir()})
     if result.returncode != 0:
         raise BenchFailure(f"parallel exited {result.returncode}: {tail(result.stderr)}")
 
@@ -168,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
                 results[key] = {"status": "skipped" if isinstance(exc, Skip) else "failed", "reason": str(exc)}
                 print(f"  {key}: {results[key]['status']}: {exc}", file=sys.stderr)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        discard(scratch)
     finish(args, NAME, report(args, results),
            {"tasks": args.tasks, "concurrency": args.concurrency, "sleep": args.sleep},
            {"method": __doc__.split("Method: ", 1)[1].strip(), "results": results})

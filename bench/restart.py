@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import synthlog
-from bench.common import (BenchFailure, add_common_arguments, finish, fmt, iterate, median, ratio, rounded,
+from bench.common import (BenchFailure, add_common_arguments, discard, finish, fmt, iterate, median, ratio, rounded,
                           short_tempdir, table)
 from bench.home import OrchHome
 
@@ -145,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench restart: {exc}", file=sys.stderr)
         return 1
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        discard(scratch)
     pass_s = median(python_wall("pass", 5 * args.repeat))
     orch = {"samples": [{k: rounded(v) for k, v in s.items()} for s in samples],
             "best_to_pong_s": rounded(min(s["to_pong_s"] for s in samples)),
