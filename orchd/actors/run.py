@@ -46,6 +46,7 @@ class _Committed:
     error: OrchError | None
     events: Sequence[ev.Event]
     then: Callable[[], None] | None
+    durable: Callable[[], None] | None
 
 
 _Step = tuple[list[ev.Event], Callable[[], None]]  # events to record, and what to do once they are durable
@@ -179,20 +180,32 @@ class RunActor(Actor):
 
     # ------------------------------------------------------------ recording
 
-    def _record(self, events: Sequence[ev.Event], then: Callable[[], None] | None = None) -> None:
+    def _record(self, events: Sequence[ev.Event], then: Callable[[], None] | None = None,
+                durable: Callable[[], None] | None = None) -> None:
         """Hand `events` to the journal; fold them and run `then` once durable (sessions record
-        `AttemptStarted` through it)."""
-        ref = self.actor_ref
-        self.ctx.journal.append(events, lambda recs, err: ref.tell(_Committed(recs, err, events, then)))
+        `AttemptStarted` through it). `durable` runs on the journal's thread the moment they are
+        durable, before this run hears of it: it starts processes, one hand-off sooner."""
+        self._append(events, then, durable)
         while self.logs:  # while the journal commits: creating a file can cost more than the spawn
             _create(self.logs.pop())
+
+    def _append(self, events: Sequence[ev.Event], then: Callable[[], None] | None,
+                durable: Callable[[], None] | None) -> None:
+        ref = self.actor_ref
+
+        def done(records: list[ev.Record] | None, error: OrchError | None) -> None:
+            try:
+                if error is None and durable is not None:
+                    durable()
+            finally:
+                ref.tell(_Committed(records, error, events, then, durable))
+        self.ctx.journal.append(events, done)
 
     def _committed(self, message: _Committed) -> None:
         if message.error is not None:  # the log refused the write: try again, act only once it is durable
             log.warning("run %s: %s; retrying in %gs", self.run_id, message.error, WRITE_RETRY)
-            ref = self.actor_ref
-            self.ctx.reactor.call_later(WRITE_RETRY, lambda: self.ctx.journal.append(
-                message.events, lambda recs, err: ref.tell(_Committed(recs, err, message.events, message.then))))
+            self.ctx.reactor.call_later(WRITE_RETRY, lambda: self._append(message.events, message.then,
+                                                                          message.durable))
             return
         st.replay(message.records or [], self.state)
         if self.ending:  # the executor may now forget what it kept of these attempts' ends
@@ -249,10 +262,12 @@ class RunActor(Actor):
         if step is None:
             self._release()
         else:
-            self._record(*step)
+            launching, start = step
+            self._record(launching, durable=start)
 
     def _next_launch(self, granted: bool) -> _Step | None:
-        """The next ready task's AttemptLaunching and its spawn; None when no task is ready.
+        """The next ready task's AttemptLaunching and the start of its session (to run on the
+        journal's thread once that is durable); None when no task is ready.
         Every task taken from `ready` but the one a grant paid for is withdrawn from the supervisor's count."""
         step, taken = None, 0
         while step is None and self.ready:
@@ -264,7 +279,8 @@ class RunActor(Actor):
 
     def _launching(self, task_id: str) -> _Step | None:
         task = self.run.tasks[task_id]
-        if task.state in st.TERMINAL or task.cancel_requested or task_id in self.closing or task.current:
+        if (task.state in st.TERMINAL or task.cancel_requested or task_id in self.closing or task.current
+                or task_id in self.sessions):
             return None
         adapter = adapter_for(task.spec.agent)
         assert adapter is not None, "plans are checked for known agents at submit"
@@ -274,18 +290,11 @@ class RunActor(Actor):
         log_path = self.ctx.paths.attempt_log(self.run_id, task_id, n)
         env = {**self.ctx.base_env, **task.spec.env, **launch.env,
                "ORCH_RUN_ID": self.run_id, "ORCH_TASK_ID": task_id, "ORCH_ATTEMPT": str(n)}
-
-        def spawn() -> None:
-            if self.run.tasks[task_id].cancel_requested:
-                self._ended(SessionEnded(task_id, n, None, _cancelled(), 0.0))
-                return
-            session = self.sessions[task_id] = Session(
-                self.ctx, self.actor_ref, spec, n, launch, adapter, env, log_path, self._ended, prep,
-                record=self._record, run_id=self.run_id)
-            session.start()
-
+        session = self.sessions[task_id] = Session(
+            self.ctx, self.actor_ref, spec, n, launch, adapter, env, log_path, self._ended, prep,
+            record=self._record, run_id=self.run_id)
         self.logs.append(log_path)
-        return [ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))], spawn
+        return [ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))], session.start
 
     def _ended(self, message: SessionEnded) -> None:
         """An attempt ended: record how, and start the next ready task in its slot unless another
@@ -300,12 +309,8 @@ class RunActor(Actor):
             self._release()
             self._record(events, then)
             return
-        launching, spawn = step
-
-        def both() -> None:
-            then()
-            spawn()
-        self._record([*events, *launching], both)
+        launching, start = step
+        self._record([*events, *launching], then, durable=start)
 
     def _outcome(self, message: SessionEnded) -> _Step:
         """The events that record how an attempt ended, and what to do once they are durable."""

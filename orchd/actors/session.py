@@ -81,14 +81,24 @@ class Session:
         return lambda value=None: run.tell(SessionEvent(self, what, value))
 
     def start(self) -> None:
+        """Start the attempt's process (on the journal's thread, once its AttemptLaunching is
+        durable; on the run's thread for an adopted one, to watch it again)."""
         if self.adopted:
             self._watch()
+            return
+        if self.stopping == CANCELLED:  # cancelled before it started: it never will
+            self._later(CHECKED)((None, Outcome(CANCELLED, reason="cancelled by the user")))
             return
         if self.prep is None:
             argv, cwd = self.launch.argv, self.launch.cwd
         else:
             argv, cwd = workspace.wrap(self.prep, self.launch.argv), self.prep.workdir
-        self.ctx.executor.start(argv, self.env, cwd, self.log_path, self.launch.stdin, self._later(STARTED))
+        started = self._later(STARTED)
+        try:
+            self.ctx.executor.start(argv, self.env, cwd, self.log_path, self.launch.stdin, started)
+        except Exception as exc:  # not on the run's thread: say it here, or the attempt would hang
+            log.exception("cannot start %s", self.task.id)
+            started(OSError(errno.EIO, f"orch could not start it: {exc}"))
 
     def handle(self, event: SessionEvent) -> None:
         if event.what == STARTED:
