@@ -5,6 +5,11 @@ waiting in its mailbox, writes them in one transaction (one fsync), folds the
 records into the daemon's state, wakes long-polling readers, then calls the
 callbacks (which only `tell` actors). Persist, then act: a callback runs only
 once its events are durable.
+
+An append may be `lazy`: nothing waits for it (an attempt's pid, recorded once
+it started), so it goes with the next commit, or LAZY seconds later when none
+comes. An fsync of its own would delay the commits that something does wait for
+(the next attempt's launch) by up to a whole fsync.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from typing import Callable, Sequence
 
 from orchd import events as ev
@@ -26,6 +32,7 @@ Done = Callable[[list[ev.Record] | None, OrchError | None], None]
 
 _STOP = object()
 MAX_BATCH = 4096
+LAZY = 0.05  # seconds a lazy append waits for a commit to go with
 
 
 class Journal:
@@ -45,9 +52,10 @@ class Journal:
         self._thread.start()
         return self
 
-    def append(self, events: Sequence[ev.Event], done: Done | None = None) -> None:
-        """Persist `events` together; then call `done(records, None)` (or `done(None, error)`)."""
-        self._mailbox.put((events, done))
+    def append(self, events: Sequence[ev.Event], done: Done | None = None, lazy: bool = False) -> None:
+        """Persist `events` together; then call `done(records, None)` (or `done(None, error)`).
+        `lazy`: no hurry, it may wait for the next commit (at most LAZY seconds)."""
+        self._mailbox.put((events, done, lazy))
 
     def stop(self) -> None:
         """Write what is queued, then stop the thread."""
@@ -55,9 +63,17 @@ class Journal:
         self._thread.join()
 
     def _loop(self) -> None:
-        stopping = False
+        stopping, batch, due = False, [], 0.0
         while not stopping:
-            batch = [self._mailbox.get()]
+            try:  # wait for an append; with only lazy ones in hand, until they are due
+                item = self._mailbox.get(timeout=max(0.0, due - time.monotonic())) if batch else self._mailbox.get()
+            except queue.Empty:
+                self._commit(batch)
+                batch = []
+                continue
+            if not batch:
+                due = time.monotonic() + LAZY
+            batch.append(item)
             while len(batch) < MAX_BATCH:
                 try:
                     batch.append(self._mailbox.get_nowait())
@@ -66,18 +82,19 @@ class Journal:
             if _STOP in batch:
                 stopping = True
                 batch = [item for item in batch if item is not _STOP]
-            if batch:
+            if batch and (stopping or len(batch) >= MAX_BATCH or not all(lazy for _, _, lazy in batch)):
                 self._commit(batch)
+                batch = []
 
     def _commit(self, batch: list) -> None:
-        flat = [e for events, _ in batch for e in events]
+        flat = [e for events, _, _ in batch for e in events]
         try:
             recs, self._tail = store.append(self._conn, flat, self._tail)
         except (sqlite3.Error, OSError) as exc:
             error = OrchError(f"cannot write the event log: {exc}", ErrorCode.STORAGE)
             self.failed = error
             log.error("%s", error)
-            for _, done in batch:
+            for _, done, _ in batch:
                 if done is not None:
                     done(None, error)
             return
@@ -87,7 +104,7 @@ class Journal:
         with self.committed:
             self.committed.notify_all()
         i = 0
-        for events, done in batch:
+        for events, done, _ in batch:
             mine = recs[i:i + len(events)]
             i += len(events)
             if done is not None:

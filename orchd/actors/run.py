@@ -182,15 +182,20 @@ class RunActor(Actor):
 
     def _record(self, events: Sequence[ev.Event], then: Callable[[], None] | None = None,
                 durable: Callable[[], None] | None = None) -> None:
-        """Hand `events` to the journal; fold them and run `then` once durable (sessions record
-        `AttemptStarted` through it). `durable` runs on the journal's thread the moment they are
-        durable, before this run hears of it: it starts processes, one hand-off sooner."""
+        """Hand `events` to the journal; fold them and run `then` once durable. `durable` runs on
+        the journal's thread the moment they are durable, before this run hears of it: it starts
+        processes, one hand-off sooner."""
         self._append(events, then, durable)
         while self.logs:  # while the journal commits: creating a file can cost more than the spawn
             _create(self.logs.pop())
 
+    def _note(self, events: list[ev.Event]) -> None:
+        """Record what nothing waits for (sessions record `AttemptStarted` through it): it goes to
+        the log with the next commit, at most the journal's LAZY seconds later."""
+        self._append(events, None, None, lazy=True)
+
     def _append(self, events: Sequence[ev.Event], then: Callable[[], None] | None,
-                durable: Callable[[], None] | None) -> None:
+                durable: Callable[[], None] | None, lazy: bool = False) -> None:
         ref = self.actor_ref
 
         def done(records: list[ev.Record] | None, error: OrchError | None) -> None:
@@ -199,7 +204,7 @@ class RunActor(Actor):
                     durable()
             finally:
                 ref.tell(_Committed(records, error, events, then, durable))
-        self.ctx.journal.append(events, done)
+        self.ctx.journal.append(events, done, lazy)
 
     def _committed(self, message: _Committed) -> None:
         if message.error is not None:  # the log refused the write: try again, act only once it is durable
@@ -292,7 +297,7 @@ class RunActor(Actor):
                "ORCH_RUN_ID": self.run_id, "ORCH_TASK_ID": task_id, "ORCH_ATTEMPT": str(n)}
         session = self.sessions[task_id] = Session(
             self.ctx, self.actor_ref, spec, n, launch, adapter, env, log_path, self._ended, prep,
-            record=self._record, run_id=self.run_id)
+            record=self._note, run_id=self.run_id)
         self.logs.append(log_path)
         return [ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))], session.start
 
@@ -391,10 +396,10 @@ class RunActor(Actor):
 
     def kill_all(self) -> None:
         """On daemon shutdown: kill every running attempt's process group (recorded as lost on restart)."""
-        for task in self.run.tasks.values():
-            attempt = task.current
-            if attempt is not None and attempt.pgid is not None:
-                self.ctx.executor.signal(Process(attempt.pid or 0, attempt.pgid, 0), signal.SIGKILL)
+        groups = {(a.pid or 0, a.pgid) for t in self.run.tasks.values() if (a := t.current) and a.pgid is not None}
+        groups |= {(p.pid, p.pgid) for s in self.sessions.values() if (p := s.process)}  # pids not yet folded
+        for pid, pgid in groups:
+            self.ctx.executor.signal(Process(pid, pgid, 0), signal.SIGKILL)
 
 
 def _create(log_path: Path) -> None:
