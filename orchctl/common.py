@@ -60,10 +60,10 @@ def client_for(ctx: click.Context, timeout: float = 30.0) -> p.Client:
 
 
 def follow_log(client: p.Client, *, after: int = 0, run: str | None = None, task: str | None = None,
-            wait: float = 1.0) -> Iterator[list]:
-    """Batches of events after `after`, long-polled: no event is ever skipped."""
+               kinds: list[str] | None = None, wait: float = 1.0) -> Iterator[list]:
+    """Batches of events after `after` (of `kinds` only, if given), long-polled: no event is ever skipped."""
     while True:
-        reply = client.call(p.Events(after=after, run=run, task=task, wait=wait, limit=5000))
+        reply = client.call(p.Events(after=after, run=run, task=task, kinds=kinds or [], wait=wait, limit=5000))
         assert isinstance(reply, p.EventsReply)
         after = reply.events[-1].seq if reply.events else max(after, reply.seq)
         yield reply.events

@@ -81,6 +81,10 @@ def _wait_for_run(client: p.Client, run_id: str, *, live: bool, quiet: bool) -> 
     from orchctl import live as lv
     from orchctl import render
 
+    if quiet:  # only its end matters
+        for rows in follow_log(client, run=run_id, kinds=["RunFinished"], wait=p.MAX_WAIT):
+            if rows:
+                return
     tracker = lv.RunTracker(run_id)
     if live and render.is_tty():
         try:

@@ -67,6 +67,7 @@ class Events(_Request):
     task: str | None = None
     limit: int = 1000
     wait: float = 0.0  # seconds to hold the request until there is something after `after`
+    kinds: list[str] = []  # only events of these kinds (all when empty)
 
 
 class Replay(_Request):

@@ -338,7 +338,8 @@ class Server:
         try:
             while True:
                 seq = self.ctx.journal.state.seq
-                rows = store.rows(conn, after=after, run_id=run_id, task_id=request.task, limit=limit)
+                rows = store.rows(conn, after=after, run_id=run_id, task_id=request.task, kinds=request.kinds,
+                                  limit=limit)
                 remaining = deadline - time.monotonic()
                 if rows or remaining <= 0 or not waiting:
                     return p.EventsReply(seq=seq, events=rows, busy=request.wait > 0 and not waiting)

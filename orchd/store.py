@@ -174,8 +174,12 @@ def audit(conn: sqlite3.Connection) -> Audit:
     return Audit(count, prev.hex())
 
 
-def _where(after: int, upto: int | None, run_id: str | None, task_id: str | None) -> tuple[str, list]:
+def _where(after: int, upto: int | None, run_id: str | None, task_id: str | None,
+           kinds: Sequence[str] = ()) -> tuple[str, list]:
     clauses, params = ["seq > ?"], [after]
+    if kinds:
+        clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
+        params.extend(kinds)
     if upto is not None:
         clauses.append("seq <= ?")
         params.append(upto)
@@ -189,10 +193,10 @@ def _where(after: int, upto: int | None, run_id: str | None, task_id: str | None
 
 
 def rows(conn: sqlite3.Connection, *, after: int = 0, upto: int | None = None,
-         run_id: str | None = None, task_id: str | None = None,
+         run_id: str | None = None, task_id: str | None = None, kinds: Sequence[str] = (),
          limit: int | None = None) -> list[Row]:
     """Stored events after `after` (and up to `upto`), oldest first."""
-    where, params = _where(after, upto, run_id, task_id)
+    where, params = _where(after, upto, run_id, task_id, kinds)
     sql = f"SELECT seq, ts, run_id, task_id, kind, payload FROM events WHERE {where} ORDER BY seq"
     if limit is not None:
         sql += " LIMIT ?"

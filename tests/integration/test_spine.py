@@ -181,6 +181,13 @@ def test_replay_equals_status(orchd: Daemon, tmp_path: Path) -> None:
     replay = json.loads(orchd.orchctl("replay", "--json", check=True).stdout)
     assert replay == status
     assert len(replay["runs"]) == 1
+    # the log filtered by kind (what `submit --wait --json` follows: only the run's end)
+    with orchd.client() as client:
+        run_id = status["runs"][0]["summary"]["run_id"]
+        ends = client.call(p.Events(run=run_id, kinds=["RunFinished"])).events
+        tries = client.call(p.Events(run=run_id, kinds=["AttemptLaunching", "TaskRetrying"])).events
+    assert [e.kind for e in ends] == ["RunFinished"]
+    assert sorted(e.kind for e in tries) == ["AttemptLaunching"] * 5 + ["TaskRetrying"] * 2
 
 
 def test_runs_resume_after_restart(make_daemon, tmp_path: Path) -> None:
