@@ -184,12 +184,33 @@ def watch(ctx: click.Context, run: str) -> None:
     Example:
       orchctl watch last
     """
+    _until_it_ends(ctx, run, live=True, as_json=False)
+
+
+def _until_it_ends(ctx: click.Context, run: str, *, live: bool, as_json: bool) -> None:
+    """Follow RUN (live, or quietly) until it ends; then its report, and the exit code it calls for."""
     client = client_for(ctx)
     reply = client.call(p.Status(run=run))
     assert isinstance(reply, p.StatusReply)
     run_id = reply.runs[0].summary.run_id
-    _wait_for_run(client, run_id, live=True, quiet=False)
-    _finish(client, run_id, False)
+    _wait_for_run(client, run_id, live=live, quiet=not live)
+    _finish(client, run_id, as_json)
+
+
+@cli.command()
+@click.argument("run", default="last", shell_complete=complete_run)
+@click.option("--json", "as_json", is_flag=True, help="Print the run's status as JSON (schemas/status.schema.json).")
+@click.pass_context
+@handle_errors
+def wait(ctx: click.Context, run: str, as_json: bool) -> None:
+    """Wait for RUN (default: the newest) to end, then print its report; exit 0 if it completed, else 1.
+
+    \b
+    Example:
+      orchctl wait last --json
+    """
+    _until_it_ends(ctx, run, live=False, as_json=as_json)
+
 
 def _change(ctx: click.Context, request: p.Cancel | p.Retry) -> None:
     reply = client_for(ctx).call(request)
@@ -226,9 +247,9 @@ def retry(ctx: click.Context, run: str, task: str | None) -> None:
     """
     _change(ctx, p.Retry(run=run, task=task))
 
-def main() -> None:
-    """Entry point of `orchctl`."""
-    cli(prog_name="orchctl")
+def main(args: list[str] | None = None) -> None:
+    """Entry point of `orchctl` (`args`: instead of the command line's)."""
+    cli(args=args, prog_name="orchctl")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ COMMANDS = {
     "status": "status.schema.json",
     "runs": "runs.schema.json",
     "results": "run.schema.json",
+    "wait": "run.schema.json",
     "events": "event-line.schema.json",  # one per line
     "replay": "status.schema.json",
     "audit": "audit.schema.json",
@@ -84,6 +85,7 @@ def test_every_json_output_validates(orchd: Daemon, tmp_path: Path) -> None:
     check("status.schema.json", output(orchd, "status", run_id, "--json"))
     check("runs.schema.json", output(orchd, "runs", "--json"))
     check("run.schema.json", output(orchd, "results", run_id, "--json"))
+    check("run.schema.json", output(orchd, "wait", run_id, "--json", ok=(1,)))
     check("task.schema.json", output(orchd, "why", run_id, "flaky", "--json"))
     check("status.schema.json", output(orchd, "replay", "--json"))
     check("status.schema.json", output(orchd, "replay", "--at", "5", "--json"))
