@@ -204,10 +204,10 @@ def bench_base() -> str:
     """Where every tool's files go, so that all of them measure the same filesystem.
 
     $ORCH_BENCH_DIR, else /var/tmp (disk-backed, like the state directory of a real
-    install), else the temp directory. Not /tmp by default: on some machines (this
-    project's VMs among them) creating a file under /tmp costs 0.5 ms of kernel time
-    against 15 us elsewhere on the same disk, which would measure the directory, not
-    the tools.
+    install), else the temp directory. Not /tmp by default: where it is on disk, as on
+    this project's VMs, everything else deletes its files there all day (test suites
+    among them), and on a journal-less ext4 that makes each new file cost up to 0.8 ms
+    of kernel time against 16 us (see `discard`): it would measure the neighbours.
     """
     base = os.environ.get("ORCH_BENCH_DIR")
     if not base:
