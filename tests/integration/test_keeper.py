@@ -75,14 +75,17 @@ def orchd(tmp_path: Path):
 
 
 def keeper_pid(home: Path) -> int | None:
-    """The keeper serving `home`, found by its command line."""
+    """The keeper serving `home`: found by its command line, among this process's children (a
+    keeper of some other orchd on the machine is not ours)."""
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
                 cmdline = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
-            except OSError:
+                parent = int(Path(f"/proc/{name}/stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
-            if b"orchd.keeper" in cmdline and alive(int(name), start_ticks(int(name)) or 0):
+            if (b"orchd.keeper" in cmdline and parent == os.getpid()
+                    and alive(int(name), start_ticks(int(name)) or 0)):
                 return int(name)
     return None
 
