@@ -10,6 +10,7 @@ fold alone, so `replay` of the log equals `status` of the live daemon.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator
@@ -85,6 +86,14 @@ class State(msgspec.Struct, gc=False):
 
     runs: dict[str, RunState] = msgspec.field(default_factory=dict)
     seq: int = 0
+
+
+def copy_run(run: RunState) -> RunState:
+    """A copy of `run` to fold on its own: its mutable parts (the run, its tasks, their attempts)
+    copied, its specs and reports (frozen) shared. A run actor's own copy of its run."""
+    replace = msgspec.structs.replace
+    return replace(run, tasks={tid: replace(t, attempts=[copy.copy(a) for a in t.attempts])
+                               for tid, t in run.tasks.items()})
 
 
 def apply(state: State, record: ev.Record) -> State:

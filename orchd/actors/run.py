@@ -37,9 +37,6 @@ WRITE_RETRY = 1.0  # seconds before retrying an append the log refused (disk ful
 MAX_LOST = 5  # lost attempts do not spend retries, but a task that keeps losing them fails
 
 
-_RUN_COPY = msgspec.msgpack.Encoder()
-
-
 @dataclass(frozen=True)
 class _Committed:
     records: list[ev.Record] | None
@@ -80,9 +77,8 @@ class RunActor(Actor):
     def on_start(self) -> None:
         # its own copy of the run as the journal has folded it (the fold of the log): no second replay
         with self.ctx.journal.lock:
-            blob = _RUN_COPY.encode(self.ctx.journal.state.runs[self.run_id])
+            self.state.runs[self.run_id] = st.copy_run(self.ctx.journal.state.runs[self.run_id])
             self.state.seq = self.ctx.journal.state.seq
-        self.state.runs[self.run_id] = msgspec.msgpack.decode(blob, type=st.RunState)
         self.ctx.paths.attempt_log(self.run_id, "-", 0).parent.mkdir(parents=True, exist_ok=True)
         self._resume()
 

@@ -114,3 +114,16 @@ def test_a_fold_from_stored_rows_skips_unknown_kinds_and_refuses_damaged_payload
     assert st.fold_rows(rows).seq == 1  # kept in the log, skipped by the fold
     with pytest.raises(msgspec.ValidationError):
         st.fold_rows([(1, 0.0, b'{"kind":"RunFinished","run_id":5}')])  # a known kind that does not decode
+
+
+def test_a_copy_of_a_run_folds_on_its_own_and_shares_only_frozen_parts() -> None:
+    state = st.replay(records(story()[:3]))  # submitted, t0 launched and started
+    run = state.runs["r1"]
+    mine = st.copy_run(run)
+    assert mine == run and mine.spec is run.spec and mine.tasks["t0"].spec is run.tasks["t0"].spec
+    st.apply(st.State(runs={"r1": mine}), ev.Record(4, 1003.0, "AttemptFinished", ev.AttemptFinished(
+        "r1", "t0", 1, "success", exit_code=0)))
+    st.apply(st.State(runs={"r1": mine}), ev.Record(5, 1004.0, "TaskCompleted", ev.TaskCompleted("r1", "t0")))
+    assert mine.tasks["t0"].state == "completed" and mine.tasks["t0"].attempts[0].exit_code == 0
+    assert run.tasks["t0"].state == "running" and run.tasks["t0"].attempts[0].exit_code is None
+    assert run.unfinished == 2 and mine.unfinished == 1
