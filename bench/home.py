@@ -173,25 +173,25 @@ class OrchHome:
                                    f"{timeout:g}s; {self.daemon_log_tail()}")
             time.sleep(interval)  # polling with a deadline: a cheap request, well below the figures measured
 
-    def wait_finished(self, run_id: str, timeout: float, interval: float = 0.2) -> dict[str, Any]:
-        """Wait for the run's RunFinished, then its summary.
+    def wait_finished(self, run_id: str, timeout: float) -> dict[str, Any]:
+        """Wait for the run's RunFinished (long-polled: orchd answers when it is logged), then its summary.
 
-        Each poll reads only the newest few events of the run (Ping, then Events
-        after the log's end minus a few), not the run's summary: a summary costs
-        the daemon O(tasks), which would slow the very run being timed.
+        Not the run's summary while it runs: a summary costs the daemon O(tasks), which would slow
+        the very run being timed; this request reads only the run's new events of that one kind.
         """
-        from orchd.protocol import Events, Ping
+        from orchd.protocol import MAX_WAIT, Events
 
-        deadline = time.monotonic() + timeout
+        deadline, after = time.monotonic() + timeout, 0
         with self.client() as client:
-            while True:
-                seq = int(client.call(Ping()).seq)
-                rows = client.call(Events(after=max(0, seq - 8), run=run_id, limit=8)).events
-                if any(row.kind == "RunFinished" for row in rows):
+            while (left := deadline - time.monotonic()) > 0:
+                reply = client.call(Events(after=after, run=run_id, kinds=["RunFinished"], limit=1,
+                                           wait=min(MAX_WAIT, left)))
+                if reply.events:
                     return self.summary(run_id)
-                if time.monotonic() > deadline:
-                    raise BenchFailure(f"run {run_id} did not finish within {timeout:g}s; {self.daemon_log_tail()}")
-                time.sleep(interval)  # polling with a deadline: two O(1) requests
+                after = max(after, reply.seq)
+                if reply.busy:
+                    raise BenchFailure("orchd has no worker free for a long-poll")
+        raise BenchFailure(f"run {run_id} did not finish within {timeout:g}s; {self.daemon_log_tail()}")
 
     def daemon_log_tail(self) -> str:
         try:

@@ -5,8 +5,8 @@
 Per size, in a fresh ORCH_HOME: the wall time of `orchctl submit PLAN --json`
 (client start, sending and checking the plan, recording RunSubmitted); the
 daemon's VmRSS right after it and its peak (VmHWM) at the end; the run time as
-the daemon recorded it (finished_at - submitted_at; the run is watched with
-cheap Runs requests); the wall time of `orchctl status RUN --json` on the
+the daemon recorded it (finished_at - submitted_at; the run's end is long-polled
+for, an Events request for its RunFinished only); the wall time of `orchctl status RUN --json` on the
 finished run. Reference: GNU parallel -jC --joblog on the same N `true` tasks.
 Growth: each figure at one size over the same figure at the previous size,
 beside the size ratio: at or under it is linear or better.
