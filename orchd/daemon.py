@@ -119,6 +119,7 @@ class Daemon:
     def stop(self) -> None:
         log.info("stopping")
         self.server.stop()
+        self.ctx.stopping = True  # launches still committing start nothing: recorded lost on restart, as killed ones
         self.supervisor.stop()
         getattr(self.ctx.executor, "close", lambda: None)()  # a remote executor lets go of waiting sessions
         pykka.ActorRegistry.stop_all()

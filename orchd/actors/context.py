@@ -28,6 +28,7 @@ class Context:
     kill_grace: float = 5.0  # seconds between TERM and KILL
     supervisor: Any = None  # the supervisor's ActorRef, set once it runs
     waiting: frozenset[str] = frozenset()  # runs with ready tasks that wait for a slot (the supervisor writes it)
+    stopping: bool = False  # orchd is stopping: no process starts any more (the daemon sets it)
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 
     def reader(self) -> sqlite3.Connection:

@@ -89,6 +89,8 @@ class Session:
         if self.stopping == CANCELLED:  # cancelled before it started: it never will
             self._later(CHECKED)((None, Outcome(CANCELLED, reason="cancelled by the user")))
             return
+        if self.ctx.stopping:  # orchd is stopping (and has killed what ran): a restart records it lost
+            return
         if self.prep is None:
             argv, cwd = self.launch.argv, self.launch.cwd
         else:
