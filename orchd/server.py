@@ -345,7 +345,7 @@ class Server:
                     return p.EventsReply(seq=seq, events=rows, busy=request.wait > 0 and not waiting)
                 # nothing matched up to `seq`: skip past it, wait for the next commit
                 after = max(after, seq)
-                self.ctx.journal.wait_for(seq, remaining)
+                self.ctx.journal.wait_for(seq, remaining, request.kinds)
         finally:
             if waiting:
                 self._waiters.release()

@@ -1,10 +1,15 @@
 """The journal: the one writer of the event log, with group commit.
 
 Actors hand it events with a callback; the journal thread takes every append
-waiting in its mailbox, writes them in one transaction (one fsync), folds the
-records into the daemon's state, wakes long-polling readers, then calls the
-callbacks (which only `tell` actors). Persist, then act: a callback runs only
-once its events are durable.
+waiting, writes them in one transaction (one fsync), folds the records into the
+daemon's state, calls the callbacks (which `tell` actors, or start a process),
+then wakes the long-polling readers that wait for what was written. Persist,
+then act: a callback runs only once its events are durable.
+
+An append `now` (a run's launch, when the run has nothing else to do) is written
+on the caller's thread when no commit is under way, with everything waiting
+before it: one thread hand-off less between an attempt's exit and the next
+spawn. Whichever thread writes, appends are written in the order they came.
 
 An append may be `lazy`: nothing waits for it (an attempt's pid, recorded once
 it started), so it goes with the next commit, or LAZY seconds later when none
@@ -14,6 +19,7 @@ comes. An fsync of its own would delay the commits that something does wait for
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import sqlite3
@@ -43,8 +49,16 @@ class Journal:
         self._tail = store.tail(conn)
         self.state = state
         self.lock = threading.RLock()  # guards `state` for readers on other threads
-        self.committed = threading.Condition(threading.Lock())  # notified after each commit
-        self._mailbox: queue.SimpleQueue = queue.SimpleQueue()
+        # readers waiting for a commit: (after seq, of these kinds or any, woken); and the seq of
+        # each kind's latest event, so that a reader waiting for one kind sleeps through the others
+        self._readers: list[tuple[int, frozenset[str], threading.Event]] = []
+        self._readers_lock = threading.Lock()
+        self._latest: dict[str, int] = {}
+        # appends wait in `_pending`, oldest first; only a holder of `_writing` takes them, so they
+        # are written in the order they came, whichever thread writes them
+        self._pending: collections.deque = collections.deque()
+        self._writing = threading.Lock()
+        self._doorbell: queue.SimpleQueue = queue.SimpleQueue()  # wakes the journal's thread
         self._thread = threading.Thread(target=self._loop, name="journal", daemon=True)
         self.failed: OrchError | None = None  # the last write error, until a write succeeds
 
@@ -52,39 +66,55 @@ class Journal:
         self._thread.start()
         return self
 
-    def append(self, events: Sequence[ev.Event], done: Done | None = None, lazy: bool = False) -> None:
+    def append(self, events: Sequence[ev.Event], done: Done | None = None, lazy: bool = False,
+               now: bool = False) -> None:
         """Persist `events` together; then call `done(records, None)` (or `done(None, error)`).
-        `lazy`: no hurry, it may wait for the next commit (at most LAZY seconds)."""
-        self._mailbox.put((events, done, lazy))
+        `lazy`: no hurry, it may wait for the next commit (at most LAZY seconds).
+        `now`: when no commit is under way, commit on the caller's thread (with whatever else
+        waits), and call the callbacks there: one thread hand-off less before `done`."""
+        self._pending.append((events, done, lazy))
+        if now and self._writing.acquire(blocking=False):
+            try:
+                while self._pending:
+                    self._commit(self._take())
+            finally:
+                self._writing.release()
+            return
+        self._doorbell.put(lazy)  # what it rings with: whether the append may wait
 
     def stop(self) -> None:
         """Write what is queued, then stop the thread."""
-        self._mailbox.put(_STOP)
+        self._doorbell.put(_STOP)
         self._thread.join()
 
+    def _take(self) -> list:
+        batch = []
+        while self._pending and len(batch) < MAX_BATCH:
+            batch.append(self._pending.popleft())
+        return batch
+
     def _loop(self) -> None:
-        stopping, batch, due = False, [], 0.0
+        stopping, due = False, None  # due: when the lazy appends waiting alone must be written
         while not stopping:
-            try:  # wait for an append; with only lazy ones in hand, until they are due
-                item = self._mailbox.get(timeout=max(0.0, due - time.monotonic())) if batch else self._mailbox.get()
+            try:
+                rings = [self._doorbell.get(timeout=None if due is None else max(0.0, due - time.monotonic()))]
             except queue.Empty:
-                self._commit(batch)
-                batch = []
-                continue
-            if not batch:
-                due = time.monotonic() + LAZY
-            batch.append(item)
-            while len(batch) < MAX_BATCH:
+                rings = []  # lazy appends are due
+            while True:
                 try:
-                    batch.append(self._mailbox.get_nowait())
+                    rings.append(self._doorbell.get_nowait())
                 except queue.Empty:
                     break
-            if _STOP in batch:
-                stopping = True
-                batch = [item for item in batch if item is not _STOP]
-            if batch and (stopping or len(batch) >= MAX_BATCH or not all(lazy for _, _, lazy in batch)):
-                self._commit(batch)
-                batch = []
+            stopping = _STOP in rings
+            with self._writing:
+                if not self._pending:  # another thread wrote them
+                    due = None
+                elif stopping or not rings or not all(rings):  # something waits for it, or all are due
+                    while self._pending:
+                        self._commit(self._take())
+                    due = None
+                elif due is None:
+                    due = time.monotonic() + LAZY
 
     def _commit(self, batch: list) -> None:
         flat = [e for events, _, _ in batch for e in events]
@@ -95,25 +125,51 @@ class Journal:
             self.failed = error
             log.error("%s", error)
             for _, done, _ in batch:
-                if done is not None:
-                    done(None, error)
+                _call(done, None, error)
             return
         self.failed = None
         with self.lock:
             st.replay(recs, self.state)
-        with self.committed:
-            self.committed.notify_all()
+        for rec in recs:
+            self._latest[rec.kind] = rec.seq
         i = 0
         for events, done, _ in batch:
             mine = recs[i:i + len(events)]
             i += len(events)
-            if done is not None:
-                try:
-                    done(mine, None)
-                except Exception:  # a callback must not kill the writer
-                    log.exception("journal callback failed")
+            _call(done, mine, None)
+        with self._readers_lock:  # readers last: the callbacks start processes, readers only look
+            waiting = []
+            for reader in self._readers:
+                if self._holds(reader[0], reader[1]):
+                    reader[2].set()
+                else:
+                    waiting.append(reader)
+            self._readers = waiting
 
-    def wait_for(self, seq: int, timeout: float) -> bool:
-        """Block until the state holds events after `seq`, or `timeout` passes."""
-        with self.committed:
-            return self.committed.wait_for(lambda: self.state.seq > seq, timeout)
+    def _holds(self, seq: int, kinds: frozenset[str]) -> bool:
+        if not kinds:
+            return self.state.seq > seq
+        return any(self._latest.get(kind, 0) > seq for kind in kinds)
+
+    def wait_for(self, seq: int, timeout: float, kinds: Sequence[str] = ()) -> bool:
+        """Block until the log holds events after `seq` (one of `kinds`, when given), or `timeout` passes.
+        A reader is woken only by the commits it waits for."""
+        reader = (seq, frozenset(kinds), threading.Event())
+        with self._readers_lock:
+            if self._holds(seq, reader[1]):
+                return True
+            self._readers.append(reader)
+        try:
+            return reader[2].wait(timeout)
+        finally:
+            with self._readers_lock:
+                if reader in self._readers:
+                    self._readers.remove(reader)
+
+
+def _call(done: Done | None, records: list[ev.Record] | None, error: OrchError | None) -> None:
+    if done is not None:
+        try:
+            done(records, error)
+        except Exception:  # a callback must not kill the writer
+            log.exception("journal callback failed")

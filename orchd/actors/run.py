@@ -180,9 +180,17 @@ class RunActor(Actor):
                 durable: Callable[[], None] | None = None) -> None:
         """Hand `events` to the journal; fold them and run `then` once durable. `durable` runs on
         the journal's thread the moment they are durable, before this run hears of it: it starts
-        processes, one hand-off sooner."""
-        self._append(events, then, durable)
-        while self.logs:  # while the journal commits: creating a file can cost more than the spawn
+        processes, one hand-off sooner. With nothing else to do (an empty mailbox), a run commits
+        its launches itself, when the journal is idle, and starts them on its own thread: one
+        hand-off less again."""
+        now = durable is not None and self.actor_inbox.empty()
+        if now:
+            self._create_logs()
+        self._append(events, then, durable, now=now)
+        self._create_logs()  # while the journal commits: creating a file can cost more than the spawn
+
+    def _create_logs(self) -> None:
+        while self.logs:
             _create(self.logs.pop())
 
     def _note(self, events: list[ev.Event]) -> None:
@@ -191,7 +199,7 @@ class RunActor(Actor):
         self._append(events, None, None, lazy=True)
 
     def _append(self, events: Sequence[ev.Event], then: Callable[[], None] | None,
-                durable: Callable[[], None] | None, lazy: bool = False) -> None:
+                durable: Callable[[], None] | None, lazy: bool = False, now: bool = False) -> None:
         ref = self.actor_ref
 
         def done(records: list[ev.Record] | None, error: OrchError | None) -> None:
@@ -200,7 +208,7 @@ class RunActor(Actor):
                     durable()
             finally:
                 ref.tell(_Committed(records, error, events, then, durable))
-        self.ctx.journal.append(events, done, lazy)
+        self.ctx.journal.append(events, done, lazy, now)
 
     def _committed(self, message: _Committed) -> None:
         if message.error is not None:  # the log refused the write: try again, act only once it is durable

@@ -67,3 +67,57 @@ def test_stopping_writes_what_lazy_appends_hold(tmp_path: Path) -> None:
     journal.stop()
     assert done.is_set() and out[0][1] is None
     assert store.last_seq(store.connect(tmp_path / "events.db", readonly=True)) == 1
+
+
+def test_an_append_now_commits_on_the_callers_thread_with_what_waits_before_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "LAZY", 60.0)
+    journal = _journal(tmp_path)
+    try:
+        lazy, lazy_out = _append(journal, [_submitted()], lazy=True)
+        threads = []
+        journal.append([ev.AttemptLaunching("r1", "t0", 1, ["true"], "/w", "/l")],
+                       lambda records, error: threads.append((threading.get_ident(), records, error)), now=True)
+        # written before append returned, by this thread, after the lazy append that came first
+        (ident, records, error), = threads
+        assert ident == threading.get_ident() and error is None
+        assert lazy.is_set() and [r.seq for r in lazy_out[0][0]] == [1] and [r.seq for r in records] == [2]
+        assert lazy_out[0][0][0].ts == records[0].ts  # one transaction
+    finally:
+        journal.stop()
+
+
+def test_an_append_now_goes_to_the_journals_thread_while_it_commits(tmp_path: Path) -> None:
+    journal = _journal(tmp_path)
+    try:
+        inside, go_on = threading.Event(), threading.Event()
+        journal.append([_submitted()], lambda records, error: (inside.set(), go_on.wait(30)))
+        assert inside.wait(30)  # the journal's thread is in its commit's callbacks
+        threads: list[int] = []
+        journal.append([ev.AttemptLaunching("r1", "t0", 1, ["true"], "/w", "/l")],
+                       lambda records, error: threads.append(threading.get_ident()), now=True)
+        assert threads == []  # it did not wait for the commit under way, nor write beside it
+        go_on.set()
+        journal.stop()
+        assert len(threads) == 1 and threads[0] != threading.get_ident()
+        assert journal.state.seq == 2
+    finally:
+        go_on.set()
+
+
+def test_a_reader_waiting_for_some_kinds_is_woken_by_those_only(tmp_path: Path) -> None:
+    journal = _journal(tmp_path)
+    try:
+        for event in (_submitted(), ev.AttemptLaunching("r1", "t0", 1, ["true"], "/w", "/l")):
+            done, _ = _append(journal, [event])
+            assert done.wait(30)
+        assert journal.wait_for(1, 0, ["AttemptLaunching"]) and journal.wait_for(1, 0)
+        assert not journal.wait_for(1, 0, ["RunFinished"])  # seq 2 is not one it waits for
+        woken: list[bool] = []
+        reader = threading.Thread(target=lambda: woken.append(journal.wait_for(2, 30, ["RunFinished"])))
+        reader.start()
+        _append(journal, [ev.RunFinished("r1", "completed")])
+        reader.join(30)
+        assert woken == [True]
+    finally:
+        journal.stop()
