@@ -10,7 +10,9 @@ every slot busy, the k-th start (k > C, in time order) is the one the
 over the sorted start and end times. A gap holds: the agent's exit, the
 runner noticing it, whatever it records, the spawn of the next agent and
 bash's start-up (the same ~1-2 ms in every row). The same agent runs under
-orch, GNU parallel (`-jC`) and xargs (`-P C`, the floor: it records nothing).
+orch, GNU parallel (`-jC`) and xargs (`-P C`, the floor: it records nothing),
+one after the other in each repeat, so that a machine whose speed drifts moves
+every tool alike.
 """
 
 from __future__ import annotations
@@ -112,21 +114,24 @@ RUNNERS: dict[str, tuple[str, Callable[[argparse.Namespace, Path, Path], None]]]
 }
 
 
-def measure(args: argparse.Namespace, key: str, scratch: Path, agent: Path) -> dict[str, Any]:
-    """Every repeat of one runner: p50/p99/max gap of each, and the medians over repeats."""
+def measure_once(args: argparse.Namespace, key: str, scratch: Path, agent: Path, i: int) -> dict[str, Any]:
+    """One run of one runner: its p50/p99/max gap, span and largest overlap."""
     _, runner = RUNNERS[key]
-    repeats = []
-    for i in iterate(args.repeat, key):
-        times_file = scratch / f"{key}-{i}.times"
-        runner(args, agent, times_file)
-        times = read_times(times_file, args.tasks)
-        gaps = gaps_ms(times, args.concurrency)
-        repeats.append({"p50_ms": rounded(percentile(gaps, 50)), "p99_ms": rounded(percentile(gaps, 99)),
-                        "max_ms": rounded(max(gaps, default=None)), "gaps": len(gaps),
-                        "span_s": rounded(max(e for _, e in times) - min(s for s, _ in times)),
-                        "max_overlap": max_overlap(times)})
-        if repeats[-1]["max_overlap"] > args.concurrency:
-            raise BenchFailure(f"{key} ran {repeats[-1]['max_overlap']} tasks at once (cap {args.concurrency})")
+    times_file = scratch / f"{key}-{i}.times"
+    runner(args, agent, times_file)
+    times = read_times(times_file, args.tasks)
+    gaps = gaps_ms(times, args.concurrency)
+    figures = {"p50_ms": rounded(percentile(gaps, 50)), "p99_ms": rounded(percentile(gaps, 99)),
+               "max_ms": rounded(max(gaps, default=None)), "gaps": len(gaps),
+               "span_s": rounded(max(e for _, e in times) - min(s for s, _ in times)),
+               "max_overlap": max_overlap(times)}
+    if figures["max_overlap"] > args.concurrency:
+        raise BenchFailure(f"{key} ran {figures['max_overlap']} tasks at once (cap {args.concurrency})")
+    return figures
+
+
+def summary(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every repeat of one runner, and the medians over them."""
     return {"status": "ok", "repeats": repeats,
             **{f: rounded(median([r[f] for r in repeats if r[f] is not None])) for f in
                ("p50_ms", "p99_ms", "max_ms", "span_s")}}
@@ -162,12 +167,17 @@ def run(args: argparse.Namespace) -> int:
         agent = scratch / "agent.sh"
         agent.write_text(AGENT)
         agent.chmod(0o755)
-        for key in RUNNERS:
-            try:
-                results[key] = measure(args, key, scratch, agent)
-            except (Skip, BenchFailure) as exc:
-                results[key] = {"status": "skipped" if isinstance(exc, Skip) else "failed", "reason": str(exc)}
-                print(f"  {key}: {results[key]['status']}: {exc}", file=sys.stderr)
+        repeats: dict[str, list[dict[str, Any]]] = {key: [] for key in RUNNERS}
+        for i in iterate(args.repeat, "orch, parallel, xargs"):  # interleaved: drift moves every tool alike
+            for key in RUNNERS:
+                if key in results:  # skipped or failed
+                    continue
+                try:
+                    repeats[key].append(measure_once(args, key, scratch, agent, i))
+                except (Skip, BenchFailure) as exc:
+                    results[key] = {"status": "skipped" if isinstance(exc, Skip) else "failed", "reason": str(exc)}
+                    print(f"  {key}: {results[key]['status']}: {exc}", file=sys.stderr)
+        results.update((key, summary(r)) for key, r in repeats.items() if key not in results)
     finally:
         discard(scratch)
     finish(args, NAME, report(args, results),
