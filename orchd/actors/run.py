@@ -65,6 +65,7 @@ class RunActor(Actor):
         self.closing: set[str] = set()  # tasks whose terminal event is on its way to the log
         self.ending: dict[tuple[str, int], Process] = {}  # attempts whose AttemptFinished is on its way
         self.logs: list[Path] = []  # logs of attempts about to launch, to create while their launch commits
+        self.made: set[Path] = set()  # logs created ahead, for the next ready task's attempt
         self.ready: deque[str] = deque()  # tasks waiting for a slot, in order (the supervisor knows how many)
         self.finishing = False
 
@@ -188,6 +189,12 @@ class RunActor(Actor):
             self._create_logs()
         self._append(events, then, durable, now=now)
         self._create_logs()  # while the journal commits: creating a file can cost more than the spawn
+        if durable is not None and self.ready:  # and the next launch's, while nothing waits for it
+            task = self.run.tasks[self.ready[0]]
+            path = self.ctx.paths.attempt_log(self.run_id, task.spec.id, len(task.attempts) + 1)
+            if path not in self.made:
+                _create(path)
+                self.made.add(path)
 
     def _create_logs(self) -> None:
         while self.logs:
@@ -302,7 +309,10 @@ class RunActor(Actor):
         session = self.sessions[task_id] = Session(
             self.ctx, self.actor_ref, spec, n, launch, adapter, env, log_path, self._ended, prep,
             record=self._note, run_id=self.run_id)
-        self.logs.append(log_path)
+        if log_path in self.made:
+            self.made.discard(log_path)
+        else:
+            self.logs.append(log_path)
         return [ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))], session.start
 
     def _ended(self, message: SessionEnded) -> None:
