@@ -274,24 +274,29 @@ class RunActor(Actor):
 
     def _granted(self) -> None:
         """A slot from the supervisor: start the next ready task in it."""
-        step = self._next_launch(granted=True)
+        step, extra = self._next_launch(granted=True)
         if step is None:
+            self._withdraw(extra)
             self._release()
         else:
             launching, start = step
             self._record(launching, durable=start)
+            self._withdraw(extra)
 
-    def _next_launch(self, granted: bool) -> _Step | None:
+    def _next_launch(self, granted: bool) -> tuple[_Step | None, int]:
         """The next ready task's AttemptLaunching and the start of its session (to run on the
-        journal's thread once that is durable); None when no task is ready.
-        Every task taken from `ready` but the one a grant paid for is withdrawn from the supervisor's count."""
+        journal's thread once that is durable), None when no task is ready; and how many tasks
+        were taken from `ready` beyond the one a grant paid for (to withdraw from the supervisor's
+        count, after the launch: the supervisor's thread wakes for it)."""
         step, taken = None, 0
         while step is None and self.ready:
             taken += 1
             step = self._launching(self.ready.popleft())
-        if taken > granted:
-            self.ctx.supervisor.tell(Withdraw(self.run_id, taken - granted))
-        return step
+        return step, max(0, taken - granted)
+
+    def _withdraw(self, count: int) -> None:
+        if count:
+            self.ctx.supervisor.tell(Withdraw(self.run_id, count))
 
     def _launching(self, task_id: str) -> _Step | None:
         task = self.run.tasks[task_id]
@@ -322,14 +327,16 @@ class RunActor(Actor):
         if message.process is not None:
             self.ending[(message.task_id, message.attempt)] = message.process
         events, then = self._outcome(message)
-        step = (self._next_launch(granted=False)
-                if self.ready and self.ctx.waiting <= {self.run_id} else None)
+        step, extra = (self._next_launch(granted=False)
+                       if self.ready and self.ctx.waiting <= {self.run_id} else (None, 0))
         if step is None:
+            self._withdraw(extra)
             self._release()
             self._record(events, then)
             return
         launching, start = step
         self._record([*events, *launching], then, durable=start)
+        self._withdraw(extra)
 
     def _outcome(self, message: SessionEnded) -> _Step:
         """The events that record how an attempt ended, and what to do once they are durable."""
