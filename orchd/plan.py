@@ -6,6 +6,7 @@ found) and the field path: `plan.toml:12: tasks[3].promt: unknown field`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -122,6 +123,7 @@ _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
+@functools.lru_cache(maxsize=1024, typed=True)  # a plan of 100,000 tasks says "30m" 100,000 times
 def parse_duration(value: Duration) -> float:
     """Seconds in `"90s"`, `"5m"`, `"1h30m"`, `"250ms"`, or a bare number of seconds.
 
@@ -297,12 +299,13 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
     name = raw.name or Path(source).stem or "run"
     tasks: list[TaskSpec] = []
     first_seen: dict[str, str] = {}
+    base_backoff = _backoff([("defaults", raw.defaults.backoff)], where)
     for i, raw_task in enumerate(raw.tasks):
         path = f"tasks[{i}]"
         task_dir = workdir if raw_task.workdir is None else _directory(workdir, raw_task.workdir, f"{path}.workdir",
                                                                         where)
         for values in _expansions(raw_task, task_dir, path, where):
-            task = _task(raw_task, raw.defaults, raw.isolation, task_dir, values, path, where)
+            task = _task(raw_task, raw.defaults, base_backoff, raw.isolation, task_dir, values, path, where)
             if task.id in first_seen:
                 origin = f" (expanded from for_each {raw_task.for_each!r})" if raw_task.for_each else ""
                 raise where.error(f"{path}.id", f"duplicate id {task.id!r}{origin} (first at {first_seen[task.id]})")
@@ -375,9 +378,10 @@ def _duration(value: Duration, path: str, where: _Where) -> float:
         raise where.error(path, str(exc)) from None
 
 
-def _backoff(task: RawTask, defaults: RawTaskFields, path: str, where: _Where) -> BackoffSpec:
+def _backoff(layers: list[tuple[str, Any]], where: _Where) -> BackoffSpec:
+    """The backoff of `layers` ((where it is written, its raw backoff or None)), later ones winning."""
     merged: dict[str, Any] = {}
-    for origin, raw in (("defaults", defaults.backoff), (path, task.backoff)):
+    for origin, raw in layers:
         if raw is None:
             continue
         for field in ("initial", "factor", "max", "jitter"):
@@ -393,8 +397,10 @@ def _backoff(task: RawTask, defaults: RawTaskFields, path: str, where: _Where) -
     return BackoffSpec(**merged)
 
 
-def _task(raw: RawTask, defaults: RawTaskFields, isolation: str | None, workdir: Path,
-          values: dict[str, str] | None, path: str, where: _Where) -> TaskSpec:
+def _task(raw: RawTask, defaults: RawTaskFields, base_backoff: BackoffSpec, isolation: str | None,
+          workdir: Path, values: dict[str, str] | None, path: str, where: _Where) -> TaskSpec:
+    """One task of the plan; `base_backoff` is the defaults' (one frozen spec shared by every task
+    that sets none)."""
     task_id = _fill(raw.id, values, f"{path}.id", where)
     if not ID_RE.match(task_id):
         raise where.error(f"{path}.id", f"invalid id {task_id!r}: use a-z, 0-9, '.', '_', '-' "
@@ -443,7 +449,9 @@ def _task(raw: RawTask, defaults: RawTaskFields, isolation: str | None, workdir:
                               "is empty (each setup step is an argv list, e.g. [\"uv\", \"sync\"])")
     return TaskSpec(
         id=task_id, agent=agent, cwd=str(workdir), prompt=prompt, command=command, model=model,
-        max_retries=retries, timeout=timeout, backoff=_backoff(raw, defaults, path, where),
+        max_retries=retries, timeout=timeout,
+        backoff=base_backoff if raw.backoff is None else _backoff(
+            [("defaults", defaults.backoff), (path, raw.backoff)], where),
         agent_args=[_fill(a, values, f"{path}.agent_args[{j}]", where) for j, a in enumerate(args)],
         env=dict(env), resume=resume,
         isolation=isolation or ("none" if agent == "command" else "worktree"),
