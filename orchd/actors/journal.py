@@ -58,6 +58,8 @@ class Journal:
         # are written in the order they came, whichever thread writes them
         self._pending: collections.deque = collections.deque()
         self._writing = threading.Lock()
+        self._adding = threading.Lock()  # an append, or the taking of every pending one
+        self._lazy_rung = False  # a lazy append rang since the pending ones were last all taken
         self._doorbell: queue.SimpleQueue = queue.SimpleQueue()  # wakes the journal's thread
         self._thread = threading.Thread(target=self._loop, name="journal", daemon=True)
         self.failed: OrchError | None = None  # the last write error, until a write succeeds
@@ -72,7 +74,10 @@ class Journal:
         `lazy`: no hurry, it may wait for the next commit (at most LAZY seconds).
         `now`: when no commit is under way, commit on the caller's thread (with whatever else
         waits), and call the callbacks there: one thread hand-off less before `done`."""
-        self._pending.append((events, done, lazy))
+        with self._adding:
+            self._pending.append((events, done, lazy))
+            ring = not lazy or not self._lazy_rung  # the journal's thread has a timer for the first lazy one
+            self._lazy_rung |= lazy
         if now and self._writing.acquire(blocking=False):
             try:
                 while self._pending:
@@ -80,7 +85,8 @@ class Journal:
             finally:
                 self._writing.release()
             return
-        self._doorbell.put(lazy)  # what it rings with: whether the append may wait
+        if ring:
+            self._doorbell.put(lazy)  # what it rings with: whether the append may wait
 
     def stop(self) -> None:
         """Write what is queued, then stop the thread."""
@@ -89,8 +95,11 @@ class Journal:
 
     def _take(self) -> list:
         batch = []
-        while self._pending and len(batch) < MAX_BATCH:
-            batch.append(self._pending.popleft())
+        with self._adding:
+            while self._pending and len(batch) < MAX_BATCH:
+                batch.append(self._pending.popleft())
+            if not self._pending:
+                self._lazy_rung = False
         return batch
 
     def _loop(self) -> None:
