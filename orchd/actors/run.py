@@ -192,7 +192,7 @@ class RunActor(Actor):
         if durable is not None and self.ready:  # and the next launch's, while nothing waits for it
             task = self.run.tasks[self.ready[0]]
             path = self.ctx.paths.attempt_log(self.run_id, task.spec.id, len(task.attempts) + 1)
-            if path not in self.made:
+            if task.state not in st.TERMINAL and not task.cancel_requested and path not in self.made:
                 _create(path)
                 self.made.add(path)
 

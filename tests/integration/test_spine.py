@@ -205,3 +205,22 @@ def test_runs_resume_after_restart(make_daemon, tmp_path: Path) -> None:
     code = orchd.orchctl("watch", run_id, timeout=120).returncode
     status = json.loads(orchd.orchctl("status", run_id, "--json", check=True).stdout)["runs"][0]
     assert code == 0 and status["summary"]["counts"]["completed"] == 6
+
+
+def test_every_attempt_has_its_log_and_no_other_log_is_made(orchd: Daemon, tmp_path: Path) -> None:
+    # a run creates the next ready task's log ahead of its launch: for that attempt, never another
+    plan = write_plan(tmp_path / "plan.json", {
+        "name": "logs", "concurrency": 1, "workdir": str(tmp_path),
+        "defaults": {"agent": "command", "max_retries": 1,
+                     "backoff": {"initial": "0.05s", "factor": 1.0, "jitter": "none"}},
+        "tasks": [{"id": "first", "command": ["true"]},
+                  {"id": "flaky", "command": agent("flaky", str(tmp_path / "attempts"), "1")},
+                  *({"id": f"t{i}", "command": ["true"]} for i in range(4))],
+    })
+    code, view = submit_wait(orchd, plan)
+    assert code == 0, view
+    run_id = view["summary"]["run_id"]
+    made = sorted(f.name for f in (orchd.home / "state" / "logs" / run_id).iterdir())
+    attempts = sorted(f"{t['id']}.{n}.log" for t in view["tasks"] for n in range(1, t["attempts"] + 1))
+    assert tasks_by_id(view)["flaky"]["attempts"] == 2
+    assert made == attempts
