@@ -34,26 +34,50 @@ def run_all(smoke: bool, output: Path | None, only: list[str] | None = None) -> 
         print(f"\n==== {name} ====", flush=True)
         start = time.perf_counter()
         code = _part(name).run(sub.parse_args(argv))
-        print(f"==== {name}: exit {code}, {time.perf_counter() - start:.0f}s ====", file=sys.stderr, flush=True)
+        print(
+            f"==== {name}: exit {code}, {time.perf_counter() - start:.0f}s ====",
+            file=sys.stderr,
+            flush=True,
+        )
         worst = max(worst, code)
     return worst
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="orch's benchmarks.")
-    parts = parser.add_subparsers(dest="part", metavar="PART", help="all, markdown, " + ", ".join(PARTS))
+    parts = parser.add_subparsers(
+        dest="part", metavar="PART", help="all, markdown, " + ", ".join(PARTS)
+    )
     every = parts.add_parser("all", help="every part with its default sizes")
     every.add_argument("--smoke", action="store_true", help="every part at tiny sizes")
-    every.add_argument("--output", type=Path, default=None, metavar="DIR",
-                       help="directory for the JSON figures (default bench/results/)")
-    every.add_argument("--only", default=None, help="a comma-separated subset of the parts, in this order")
-    markdown = parts.add_parser("markdown", help="the latest figures as Markdown (for BENCHMARKS.md)")
-    markdown.add_argument("--results", type=Path, default=None, metavar="DIR",
-                          help="where the parts wrote their JSON (default bench/results/)")
+    every.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="directory for the JSON figures (default bench/results/)",
+    )
+    every.add_argument(
+        "--only", default=None, help="a comma-separated subset of the parts, in this order"
+    )
+    markdown = parts.add_parser(
+        "markdown", help="the latest figures as Markdown (for BENCHMARKS.md)"
+    )
+    markdown.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the parts wrote their JSON (default bench/results/)",
+    )
     for name in PARTS:
         module = _part(name)
-        sub = parts.add_parser(name, help=_first_line(module), description=module.__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = parts.add_parser(
+            name,
+            help=_first_line(module),
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(sub)
     args = parser.parse_args(argv)
     if args.part is None:

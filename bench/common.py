@@ -16,10 +16,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -73,8 +74,13 @@ class Series:
     def to_json(self) -> dict[str, Any]:
         if not self.ok:
             return {"status": self.status, "reason": self.reason}
-        return {"status": "ok", "tasks": self.tasks, "seconds": [round(s, 6) for s in self.seconds],
-                "best_per_s": round(self.best_rate or 0.0, 1), "median_per_s": round(self.median_rate or 0.0, 1)}
+        return {
+            "status": "ok",
+            "tasks": self.tasks,
+            "seconds": [round(s, 6) for s in self.seconds],
+            "best_per_s": round(self.best_rate or 0.0, 1),
+            "median_per_s": round(self.median_rate or 0.0, 1),
+        }
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -104,13 +110,25 @@ def median(samples: Sequence[float]) -> float | None:
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, repeat: int, smoke: str) -> None:
     """--repeat, --smoke (described by `smoke`), --output DIR and --keep-home."""
-    parser.add_argument("--repeat", type=int, default=repeat, help=f"measurements of each (default {repeat}); "
-                        "the tables show medians, which a busy machine disturbs least")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=repeat,
+        help=f"measurements of each (default {repeat}); "
+        "the tables show medians, which a busy machine disturbs least",
+    )
     parser.add_argument("--smoke", action="store_true", help=f"tiny sizes for tests ({smoke})")
-    parser.add_argument("--output", type=Path, default=None, metavar="DIR",
-                        help="directory for the JSON figures (default bench/results/); "
-                             "PART.json, or PART-smoke.json with --smoke")
-    parser.add_argument("--keep-home", action="store_true", help="keep orch's ORCH_HOME (its log) for a look")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="directory for the JSON figures (default bench/results/); "
+        "PART.json, or PART-smoke.json with --smoke",
+    )
+    parser.add_argument(
+        "--keep-home", action="store_true", help="keep orch's ORCH_HOME (its log) for a look"
+    )
 
 
 def sizes(text: str) -> list[int]:
@@ -142,8 +160,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            str(c).ljust(w) if i in left else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
@@ -151,32 +171,55 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+            return next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in cpuinfo
+                    if line.startswith("model name")
+                ),
+                "",
+            )
     except OSError:
         return platform.processor()
 
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
-    return {"host": platform.node(), "system": platform.platform(), "cpus": os.cpu_count(),
-            "cpu_model": cpu_model(), "python": platform.python_version(), "load_avg": list(os.getloadavg())}
+    return {
+        "host": platform.node(),
+        "system": platform.platform(),
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "python": platform.python_version(),
+        "load_avg": list(os.getloadavg()),
+    }
 
 
 def write_results(path: Path, bench: str, params: dict[str, Any], figures: dict[str, Any]) -> Path:
     """Write one part's figures as JSON (with when and where they were measured); return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"bench": bench, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "machine": machine(), "params": params, **figures}
+    doc = {
+        "bench": bench,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "params": params,
+        **figures,
+    }
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
 
 
-def finish(args: argparse.Namespace, name: str, text: str, params: dict[str, Any],
-           figures: dict[str, Any]) -> None:
+def finish(
+    args: argparse.Namespace, name: str, text: str, params: dict[str, Any], figures: dict[str, Any]
+) -> None:
     """Print a part's table and write its JSON (the table is kept in the JSON too)."""
     print(text)
-    path = write_results(output_file(args, name), name, {**params, "repeat": args.repeat, "smoke": args.smoke},
-                         {**figures, "table": text})
+    path = write_results(
+        output_file(args, name),
+        name,
+        {**params, "repeat": args.repeat, "smoke": args.smoke},
+        {**figures, "table": text},
+    )
     print(f"\nwrote {path}", flush=True)
 
 

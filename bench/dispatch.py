@@ -15,10 +15,27 @@ import argparse
 import os
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
-from bench.common import (BenchFailure, Series, Skip, add_common_arguments, discard, finish, fmt, iterate, ratio,
-                          require_tool, rounded, scratch_tmpdir, short_tempdir, sizes, table, tail, timed)
+from bench.common import (
+    BenchFailure,
+    Series,
+    Skip,
+    add_common_arguments,
+    discard,
+    finish,
+    fmt,
+    iterate,
+    ratio,
+    require_tool,
+    rounded,
+    scratch_tmpdir,
+    short_tempdir,
+    sizes,
+    table,
+    tail,
+    timed,
+)
 from bench.home import OrchHome, command_plan, json_of, run_summary
 
 NAME = "dispatch"
@@ -26,12 +43,21 @@ SMOKE = {"tasks": [20], "repeat": 1}
 
 # What each measurement produces: (key in the JSON, label in the table, what it times).
 SERIES: dict[str, list[tuple[str, str, str]]] = {
-    "orch": [("orch", "orch submit --wait (wall)",
-              "wall time of `orchctl submit PLAN --wait --json`, from launching it until it returns"),
-             ("orch_daemon", "orch run span (daemon)",
-              "the run's finished_at - submitted_at, as the daemon recorded them in its log")],
-    "parallel": [("parallel", "GNU parallel -j",
-                  "wall time of `parallel -jC --joblog J true :::: ARGFILE`")],
+    "orch": [
+        (
+            "orch",
+            "orch submit --wait (wall)",
+            "wall time of `orchctl submit PLAN --wait --json`, from launching it until it returns",
+        ),
+        (
+            "orch_daemon",
+            "orch run span (daemon)",
+            "the run's finished_at - submitted_at, as the daemon recorded them in its log",
+        ),
+    ],
+    "parallel": [
+        ("parallel", "GNU parallel -j", "wall time of `parallel -jC --joblog J true :::: ARGFILE`")
+    ],
     "xargs": [("xargs", "xargs -P", "wall time of `xargs -P C -n 1 true` fed N lines")],
 }
 
@@ -42,11 +68,19 @@ def new_series(group: str, tasks: int, **status: str) -> list[Series]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", type=sizes, default=[2000, 20000],
-                        help="tasks per measurement, one or more sizes (default 2000,20000)")
-    parser.add_argument("--concurrency", type=int, default=64, help="processes at once (default 64)")
+    parser.add_argument(
+        "--tasks",
+        type=sizes,
+        default=[2000, 20000],
+        help="tasks per measurement, one or more sizes (default 2000,20000)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="processes at once (default 64)"
+    )
     parser.add_argument("--skip-orch", action="store_true", help="measure only the references")
-    add_common_arguments(parser, repeat=3, smoke=f"{SMOKE['tasks'][0]} tasks, repeat {SMOKE['repeat']}")
+    add_common_arguments(
+        parser, repeat=3, smoke=f"{SMOKE['tasks'][0]} tasks, repeat {SMOKE['repeat']}"
+    )
 
 
 # ------------------------------------------------------------ orch
@@ -57,14 +91,21 @@ def measure_orch_once(tasks: int, concurrency: int, keep: bool) -> tuple[float, 
     with OrchHome(max_sessions=concurrency, keep=keep) as home:
         plan = home.write_plan(command_plan(tasks, concurrency, home.workdir(), ["true"]))
         submit_timeout = max(120.0, tasks / 10)
-        wall, result = timed(lambda: home.orchctl("submit", str(plan), "--wait", "--json", timeout=submit_timeout))
+        wall, result = timed(
+            lambda: home.orchctl("submit", str(plan), "--wait", "--json", timeout=submit_timeout)
+        )
         summary = run_summary(json_of(result, "orchctl submit"))
         completed = summary.get("counts", {}).get("completed", tasks)
         if result.returncode != 0 or summary.get("state") != "completed" or completed != tasks:
-            raise BenchFailure(f"run {summary.get('run_id')} ended {summary.get('state')} with "
-                               f"{completed}/{tasks} completed (exit {result.returncode}); {home.daemon_log_tail()}")
-        status = run_summary(json_of(home.orchctl("status", summary["run_id"], "--json", check=True),
-                                      "orchctl status"))
+            raise BenchFailure(
+                f"run {summary.get('run_id')} ended {summary.get('state')} with "
+                f"{completed}/{tasks} completed (exit {result.returncode}); {home.daemon_log_tail()}"
+            )
+        status = run_summary(
+            json_of(
+                home.orchctl("status", summary["run_id"], "--json", check=True), "orchctl status"
+            )
+        )
         if status.get("finished_at") is None:
             raise BenchFailure(f"run {status['run_id']} has no finished_at")
         return wall, float(status["finished_at"]) - float(status["submitted_at"])
@@ -94,20 +135,41 @@ def measure_parallel(args: argparse.Namespace, tasks: int) -> list[Series]:
     try:
         argfile, joblog = scratch / "args", scratch / "joblog"
         argfile.write_text(_task_lines(tasks))
-        version = subprocess.run([parallel, "--version"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        version = subprocess.run(
+            [parallel, "--version"], capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
         if "GNU parallel" not in version.stdout:
-            raise Skip(f"{parallel} is not GNU parallel (moreutils has one too; apt-get install parallel)")
+            raise Skip(
+                f"{parallel} is not GNU parallel (moreutils has one too; apt-get install parallel)"
+            )
         for _ in iterate(args.repeat, f"parallel, {tasks} tasks"):
             joblog.unlink(missing_ok=True)
-            argv = [parallel, f"-j{args.concurrency}", "--joblog", str(joblog), "true", "::::", str(argfile)]
-            seconds, result = timed(lambda: subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL,
-                                                           cwd=scratch, env={**os.environ, "TMPDIR": scratch_tmpdir()}))
+            argv = [
+                parallel,
+                f"-j{args.concurrency}",
+                "--joblog",
+                str(joblog),
+                "true",
+                "::::",
+                str(argfile),
+            ]
+            seconds, result = timed(
+                lambda: subprocess.run(
+                    argv,
+                    capture_output=True,
+                    stdin=subprocess.DEVNULL,
+                    cwd=scratch,
+                    env={**os.environ, "TMPDIR": scratch_tmpdir()},
+                )
+            )
             if result.returncode != 0:
                 raise BenchFailure(f"parallel exited {result.returncode}: {tail(result.stderr)}")
             exits = [line.split("\t")[6] for line in joblog.read_text().splitlines()[1:]]
             if len(exits) != tasks or any(code != "0" for code in exits):
-                raise BenchFailure(f"parallel's joblog has {len(exits)} jobs, "
-                                   f"{sum(c != '0' for c in exits)} failed; expected {tasks} ok")
+                raise BenchFailure(
+                    f"parallel's joblog has {len(exits)} jobs, "
+                    f"{sum(c != '0' for c in exits)} failed; expected {tasks} ok"
+                )
             series.seconds.append(seconds)
     finally:
         discard(scratch)
@@ -129,7 +191,10 @@ def measure_xargs(args: argparse.Namespace, tasks: int) -> list[Series]:
 
 
 MEASURES: dict[str, Callable[[argparse.Namespace, int], list[Series]]] = {
-    "orch": measure_orch, "parallel": measure_parallel, "xargs": measure_xargs}
+    "orch": measure_orch,
+    "parallel": measure_parallel,
+    "xargs": measure_xargs,
+}
 
 
 def collect(args: argparse.Namespace, tasks: int) -> dict[str, list[Series]]:
@@ -172,8 +237,10 @@ def ratios(measured: dict[str, list[Series]]) -> dict[str, dict[str, float | Non
     for mine in measured["orch"]:
         for ref in ("parallel", "xargs"):
             other = measured[ref][0]
-            out[f"{mine.key}/{other.key}"] = {"best": rounded(ratio(mine.best_rate, other.best_rate)),
-                                              "median": rounded(ratio(mine.median_rate, other.median_rate))}
+            out[f"{mine.key}/{other.key}"] = {
+                "best": rounded(ratio(mine.best_rate, other.best_rate)),
+                "median": rounded(ratio(mine.median_rate, other.median_rate)),
+            }
     return out
 
 
@@ -181,14 +248,33 @@ def report(args: argparse.Namespace, tasks: int, measured: dict[str, list[Series
     rows = []
     for series in (s for group in measured.values() for s in group):
         note = "" if series.ok else f"{series.status}: {series.reason}"
-        rows.append([series.label, fmt(series.best_rate), fmt(series.median_rate),
-                     fmt(min(series.seconds) if series.ok else None, ".3f"), note[:100]])
-    head = (f"dispatch: {tasks} tasks of `true`, concurrency {args.concurrency}, "
-            f"{args.repeat} repeat(s)\n\n")
+        rows.append(
+            [
+                series.label,
+                fmt(series.best_rate),
+                fmt(series.median_rate),
+                fmt(min(series.seconds) if series.ok else None, ".3f"),
+                note[:100],
+            ]
+        )
+    head = (
+        f"dispatch: {tasks} tasks of `true`, concurrency {args.concurrency}, "
+        f"{args.repeat} repeat(s)\n\n"
+    )
     main = table(["", "best tasks/s", "median tasks/s", "best s", "note"], rows, left=(0, 4))
-    ratio_rows = [[name, fmt(r["best"], ".2f"), fmt(r["median"], ".2f")] for name, r in ratios(measured).items()]
+    ratio_rows = [
+        [name, fmt(r["best"], ".2f"), fmt(r["median"], ".2f")]
+        for name, r in ratios(measured).items()
+    ]
     targets = "targets: orch/parallel >= 3, orch/xargs >= 0.8 (reported, not asserted)"
-    return head + main + "\n\n" + table(["ratio of tasks/s", "best", "median"], ratio_rows) + "\n" + targets
+    return (
+        head
+        + main
+        + "\n\n"
+        + table(["ratio of tasks/s", "best", "median"], ratio_rows)
+        + "\n"
+        + targets
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,7 +293,10 @@ def run(args: argparse.Namespace) -> int:
         all_ratios[str(tasks)] = ratios(measured)
         failed = failed or any(s.status == "failed" for group in measured.values() for s in group)
     params = {"tasks": args.tasks, "concurrency": args.concurrency}
-    figures = {"how": {key: how for group in SERIES.values() for key, _, how in group},
-               "results": results, "ratios": all_ratios}
+    figures = {
+        "how": {key: how for group in SERIES.values() for key, _, how in group},
+        "results": results,
+        "ratios": all_ratios,
+    }
     finish(args, NAME, "\n\n".join(texts), params, figures)
     return 1 if failed else 0

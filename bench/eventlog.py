@@ -20,22 +20,42 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench import synthlog
-from bench.common import (BenchFailure, add_common_arguments, discard, finish, fmt, iterate, median, ratio, rounded,
-                          short_tempdir, table)
+from bench.common import (
+    BenchFailure,
+    add_common_arguments,
+    discard,
+    finish,
+    fmt,
+    iterate,
+    median,
+    ratio,
+    rounded,
+    short_tempdir,
+    table,
+)
 
 NAME = "eventlog"
-PIPELINE = 16  # appends in flight per writer in the pipelined row (a run actor does not wait for each)
+PIPELINE = (
+    16  # appends in flight per writer in the pipelined row (a run actor does not wait for each)
+)
 SMOKE = {"writers": 8, "appends": 800, "replay_events": 2000, "repeat": 1}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--writers", type=int, default=64, help="concurrent writer threads (default 64)")
-    parser.add_argument("--appends", type=int, default=128_000, help="events appended per repeat (default 128000)")
-    parser.add_argument("--replay-events", type=int, default=1_000_000, help="events in the replayed log")
+    parser.add_argument(
+        "--writers", type=int, default=64, help="concurrent writer threads (default 64)"
+    )
+    parser.add_argument(
+        "--appends", type=int, default=128_000, help="events appended per repeat (default 128000)"
+    )
+    parser.add_argument(
+        "--replay-events", type=int, default=1_000_000, help="events in the replayed log"
+    )
     add_common_arguments(parser, repeat=3, smoke=", ".join(f"{k} {v}" for k, v in SMOKE.items()))
 
 
@@ -45,10 +65,14 @@ def _events(run_id: str, task_id: str, count: int) -> list[Any]:
 
     cycle = []
     for n in range(1, count // 4 + 2):
-        cycle += [ev.AttemptLaunching(run_id, task_id, n, ["true"], "/tmp", f"/tmp/{task_id}.{n}.log"),
-                  ev.AttemptStarted(run_id, task_id, n, pid=1000 + n, pgid=1000 + n, start_ticks=n),
-                  ev.AttemptFinished(run_id, task_id, n, "retry", exit_code=1, reason="exit 1", duration=0.01),
-                  ev.TaskRetrying(run_id, task_id, due_at=1e9, delay=0.0, reason="exit 1")]
+        cycle += [
+            ev.AttemptLaunching(run_id, task_id, n, ["true"], "/tmp", f"/tmp/{task_id}.{n}.log"),
+            ev.AttemptStarted(run_id, task_id, n, pid=1000 + n, pgid=1000 + n, start_ticks=n),
+            ev.AttemptFinished(
+                run_id, task_id, n, "retry", exit_code=1, reason="exit 1", duration=0.01
+            ),
+            ev.TaskRetrying(run_id, task_id, due_at=1e9, delay=0.0, reason="exit 1"),
+        ]
     return cycle[:count]
 
 
@@ -61,14 +85,19 @@ def _open_log(path: Path, writers: int) -> tuple[Any, Any]:
 
     conn = store.connect(path)
     store.migrate(conn)
-    tasks = [TaskSpec(id=f"w{i}", agent="command", cwd="/tmp", command=["true"]) for i in range(writers)]
+    tasks = [
+        TaskSpec(id=f"w{i}", agent="command", cwd="/tmp", command=["true"]) for i in range(writers)
+    ]
     spec = RunSpec(name="bench", concurrency=writers, workdir="/tmp", tasks=tasks)
     records, _ = store.append(conn, [ev.RunSubmitted("bench-log", spec)], store.tail(conn))
     return conn, st.replay(records)
 
 
-def _drive(work: list[list[Any]], append: Callable[[list[Any], Callable[[Any, Any], None]], None],
-           in_flight: int) -> tuple[float, float]:
+def _drive(
+    work: list[list[Any]],
+    append: Callable[[list[Any], Callable[[Any, Any], None]], None],
+    in_flight: int,
+) -> tuple[float, float]:
     """(wall s, CPU s) of one thread per list in `work` handing its events to `append` one at a time,
     each with at most `in_flight` not yet answered."""
     go = threading.Barrier(len(work) + 1)
@@ -112,8 +141,9 @@ def _drive(work: list[list[Any]], append: Callable[[list[Any], Callable[[Any, An
     return wall, cpu
 
 
-def measure_journal(scratch: Path, writers: int, appends: int,
-                    in_flight: int = 1) -> tuple[float, float, list[tuple]]:
+def measure_journal(
+    scratch: Path, writers: int, appends: int, in_flight: int = 1
+) -> tuple[float, float, list[tuple]]:
     """(wall s, CPU s) of `appends` durable one-event appends from `writers` threads, each with at most
     `in_flight` appends not yet durable (1: append, wait, append...); the rows written (the events of
     one commit share its `ts`: the rows also tell how well commits were grouped)."""
@@ -122,13 +152,20 @@ def measure_journal(scratch: Path, writers: int, appends: int,
     conn, state = _open_log(scratch / f"journal-{in_flight}.db", writers)
     per_writer = appends // writers
     journal = Journal(conn, state).start()
-    wall, cpu = _drive([_events("bench-log", f"w{i}", per_writer) for i in range(writers)], journal.append,
-                       in_flight)
+    wall, cpu = _drive(
+        [_events("bench-log", f"w{i}", per_writer) for i in range(writers)],
+        journal.append,
+        in_flight,
+    )
     journal.stop()
     if journal.state.seq != 1 + per_writer * writers:
-        raise BenchFailure(f"the journal holds {journal.state.seq} events, expected {1 + per_writer * writers}")
-    rows = conn.execute("SELECT seq, ts, run_id, task_id, kind, payload, hash FROM events WHERE seq > 1 "
-                        "ORDER BY seq").fetchall()  # what the writers appended
+        raise BenchFailure(
+            f"the journal holds {journal.state.seq} events, expected {1 + per_writer * writers}"
+        )
+    rows = conn.execute(
+        "SELECT seq, ts, run_id, task_id, kind, payload, hash FROM events WHERE seq > 1 "
+        "ORDER BY seq"
+    ).fetchall()  # what the writers appended
     conn.close()
     return wall, cpu, rows
 
@@ -154,8 +191,11 @@ def measure_handoff(writers: int, appends: int) -> tuple[float, float]:
     server = threading.Thread(target=serve, daemon=True)
     server.start()
     per_writer = appends // writers
-    result = _drive([_events("bench-log", f"w{i}", per_writer) for i in range(writers)],
-                    lambda events, done: mailbox.put((events, done)), 1)
+    result = _drive(
+        [_events("bench-log", f"w{i}", per_writer) for i in range(writers)],
+        lambda events, done: mailbox.put((events, done)),
+        1,
+    )
     mailbox.put(None)
     server.join()
     return result
@@ -167,11 +207,13 @@ def measure_raw(scratch: Path, rows: list[tuple], per_transaction: int) -> tuple
 
     conn = store.connect(scratch / "raw.db")
     store.migrate(conn)
-    sql = "INSERT INTO events (seq, ts, run_id, task_id, kind, payload, hash) VALUES (?,?,?,?,?,?,?)"
+    sql = (
+        "INSERT INTO events (seq, ts, run_id, task_id, kind, payload, hash) VALUES (?,?,?,?,?,?,?)"
+    )
     wall, cpu = time.perf_counter(), time.process_time()
     for start in range(0, len(rows), per_transaction):
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(sql, rows[start:start + per_transaction])
+        conn.executemany(sql, rows[start : start + per_transaction])
         conn.execute("COMMIT")
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     conn.close()
@@ -183,7 +225,9 @@ def measure_replay(db: Path) -> dict[str, tuple[float, float]]:
     from orchd import store
 
     steps: dict[str, Callable[[Any], Any]] = {
-        "select": lambda c: sum(1 for _ in c.execute("SELECT seq, ts, kind, payload FROM events ORDER BY seq")),
+        "select": lambda c: sum(
+            1 for _ in c.execute("SELECT seq, ts, kind, payload FROM events ORDER BY seq")
+        ),
         "decode": lambda c: sum(1 for _ in store.records(c)),
         "replay": lambda c: store.fold(c),  # how orchd starts
     }
@@ -199,41 +243,75 @@ def measure_replay(db: Path) -> dict[str, tuple[float, float]]:
 
 def _stat(samples: list[tuple[float, float]], count: int) -> dict[str, Any]:
     walls, cpus = [w for w, _ in samples], [c for _, c in samples]
-    return {"seconds": [rounded(w, 4) for w in walls], "cpu_seconds": [rounded(c, 4) for c in cpus],
-            "median_s": rounded(median(walls), 4), "median_cpu_s": rounded(median(cpus), 4),
-            "median_per_s": rounded(count / median(walls), 0), "events": count}
+    return {
+        "seconds": [rounded(w, 4) for w in walls],
+        "cpu_seconds": [rounded(c, 4) for c in cpus],
+        "median_s": rounded(median(walls), 4),
+        "median_cpu_s": rounded(median(cpus), 4),
+        "median_per_s": rounded(count / median(walls), 0),
+        "events": count,
+    }
 
 
 def report(args: argparse.Namespace, figures: dict[str, Any]) -> str:
     a = figures["appends"]
-    rows = [[label, fmt(a[k]["median_per_s"]), fmt(a[k]["median_s"], ".3f"), fmt(a[k]["median_cpu_s"], ".3f")]
-            for k, label in (("journal", f"journal, {args.writers} writers, 1 event/append, durable"),
-                             ("pipelined", f"journal, {args.writers} writers, up to {PIPELINE} in flight each"),
-                             ("handoff", f"hand-offs alone, {args.writers} writers, no log (floor)"),
-                             ("raw", f"raw executemany, 1 thread, {args.writers} rows/transaction"))]
-    text = (f"eventlog: {a['journal']['events']} appends, WAL + synchronous=FULL; medians of "
-            f"{args.repeat} repeat(s)\n\n" + table(["appends", "events/s", "wall s", "cpu s"], rows)
-            + f"\njournal commits: {fmt(median(a['journal']['commits']))}, "
-            f"{fmt(a['journal']['mean_events_per_commit'], '.1f')} events each (at most {args.writers} can wait); "
-            f"with {PIPELINE} in flight: {fmt(a['pipelined']['mean_events_per_commit'], '.1f')} each"
-            + f"\nratio journal/raw events/s: {fmt(figures['ratios']['journal/raw'], '.2f')}; "
-            f"journal/hand-offs alone: {fmt(figures['ratios']['journal/handoff'], '.2f')}"
-            + "   target: journal >= 50,000 events/s\n\n")
+    rows = [
+        [
+            label,
+            fmt(a[k]["median_per_s"]),
+            fmt(a[k]["median_s"], ".3f"),
+            fmt(a[k]["median_cpu_s"], ".3f"),
+        ]
+        for k, label in (
+            ("journal", f"journal, {args.writers} writers, 1 event/append, durable"),
+            ("pipelined", f"journal, {args.writers} writers, up to {PIPELINE} in flight each"),
+            ("handoff", f"hand-offs alone, {args.writers} writers, no log (floor)"),
+            ("raw", f"raw executemany, 1 thread, {args.writers} rows/transaction"),
+        )
+    ]
+    text = (
+        f"eventlog: {a['journal']['events']} appends, WAL + synchronous=FULL; medians of "
+        f"{args.repeat} repeat(s)\n\n"
+        + table(["appends", "events/s", "wall s", "cpu s"], rows)
+        + f"\njournal commits: {fmt(median(a['journal']['commits']))}, "
+        f"{fmt(a['journal']['mean_events_per_commit'], '.1f')} events each (at most {args.writers} can wait); "
+        f"with {PIPELINE} in flight: {fmt(a['pipelined']['mean_events_per_commit'], '.1f')} each"
+        + f"\nratio journal/raw events/s: {fmt(figures['ratios']['journal/raw'], '.2f')}; "
+        f"journal/hand-offs alone: {fmt(figures['ratios']['journal/handoff'], '.2f')}"
+        + "   target: journal >= 50,000 events/s\n\n"
+    )
     r = figures["replay"]
-    rows = [[label, fmt(r[k]["median_s"], ".2f"), fmt(r[k]["median_cpu_s"], ".2f"), fmt(r[k]["median_per_s"])]
-            for k, label in (("select", "SELECT the rows (floor)"), ("decode", "SELECT + decode events"),
-                             ("replay", "replay into state"))]
-    return (text + f"replay of a {r['events']:,}-event log (built in {r['build_s']:.1f}s)\n\n"
-            + table(["", "wall s", "cpu s", "events/s"], rows)
-            + f"\nratio replay/select wall: {fmt(figures['ratios']['replay/select'], '.2f')}"
-            + "   target: replay < 2 s")
+    rows = [
+        [
+            label,
+            fmt(r[k]["median_s"], ".2f"),
+            fmt(r[k]["median_cpu_s"], ".2f"),
+            fmt(r[k]["median_per_s"]),
+        ]
+        for k, label in (
+            ("select", "SELECT the rows (floor)"),
+            ("decode", "SELECT + decode events"),
+            ("replay", "replay into state"),
+        )
+    ]
+    return (
+        text
+        + f"replay of a {r['events']:,}-event log (built in {r['build_s']:.1f}s)\n\n"
+        + table(["", "wall s", "cpu s", "events/s"], rows)
+        + f"\nratio replay/select wall: {fmt(figures['ratios']['replay/select'], '.2f')}"
+        + "   target: replay < 2 s"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Measure appends and replay, print the tables, write the JSON."""
     if args.smoke:
         args.writers, args.appends, args.replay_events, args.repeat = (
-            SMOKE["writers"], SMOKE["appends"], SMOKE["replay_events"], SMOKE["repeat"])
+            SMOKE["writers"],
+            SMOKE["appends"],
+            SMOKE["replay_events"],
+            SMOKE["repeat"],
+        )
     scratch = short_tempdir("orchbe")
     try:
         figures = measure(args, scratch)
@@ -242,9 +320,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         discard(scratch)
-    finish(args, NAME, report(args, figures),
-           {"writers": args.writers, "appends": args.appends, "replay_events": args.replay_events},
-           {"method": __doc__.split("\n\n", 2)[2].strip(), **figures})
+    finish(
+        args,
+        NAME,
+        report(args, figures),
+        {"writers": args.writers, "appends": args.appends, "replay_events": args.replay_events},
+        {"method": __doc__.split("\n\n", 2)[2].strip(), **figures},
+    )
     return 0
 
 
@@ -256,7 +338,9 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         wall, cpu, rows = measure_journal(scratch / str(i), args.writers, args.appends)
         journal.append((wall, cpu))
         commits.append(len({row[1] for row in rows}))
-        wall, cpu, pipelined_rows = measure_journal(scratch / str(i), args.writers, args.appends, PIPELINE)
+        wall, cpu, pipelined_rows = measure_journal(
+            scratch / str(i), args.writers, args.appends, PIPELINE
+        )
         pipelined.append((wall, cpu))
         pipelined_commits.append(len({row[1] for row in pipelined_rows}))
         raw.append(measure_raw(scratch / str(i), rows, args.writers))
@@ -264,23 +348,51 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     count = len(rows)
     print(f"  building a {args.replay_events:,}-event log", file=sys.stderr, flush=True)
     db, start = scratch / "replay" / "events.db", time.perf_counter()
-    events = synthlog.build(db, synthlog.shapes_for(args.replay_events, tasks_per_run=min(
-        10_000, max(1, args.replay_events // 40))), workdir=str(scratch))
+    events = synthlog.build(
+        db,
+        synthlog.shapes_for(
+            args.replay_events, tasks_per_run=min(10_000, max(1, args.replay_events // 40))
+        ),
+        workdir=str(scratch),
+    )
     build_s = time.perf_counter() - start
     replays = [measure_replay(db) for _ in iterate(args.repeat, "replay")]
     figures: dict[str, Any] = {
-        "appends": {"journal": {**_stat(journal, count), "commits": commits,
-                                "mean_events_per_commit": rounded(count / median(commits), 1)},
-                    "pipelined": {**_stat(pipelined, count), "commits": pipelined_commits,
-                                  "mean_events_per_commit": rounded(count / median(pipelined_commits), 1)},
-                    "raw": _stat(raw, count), "handoff": _stat(handoff, count)},
-        "replay": {"events": events, "build_s": round(build_s, 2),
-                   **{k: _stat([r[k] for r in replays], events) for k in ("select", "decode", "replay")}}}
+        "appends": {
+            "journal": {
+                **_stat(journal, count),
+                "commits": commits,
+                "mean_events_per_commit": rounded(count / median(commits), 1),
+            },
+            "pipelined": {
+                **_stat(pipelined, count),
+                "commits": pipelined_commits,
+                "mean_events_per_commit": rounded(count / median(pipelined_commits), 1),
+            },
+            "raw": _stat(raw, count),
+            "handoff": _stat(handoff, count),
+        },
+        "replay": {
+            "events": events,
+            "build_s": round(build_s, 2),
+            **{k: _stat([r[k] for r in replays], events) for k in ("select", "decode", "replay")},
+        },
+    }
     figures["ratios"] = {
-        "journal/raw": rounded(ratio(figures["appends"]["journal"]["median_per_s"],
-                                     figures["appends"]["raw"]["median_per_s"])),
-        "journal/handoff": rounded(ratio(figures["appends"]["journal"]["median_per_s"],
-                                         figures["appends"]["handoff"]["median_per_s"])),
-        "replay/select": rounded(ratio(figures["replay"]["replay"]["median_s"],
-                                       figures["replay"]["select"]["median_s"]))}
+        "journal/raw": rounded(
+            ratio(
+                figures["appends"]["journal"]["median_per_s"],
+                figures["appends"]["raw"]["median_per_s"],
+            )
+        ),
+        "journal/handoff": rounded(
+            ratio(
+                figures["appends"]["journal"]["median_per_s"],
+                figures["appends"]["handoff"]["median_per_s"],
+            )
+        ),
+        "replay/select": rounded(
+            ratio(figures["replay"]["replay"]["median_s"], figures["replay"]["select"]["median_s"])
+        ),
+    }
     return figures

@@ -13,8 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.common import BenchFailure, discard, short_tempdir, tail
 
@@ -28,12 +29,17 @@ def orchctl_argv() -> list[str]:
     return [found] if found else [sys.executable, "-m", "orchctl.main"]
 
 
-def command_plan(tasks: int, concurrency: int, workdir: Path, command: list[str],
-                 timeout: str = "30m") -> dict[str, Any]:
+def command_plan(
+    tasks: int, concurrency: int, workdir: Path, command: list[str], timeout: str = "30m"
+) -> dict[str, Any]:
     """A plan of `tasks` command tasks t0..tN-1 that each run `command`, no retries."""
-    return {"name": "bench", "concurrency": concurrency, "workdir": str(workdir),
-            "defaults": {"agent": "command", "max_retries": 0, "timeout": timeout},
-            "tasks": [{"id": f"t{i}", "command": command} for i in range(tasks)]}
+    return {
+        "name": "bench",
+        "concurrency": concurrency,
+        "workdir": str(workdir),
+        "defaults": {"agent": "command", "max_retries": 0, "timeout": timeout},
+        "tasks": [{"id": f"t{i}", "command": command} for i in range(tasks)],
+    }
 
 
 def run_summary(doc: Any) -> dict[str, Any]:
@@ -52,8 +58,10 @@ def json_of(result: subprocess.CompletedProcess, what: str) -> Any:
     try:
         return json.loads(result.stdout)
     except json.JSONDecodeError:
-        raise BenchFailure(f"{what} exited {result.returncode} without JSON: {tail(result.stdout, 300)} "
-                           f"{tail(result.stderr)}") from None
+        raise BenchFailure(
+            f"{what} exited {result.returncode} without JSON: {tail(result.stdout, 300)} "
+            f"{tail(result.stderr)}"
+        ) from None
 
 
 class OrchHome:
@@ -65,14 +73,21 @@ class OrchHome:
     `start=False`, and on exit stops it and deletes the directory (unless `keep`).
     """
 
-    def __init__(self, *, max_sessions: int, keep: bool = False, prefix: str = "orchb", start: bool = True,
-                 prepare: Callable[[Path], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_sessions: int,
+        keep: bool = False,
+        prefix: str = "orchb",
+        start: bool = True,
+        prepare: Callable[[Path], None] | None = None,
+    ) -> None:
         self.max_sessions, self.keep, self.prefix = max_sessions, keep, prefix
         self.start, self.prepare = start, prepare
         self.root = Path()
         self.env: dict[str, str] = {}
 
-    def __enter__(self) -> "OrchHome":
+    def __enter__(self) -> OrchHome:
         self.root = short_tempdir(self.prefix)
         self.env = {**os.environ, "ORCH_HOME": str(self.root)}
         self.env.pop("ORCH_NO_AUTOSTART", None)
@@ -117,18 +132,30 @@ class OrchHome:
         path.write_text(json.dumps(plan))
         return path
 
-    def orchctl(self, *args: str, check: bool = False, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    def orchctl(
+        self, *args: str, check: bool = False, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess:
         """Run `orchctl --no-start ARGS` against this home (never autostarts a second daemon)."""
         argv = [*orchctl_argv(), "--no-start", *args]
         try:
-            result = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout,
-                                    stdin=subprocess.DEVNULL)
+            result = subprocess.run(
+                argv,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+            )
         except subprocess.TimeoutExpired:
-            raise BenchFailure(f"orchctl {' '.join(args)} did not return within {timeout:g}s; "
-                               f"{self.daemon_log_tail()}") from None
+            raise BenchFailure(
+                f"orchctl {' '.join(args)} did not return within {timeout:g}s; "
+                f"{self.daemon_log_tail()}"
+            ) from None
         if check and result.returncode != 0:
-            raise BenchFailure(f"orchctl {' '.join(args)} exited {result.returncode}: {tail(result.stderr)}; "
-                               f"{self.daemon_log_tail()}")
+            raise BenchFailure(
+                f"orchctl {' '.join(args)} exited {result.returncode}: {tail(result.stderr)}; "
+                f"{self.daemon_log_tail()}"
+            )
         return result
 
     def client(self, timeout: float = 60.0) -> Any:
@@ -145,7 +172,9 @@ class OrchHome:
 
     def submit(self, plan: dict[str, Any], timeout: float = 600.0) -> str:
         """Submit `plan` with `orchctl submit PLAN --json`; the run id."""
-        result = self.orchctl("submit", str(self.write_plan(plan)), "--json", check=True, timeout=timeout)
+        result = self.orchctl(
+            "submit", str(self.write_plan(plan)), "--json", check=True, timeout=timeout
+        )
         return str(run_summary(json_of(result, "orchctl submit"))["run_id"])
 
     def summary(self, run_id: str) -> dict[str, Any]:
@@ -156,12 +185,22 @@ class OrchHome:
             reply = client.call(Runs())
         for run in reply.runs:
             if run.run_id == run_id:
-                return {"run_id": run.run_id, "state": run.state, "submitted_at": run.submitted_at,
-                        "finished_at": run.finished_at, "counts": dict(run.counts)}
+                return {
+                    "run_id": run.run_id,
+                    "state": run.state,
+                    "submitted_at": run.submitted_at,
+                    "finished_at": run.finished_at,
+                    "counts": dict(run.counts),
+                }
         raise BenchFailure(f"run {run_id} is not in the daemon's runs")
 
-    def wait_until(self, run_id: str, done: Callable[[dict[str, Any]], bool], timeout: float,
-                   interval: float = 0.2) -> dict[str, Any]:
+    def wait_until(
+        self,
+        run_id: str,
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        interval: float = 0.2,
+    ) -> dict[str, Any]:
         """Poll the run's summary until `done(summary)`, with a deadline; the last summary."""
         deadline = time.monotonic() + timeout
         while True:
@@ -169,9 +208,13 @@ class OrchHome:
             if done(summary):
                 return summary
             if time.monotonic() > deadline:
-                raise BenchFailure(f"run {run_id} still {summary['state']} {summary['counts']} after "
-                                   f"{timeout:g}s; {self.daemon_log_tail()}")
-            time.sleep(interval)  # polling with a deadline: a cheap request, well below the figures measured
+                raise BenchFailure(
+                    f"run {run_id} still {summary['state']} {summary['counts']} after "
+                    f"{timeout:g}s; {self.daemon_log_tail()}"
+                )
+            time.sleep(
+                interval
+            )  # polling with a deadline: a cheap request, well below the figures measured
 
     def wait_finished(self, run_id: str, timeout: float) -> dict[str, Any]:
         """Wait for the run's RunFinished (long-polled: orchd answers when it is logged), then its summary.
@@ -184,18 +227,29 @@ class OrchHome:
         deadline, after = time.monotonic() + timeout, 0
         with self.client() as client:
             while (left := deadline - time.monotonic()) > 0:
-                reply = client.call(Events(after=after, run=run_id, kinds=["RunFinished"], limit=1,
-                                           wait=min(MAX_WAIT, left)))
+                reply = client.call(
+                    Events(
+                        after=after,
+                        run=run_id,
+                        kinds=["RunFinished"],
+                        limit=1,
+                        wait=min(MAX_WAIT, left),
+                    )
+                )
                 if reply.events:
                     return self.summary(run_id)
                 after = max(after, reply.seq)
                 if reply.busy:
                     raise BenchFailure("orchd has no worker free for a long-poll")
-        raise BenchFailure(f"run {run_id} did not finish within {timeout:g}s; {self.daemon_log_tail()}")
+        raise BenchFailure(
+            f"run {run_id} did not finish within {timeout:g}s; {self.daemon_log_tail()}"
+        )
 
     def daemon_log_tail(self) -> str:
         try:
-            return "daemon log: " + tail((self.root / "state" / "orchd.log").read_text(errors="replace"), 800)
+            return "daemon log: " + tail(
+                (self.root / "state" / "orchd.log").read_text(errors="replace"), 800
+            )
         except OSError:
             return "no daemon log"
 

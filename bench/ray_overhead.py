@@ -19,11 +19,22 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from bench.common import (BenchFailure, add_common_arguments, finish, fmt, iterate, median, percentile, rounded,
-                          short_tempdir, table)
+from bench.common import (
+    BenchFailure,
+    add_common_arguments,
+    finish,
+    fmt,
+    iterate,
+    median,
+    percentile,
+    rounded,
+    short_tempdir,
+    table,
+)
 from bench.home import OrchHome, command_plan, json_of, run_summary
 
 NAME = "ray_overhead"
@@ -34,9 +45,14 @@ RESOURCE = "orch_session"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", type=int, default=200, help="tasks per run (default 200)")
     parser.add_argument("--concurrency", type=int, default=8, help="sessions at once (default 8)")
-    parser.add_argument("--address", default=None,
-                        help="an existing Ray cluster (its nodes declaring orch_session); default: start one here")
-    add_common_arguments(parser, repeat=1, smoke=f"{SMOKE['tasks']} tasks, repeat {SMOKE['repeat']}")
+    parser.add_argument(
+        "--address",
+        default=None,
+        help="an existing Ray cluster (its nodes declaring orch_session); default: start one here",
+    )
+    add_common_arguments(
+        parser, repeat=1, smoke=f"{SMOKE['tasks']} tasks, repeat {SMOKE['repeat']}"
+    )
 
 
 class LocalCluster:
@@ -54,11 +70,20 @@ class LocalCluster:
 
         os.environ["RAY_TMPDIR"] = str(self.temp)
         node = {"object_store_memory": 100 << 20, "node_ip_address": "127.0.0.1"}
-        self.cluster = Cluster(initialize_head=True, head_node_args={
-            **node, "num_cpus": 0, "resources": {RESOURCE: 0}, "include_dashboard": False,
-            "temp_dir": str(self.temp / "ray")})
+        self.cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                **node,
+                "num_cpus": 0,
+                "resources": {RESOURCE: 0},
+                "include_dashboard": False,
+                "temp_dir": str(self.temp / "ray"),
+            },
+        )
         # num_cpus as on a real node: Ray starts at most that many worker processes at once
-        self.cluster.add_node(**node, num_cpus=os.cpu_count() or 1, resources={RESOURCE: self.sessions})
+        self.cluster.add_node(
+            **node, num_cpus=os.cpu_count() or 1, resources={RESOURCE: self.sessions}
+        )
         self.cluster.wait_for_nodes()
         return self.cluster.address
 
@@ -84,7 +109,9 @@ def latencies(home: OrchHome, run_id: str) -> tuple[list[float], list[float]]:
     for line in out.splitlines():
         row = json.loads(line)
         if row["kind"] in ("AttemptLaunching", "AttemptStarted", "AttemptFinished"):
-            marks.setdefault((row["task_id"], row["event"]["attempt"]), {})[row["kind"]] = float(row["ts"])
+            marks.setdefault((row["task_id"], row["event"]["attempt"]), {})[row["kind"]] = float(
+                row["ts"]
+            )
     started = [m["AttemptStarted"] - m["AttemptLaunching"] for m in marks.values() if len(m) == 3]
     finished = [m["AttemptFinished"] - m["AttemptLaunching"] for m in marks.values() if len(m) == 3]
     return started, finished
@@ -95,11 +122,15 @@ def measure_once(args: argparse.Namespace, tasks: int, address: str | None) -> d
     prepare = ray_config(address) if address is not None else None
     with OrchHome(max_sessions=args.concurrency, keep=args.keep_home, prepare=prepare) as home:
         plan = home.write_plan(command_plan(tasks, args.concurrency, home.workdir(), ["true"]))
-        result = home.orchctl("submit", str(plan), "--wait", "--json", timeout=max(300.0, tasks * 5.0))
+        result = home.orchctl(
+            "submit", str(plan), "--wait", "--json", timeout=max(300.0, tasks * 5.0)
+        )
         summary = run_summary(json_of(result, "orchctl submit"))
         if result.returncode != 0 or summary.get("state") != "completed":
-            raise BenchFailure(f"run {summary.get('run_id')} ended {summary.get('state')} "
-                               f"(exit {result.returncode}); {home.daemon_log_tail()}")
+            raise BenchFailure(
+                f"run {summary.get('run_id')} ended {summary.get('state')} "
+                f"(exit {result.returncode}); {home.daemon_log_tail()}"
+            )
         span = float(summary["finished_at"]) - float(summary["submitted_at"])
         started, finished = latencies(home, summary["run_id"])
         return {"span": span, "started": started, "finished": finished}
@@ -110,10 +141,17 @@ def figures(runs: list[dict[str, Any]], tasks: int, concurrency: int) -> dict[st
     span = median([r["span"] for r in runs]) or 0.0
     started = [s for r in runs for s in r["started"]]
     finished = [s for r in runs for s in r["finished"]]
-    return {"spans": [round(r["span"], 3) for r in runs], "per_s": rounded(tasks / span, 1),
-            "per_task_per_slot_ms": rounded(span * concurrency / tasks * 1000, 1),
-            "launch_to_start_ms": {p: rounded((percentile(started, p) or 0) * 1000, 1) for p in (50, 90, 99)},
-            "launch_to_finish_ms": {p: rounded((percentile(finished, p) or 0) * 1000, 1) for p in (50, 90, 99)}}
+    return {
+        "spans": [round(r["span"], 3) for r in runs],
+        "per_s": rounded(tasks / span, 1),
+        "per_task_per_slot_ms": rounded(span * concurrency / tasks * 1000, 1),
+        "launch_to_start_ms": {
+            p: rounded((percentile(started, p) or 0) * 1000, 1) for p in (50, 90, 99)
+        },
+        "launch_to_finish_ms": {
+            p: rounded((percentile(finished, p) or 0) * 1000, 1) for p in (50, 90, 99)
+        },
+    }
 
 
 def clusters(args: argparse.Namespace) -> Iterator[str]:
@@ -132,32 +170,65 @@ def run(args: argparse.Namespace) -> int:
         return 2
     results: dict[str, dict[str, Any]] = {}
     try:
-        results["local"] = figures([measure_once(args, tasks, None) for _ in iterate(repeat, "local")],
-                                   tasks, args.concurrency)
+        results["local"] = figures(
+            [measure_once(args, tasks, None) for _ in iterate(repeat, "local")],
+            tasks,
+            args.concurrency,
+        )
         for address in clusters(args):
-            results["ray"] = figures([measure_once(args, tasks, address) for _ in iterate(repeat, "ray")],
-                                     tasks, args.concurrency)
+            results["ray"] = figures(
+                [measure_once(args, tasks, address) for _ in iterate(repeat, "ray")],
+                tasks,
+                args.concurrency,
+            )
     except BenchFailure as exc:
         print(f"ray_overhead: {exc}", file=sys.stderr)
         return 1
-    rows = [[name, fmt(r["per_s"], ",.1f"), fmt(r["per_task_per_slot_ms"], ",.1f"),
-             fmt(r["launch_to_start_ms"][50], ",.1f"), fmt(r["launch_to_finish_ms"][50], ",.1f"),
-             fmt(r["launch_to_finish_ms"][90], ",.1f")] for name, r in results.items()]
+    rows = [
+        [
+            name,
+            fmt(r["per_s"], ",.1f"),
+            fmt(r["per_task_per_slot_ms"], ",.1f"),
+            fmt(r["launch_to_start_ms"][50], ",.1f"),
+            fmt(r["launch_to_finish_ms"][50], ",.1f"),
+            fmt(r["launch_to_finish_ms"][90], ",.1f"),
+        ]
+        for name, r in results.items()
+    ]
     local, remote = results["local"], results["ray"]
     extra = (remote["per_task_per_slot_ms"] or 0) - (local["per_task_per_slot_ms"] or 0)
-    text = (f"{tasks} tasks (`true`), concurrency {args.concurrency}, repeat {repeat}\n\n"
-            + table(["executor", "tasks/s", "ms per task per slot", "launch->start p50 ms",
-                     "launch->finish p50 ms", "p90 ms"], rows)
-            + f"\n\nRay adds {extra:,.0f} ms per task per session slot (mostly starting the attempt's actor: "
-              "a fresh Ray worker process).")
-    finish(args, NAME, text, {"tasks": tasks, "concurrency": args.concurrency, "address": args.address},
-           {"executors": results, "ray_extra_ms_per_task_per_slot": round(extra, 1)})
+    text = (
+        f"{tasks} tasks (`true`), concurrency {args.concurrency}, repeat {repeat}\n\n"
+        + table(
+            [
+                "executor",
+                "tasks/s",
+                "ms per task per slot",
+                "launch->start p50 ms",
+                "launch->finish p50 ms",
+                "p90 ms",
+            ],
+            rows,
+        )
+        + f"\n\nRay adds {extra:,.0f} ms per task per session slot (mostly starting the attempt's actor: "
+        "a fresh Ray worker process)."
+    )
+    finish(
+        args,
+        NAME,
+        text,
+        {"tasks": tasks, "concurrency": args.concurrency, "address": args.address},
+        {"executors": results, "ray_extra_ms_per_task_per_slot": round(extra, 1)},
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ray_overhead", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ray_overhead",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

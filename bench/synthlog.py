@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from orchd import events as ev
 from orchd import store
@@ -51,8 +51,10 @@ def shapes_for(total: int, *, unfinished: int = 0, tasks_per_run: int = 10_000) 
 
 
 def _spec(shape: RunShape, workdir: str, command: list[str]) -> RunSpec:
-    tasks = [TaskSpec(id=f"t{i}", agent="command", cwd=workdir, command=command, max_retries=0)
-             for i in range(shape.tasks)]
+    tasks = [
+        TaskSpec(id=f"t{i}", agent="command", cwd=workdir, command=command, max_retries=0)
+        for i in range(shape.tasks)
+    ]
     return RunSpec(name="bench", concurrency=64, workdir=workdir, tasks=tasks)
 
 
@@ -70,18 +72,24 @@ def run_events(shape: RunShape, workdir: str, command: list[str], logs: str) -> 
         yield ev.RunFinished(r, "completed")
 
 
-def all_events(shapes: list[RunShape], workdir: str, command: list[str], logs: str) -> Iterator[ev.Event]:
+def all_events(
+    shapes: list[RunShape], workdir: str, command: list[str], logs: str
+) -> Iterator[ev.Event]:
     for shape in shapes:
         yield from run_events(shape, workdir, command, logs)
 
 
-def build(db: Path, shapes: list[RunShape], *, workdir: str, command: list[str] | None = None) -> int:
+def build(
+    db: Path, shapes: list[RunShape], *, workdir: str, command: list[str] | None = None
+) -> int:
     """Write the runs into a fresh log at `db` (migrated as orchd would); the number of events."""
     db.parent.mkdir(parents=True, exist_ok=True)
     conn = store.connect(db)
     try:
         store.migrate(conn)
-        conn.execute("PRAGMA synchronous=OFF")  # building a fixture: durability is not what is measured
+        conn.execute(
+            "PRAGMA synchronous=OFF"
+        )  # building a fixture: durability is not what is measured
         after, count, batch = store.tail(conn), 0, []
         for event in all_events(shapes, workdir, command or ["true"], str(db.parent / "logs")):
             batch.append(event)

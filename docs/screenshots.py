@@ -61,13 +61,31 @@ emit({{"type": "result", "subtype": "success", "is_error": False, "result": text
       "usage": {{"input_tokens": 9000 + n * 1700, "output_tokens": 700 + n * 90}}}})
 '''
 
-TASKS = ["hints-core", "hints-cli", "hints-store", "hints-plan", "api-client", "hints-state", "auth-check",
-         "hints-render", "migrate-db", "hints-events", "hints-server", "hints-paths"]
+TASKS = [
+    "hints-core",
+    "hints-cli",
+    "hints-store",
+    "hints-plan",
+    "api-client",
+    "hints-state",
+    "auth-check",
+    "hints-render",
+    "migrate-db",
+    "hints-events",
+    "hints-server",
+    "hints-paths",
+]
 
 
 def orchctl(env: dict[str, str], *args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "orchctl.main", *args], env=env, capture_output=True,
-                          text=True, check=False, cwd=ROOT).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "orchctl.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    ).stdout
 
 
 def svg(title: str, text_with_ansi: str, path: Path) -> None:
@@ -75,7 +93,9 @@ def svg(title: str, text_with_ansi: str, path: Path) -> None:
     from rich.console import Console
     from rich.text import Text
 
-    console = Console(record=True, width=WIDTH, force_terminal=True, color_system="truecolor", file=io.StringIO())
+    console = Console(
+        record=True, width=WIDTH, force_terminal=True, color_system="truecolor", file=io.StringIO()
+    )
     console.print(Text.from_ansi(text_with_ansi), end="")
     console.save_svg(str(path), title=title)
 
@@ -86,36 +106,87 @@ def main() -> None:
     bindir.mkdir()
     (bindir / "claude").write_text(FAKE_CLAUDE)
     (bindir / "claude").chmod(0o755)
-    env = {**os.environ, "ORCH_HOME": str(home), "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "ORCH_HOME": str(home),
+        "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
+    }
     for name in ("COLUMNS", "LINES"):
         env.pop(name, None)
     plan = home / "type-hints.json"
-    plan.write_text(json.dumps({
-        "name": "type-hints", "concurrency": 4, "workdir": str(home), "isolation": "none",
-        "defaults": {"agent": "claude", "max_retries": 2, "backoff": {"initial": "45s", "jitter": "none"}},
-        "tasks": [{"id": t, "prompt": f"Add type hints to src/{t.split('-', 1)[-1]}.py"} for t in TASKS]}))
+    plan.write_text(
+        json.dumps(
+            {
+                "name": "type-hints",
+                "concurrency": 4,
+                "workdir": str(home),
+                "isolation": "none",
+                "defaults": {
+                    "agent": "claude",
+                    "max_retries": 2,
+                    "backoff": {"initial": "45s", "jitter": "none"},
+                },
+                "tasks": [
+                    {"id": t, "prompt": f"Add type hints to src/{t.split('-', 1)[-1]}.py"}
+                    for t in TASKS
+                ],
+            }
+        )
+    )
     session = f"orch-shots-{os.getpid()}"
     try:
         run_id = json.loads(orchctl(env, "submit", str(plan), "--json"))["run_id"]
         command = f"{sys.executable} -m orchctl.main watch {run_id}; sleep 600"
         exports = " ".join(f"{k}={shlex.quote(env[k])}" for k in ("ORCH_HOME", "PATH"))
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(WIDTH), "-y", str(HEIGHT),
-                        f"env -u COLUMNS -u LINES {exports} {command}"], check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                session,
+                "-x",
+                str(WIDTH),
+                "-y",
+                str(HEIGHT),
+                f"env -u COLUMNS -u LINES {exports} {command}",
+            ],
+            check=True,
+            cwd=ROOT,
+        )
 
         def capture(*flags: str) -> str:
-            return subprocess.run(["tmux", "capture-pane", "-p", *flags, "-t", session], capture_output=True,
-                                  text=True).stdout
+            return subprocess.run(
+                ["tmux", "capture-pane", "-p", *flags, "-t", session],
+                capture_output=True,
+                text=True,
+            ).stdout
 
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # a moment with every kind of row on screen
             screen = capture()
-            if all(w in screen for w in ("running", "next attempt at", "waiting until", "failed", "→ ", "completed")):
+            if all(
+                w in screen
+                for w in (
+                    "running",
+                    "next attempt at",
+                    "waiting until",
+                    "failed",
+                    "→ ",
+                    "completed",
+                )
+            ):
                 break
             time.sleep(0.2)
         watch_text, watch_ansi = capture(), capture("-e")
         svg("orchctl watch", watch_ansi, DOCS / "watch.svg")
-        orchctl(env, "cancel", run_id, "migrate-db")  # parked until the provider's reset: let the run end
-        while json.loads(orchctl(env, "status", run_id, "--json"))["runs"][0]["summary"]["state"] == "running":
+        orchctl(
+            env, "cancel", run_id, "migrate-db"
+        )  # parked until the provider's reset: let the run end
+        while (
+            json.loads(orchctl(env, "status", run_id, "--json"))["runs"][0]["summary"]["state"]
+            == "running"
+        ):
             time.sleep(0.5)
         results = orchctl({**env, "COLUMNS": str(WIDTH)}, "results", run_id)
         forced = {**env, "COLUMNS": str(WIDTH), "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"}
@@ -123,7 +194,9 @@ def main() -> None:
         write_markdown(watch_text, results)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
-        subprocess.run([sys.executable, "-m", "orchctl.main", "daemon", "stop"], env=env, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "orchctl.main", "daemon", "stop"], env=env, capture_output=True
+        )
 
 
 def write_markdown(watch_text: str, results: str) -> None:

@@ -18,8 +18,21 @@ from typing import Any
 TAIL_BYTES = 16 << 10  # how much of a log `latest_activity` reads
 RESULT_CHARS = 300  # a tool's output is cut to this in the conversation
 # the argument that says most about a tool call, by the names agents give it
-MAIN_ARGUMENTS = ("command", "cmd", "file_path", "path", "filePath", "absolute_path", "pattern", "query", "url",
-                  "description", "prompt", "paths", "args")
+MAIN_ARGUMENTS = (
+    "command",
+    "cmd",
+    "file_path",
+    "path",
+    "filePath",
+    "absolute_path",
+    "pattern",
+    "query",
+    "url",
+    "description",
+    "prompt",
+    "paths",
+    "args",
+)
 
 
 def one_line(text: str, limit: int = 200) -> str:
@@ -52,12 +65,18 @@ def tool_call(name: str, arguments: Any) -> str:
 def _text(content: Any) -> str:
     """The text of a tool result's content: a string, or a list of text parts."""
     if isinstance(content, list):
-        return " ".join(_text(part.get("text", "") if isinstance(part, dict) else part) for part in content)
+        return " ".join(
+            _text(part.get("text", "") if isinstance(part, dict) else part) for part in content
+        )
     return "" if content is None else str(content)
 
 
 def _usage(tokens_in: Any, tokens_out: Any) -> str:
-    return f"{tokens_in} in / {tokens_out} out" if tokens_in is not None or tokens_out is not None else ""
+    return (
+        f"{tokens_in} in / {tokens_out} out"
+        if tokens_in is not None or tokens_out is not None
+        else ""
+    )
 
 
 def _claude(event: dict, tools: dict[str, str]) -> list[str] | None:
@@ -83,9 +102,13 @@ def _claude(event: dict, tools: dict[str, str]) -> list[str] | None:
         return lines
     if kind == "result":
         usage = event.get("usage") or {}
-        facts = [f"${event['total_cost_usd']:.4f}" if isinstance(event.get("total_cost_usd"), (int, float)) else "",
-                 _usage(usage.get("input_tokens"), usage.get("output_tokens")),
-                 f"{event['num_turns']} turns" if event.get("num_turns") is not None else ""]
+        facts = [
+            f"${event['total_cost_usd']:.4f}"
+            if isinstance(event.get("total_cost_usd"), (int, float))
+            else "",
+            _usage(usage.get("input_tokens"), usage.get("output_tokens")),
+            f"{event['num_turns']} turns" if event.get("num_turns") is not None else "",
+        ]
         tail = ", ".join(f for f in facts if f)
         mark = "✗ error" if event.get("is_error") else "✓ result"
         text = one_line(event.get("result") or event.get("subtype", ""), RESULT_CHARS)
@@ -113,7 +136,9 @@ def _codex(event: dict, tools: dict[str, str]) -> list[str] | None:
         return []
     if kind == "turn.completed":
         usage = event.get("usage") or {}
-        return [f"✓ turn completed ({_usage(usage.get('input_tokens'), usage.get('output_tokens'))})"]
+        return [
+            f"✓ turn completed ({_usage(usage.get('input_tokens'), usage.get('output_tokens'))})"
+        ]
     if kind == "turn.failed":
         return [f"✗ turn failed: {(event.get('error') or {}).get('message', '')}"]
     if kind == "error":
@@ -132,10 +157,14 @@ def _codex(event: dict, tools: dict[str, str]) -> list[str] | None:
         output = one_line(item.get("aggregated_output", ""), RESULT_CHARS)
         return [f"  ← exit {item.get('exit_code')}" + (f": {output}" if output else "")]
     if itype == "file_change":
-        changes = ", ".join(f"{c.get('kind', '?')} {c.get('path', '?')}" for c in item.get("changes") or [])
+        changes = ", ".join(
+            f"{c.get('kind', '?')} {c.get('path', '?')}" for c in item.get("changes") or []
+        )
         return [f"→ edit {changes}"]
     if itype == "mcp_tool_call":
-        return [tool_call(f"{item.get('server', '')}.{item.get('tool', '')}", item.get("arguments"))]
+        return [
+            tool_call(f"{item.get('server', '')}.{item.get('tool', '')}", item.get("arguments"))
+        ]
     if itype == "web_search":
         return [tool_call("search", item.get("query"))]
     if itype == "error":
@@ -157,7 +186,9 @@ def _gemini(event: dict, tools: dict[str, str]) -> list[str] | None:
     if kind == "tool_result":
         error = event.get("error")
         if error:
-            return [f"  ✗ {one_line(error.get('message', '') if isinstance(error, dict) else error, RESULT_CHARS)}"]
+            return [
+                f"  ✗ {one_line(error.get('message', '') if isinstance(error, dict) else error, RESULT_CHARS)}"
+            ]
         return [f"  ← {one_line(_text(event.get('output')), RESULT_CHARS)}"]
     if kind == "error":
         return [f"! {event.get('severity', 'error')}: {event.get('message', '')}"]
@@ -165,9 +196,15 @@ def _gemini(event: dict, tools: dict[str, str]) -> list[str] | None:
         stats = event.get("stats") or {}
         usage = _usage(stats.get("input_tokens"), stats.get("output_tokens"))
         error = event.get("error") or {}
-        why = f": {one_line(error.get('message', ''), RESULT_CHARS)}" if isinstance(error, dict) and error else ""
-        return [f"{'✓' if event.get('status') == 'success' else '✗'} result: {event.get('status', '?')}{why}"
-                + (f" ({usage})" if usage else "")]
+        why = (
+            f": {one_line(error.get('message', ''), RESULT_CHARS)}"
+            if isinstance(error, dict) and error
+            else ""
+        )
+        return [
+            f"{'✓' if event.get('status') == 'success' else '✗'} result: {event.get('status', '?')}{why}"
+            + (f" ({usage})" if usage else "")
+        ]
     return None
 
 
@@ -181,12 +218,16 @@ def _opencode(event: dict, tools: dict[str, str]) -> list[str] | None:
         lines = [tool_call(part.get("tool", "?"), state.get("input"))]
         if state.get("output") or state.get("error"):
             mark = "✗" if state.get("error") else "←"
-            lines.append(f"  {mark} {one_line(_text(state.get('output') or state.get('error')), RESULT_CHARS)}")
+            lines.append(
+                f"  {mark} {one_line(_text(state.get('output') or state.get('error')), RESULT_CHARS)}"
+            )
         return lines
     if kind == "step_finish":
         used = part.get("tokens") or {}
-        facts = [f"${part['cost']:.4f}" if isinstance(part.get("cost"), (int, float)) else "",
-                 _usage(used.get("input"), used.get("output"))]
+        facts = [
+            f"${part['cost']:.4f}" if isinstance(part.get("cost"), (int, float)) else "",
+            _usage(used.get("input"), used.get("output")),
+        ]
         return [f"✓ step finished ({', '.join(f for f in facts if f)})"]
     if kind == "error":
         error = event.get("error") or {}
@@ -199,14 +240,19 @@ def _copilot(event: dict, tools: dict[str, str]) -> list[str] | None:
     kind, data = event.get("type", ""), event.get("data") or {}
     if kind == "assistant.message":
         lines = [str(data.get("content", "")).strip()]
-        lines += [tool_call(r.get("name", "?"), r.get("arguments")) for r in data.get("toolRequests") or []
-                  if isinstance(r, dict)]
+        lines += [
+            tool_call(r.get("name", "?"), r.get("arguments"))
+            for r in data.get("toolRequests") or []
+            if isinstance(r, dict)
+        ]
         return lines
     if kind == "tool.execution_start":
         return [tool_call(data.get("toolName", "?"), data.get("arguments"))]
     if kind == "tool.execution_complete":
         result = data.get("result") or {}
-        return [f"  ← {one_line(_text(result.get('content', result) if isinstance(result, dict) else result), RESULT_CHARS)}"]
+        return [
+            f"  ← {one_line(_text(result.get('content', result) if isinstance(result, dict) else result), RESULT_CHARS)}"
+        ]
     if kind in ("session.error", "session.warning"):
         return [f"! {data.get('message', '')}"]
     if kind == "result":
@@ -221,11 +267,15 @@ def describe(event: dict, tools: dict[str, str] | None = None) -> list[str] | No
     kind = str(event.get("type", ""))
     if "part" in event or "sessionID" in event:
         return _opencode(event, tools)
-    if "data" in event and "." in kind or (kind == "result" and "exitCode" in event):
+    if ("data" in event and "." in kind) or (kind == "result" and "exitCode" in event):
         return _copilot(event, tools)
-    if kind.startswith(("thread.", "turn.", "item.")) or (kind == "error" and "severity" not in event):
+    if kind.startswith(("thread.", "turn.", "item.")) or (
+        kind == "error" and "severity" not in event
+    ):
         return _codex(event, tools)
-    if kind in ("init", "message", "tool_use", "tool_result", "error") or (kind == "result" and "stats" in event):
+    if kind in ("init", "message", "tool_use", "tool_result", "error") or (
+        kind == "result" and "stats" in event
+    ):
         return _gemini(event, tools)
     return _claude(event, tools)
 
@@ -233,7 +283,7 @@ def describe(event: dict, tools: dict[str, str] | None = None) -> list[str] | No
 def parse(line: bytes | str) -> dict | None:
     """The JSON object on `line`, or None."""
     line = line.strip()
-    if not line[:1] in (b"{", "{"):
+    if line[:1] not in (b"{", "{"):
         return None
     try:
         value = json.loads(line)
@@ -248,7 +298,9 @@ class Conversation:
     def __init__(self) -> None:
         self.tools: dict[str, str] = {}
         self._partial = b""
-        self._streaming = False  # inside a run of text deltas (Gemini), which are joined, not one per line
+        self._streaming = (
+            False  # inside a run of text deltas (Gemini), which are joined, not one per line
+        )
 
     def feed(self, chunk: bytes) -> bytes:
         """The rendering of the complete lines in `chunk` (and what was left of the last chunk)."""
@@ -296,7 +348,9 @@ def latest_activity(log_path: str | None, limit: int = 200) -> str:
     lines = data.splitlines()
     if len(data) == TAIL_BYTES and lines:  # the first line is cut
         lines = lines[1:]
-    if lines and not data.endswith(b"\n") and lines[-1].lstrip().startswith(b"{"):  # still being written
+    if (
+        lines and not data.endswith(b"\n") and lines[-1].lstrip().startswith(b"{")
+    ):  # still being written
         lines = lines[:-1]
     tools: dict[str, str] = {}
     for line in reversed(lines):

@@ -6,7 +6,8 @@ import functools
 import os
 import sys
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 import msgspec
@@ -46,8 +47,10 @@ def handle_errors(fn: Callable) -> Callable:
         except Exception as exc:  # a bug: one line for the user, the traceback on request
             if debug_wanted():
                 raise
-            click.echo(f"orchctl: internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)",
-                       err=True)
+            click.echo(
+                f"orchctl: internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)",
+                err=True,
+            )
             sys.exit(1)
 
     return wrapper
@@ -59,13 +62,24 @@ def client_for(ctx: click.Context, timeout: float = 30.0) -> p.Client:
     return connect(autostart=autostart_allowed(ctx.obj["no_start"]), timeout=timeout)
 
 
-def follow_log(client: p.Client, *, after: int = 0, run: str | None = None, task: str | None = None,
-               kinds: list[str] | None = None, wait: float = 1.0) -> Iterator[list]:
+def follow_log(
+    client: p.Client,
+    *,
+    after: int = 0,
+    run: str | None = None,
+    task: str | None = None,
+    kinds: list[str] | None = None,
+    wait: float = 1.0,
+) -> Iterator[list]:
     """Batches of events after `after` (of `kinds` only, if given), long-polled: no event is ever skipped."""
     while True:
-        reply = client.call(p.Events(after=after, run=run, task=task, kinds=kinds or [], wait=wait, limit=5000))
+        reply = client.call(
+            p.Events(after=after, run=run, task=task, kinds=kinds or [], wait=wait, limit=5000)
+        )
         assert isinstance(reply, p.EventsReply)
         after = reply.events[-1].seq if reply.events else max(after, reply.seq)
         yield reply.events
-        if reply.busy and not reply.events:  # every long-poll slot of orchd is taken: poll gently instead
+        if (
+            reply.busy and not reply.events
+        ):  # every long-poll slot of orchd is taken: poll gently instead
             time.sleep(0.25)

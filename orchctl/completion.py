@@ -27,7 +27,9 @@ def _ask(request: Any) -> Any:
         return None
 
 
-def complete_run(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+def complete_run(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
     """Run ids that start with `incomplete`, newest first, with each run's name and state."""
     from orchd.protocol import Runs, RunsReply
 
@@ -35,14 +37,19 @@ def complete_run(ctx: click.Context, param: click.Parameter, incomplete: str) ->
     if not isinstance(reply, RunsReply):
         return []
     runs = sorted(reply.runs, key=lambda r: r.submitted_at, reverse=True)
-    items = [CompletionItem(r.run_id, help=f"{r.name}: {r.state}, {r.tasks} tasks")
-             for r in runs if r.run_id.startswith(incomplete)]
+    items = [
+        CompletionItem(r.run_id, help=f"{r.name}: {r.state}, {r.tasks} tasks")
+        for r in runs
+        if r.run_id.startswith(incomplete)
+    ]
     if "last".startswith(incomplete) and runs:
         items.append(CompletionItem("last", help=f"the newest run ({runs[0].run_id})"))
     return items
 
 
-def complete_task(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+def complete_task(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
     """Task ids of the run named earlier on the command line that start with `incomplete`."""
     from orchd.protocol import Status, StatusReply
 
@@ -52,7 +59,11 @@ def complete_task(ctx: click.Context, param: click.Parameter, incomplete: str) -
     reply = _ask(Status(run=run))
     if not isinstance(reply, StatusReply) or not reply.runs:
         return []
-    return [CompletionItem(t.id, help=t.state) for t in reply.runs[0].tasks if t.id.startswith(incomplete)]
+    return [
+        CompletionItem(t.id, help=t.state)
+        for t in reply.runs[0].tasks
+        if t.id.startswith(incomplete)
+    ]
 
 
 @click.command()
@@ -72,4 +83,3 @@ def completion(shell: str) -> None:
     cls = get_completion_class(shell)
     assert cls is not None  # click ships all three
     click.echo(cls(root.command, {}, prog, var).source())
-

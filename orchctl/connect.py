@@ -26,9 +26,11 @@ def connect(*, autostart: bool = True, timeout: float = 30.0) -> Client:
         return Client(paths.address, timeout)
     except OrchError:
         if not autostart:
-            raise OrchError(f"orchd is not running (nothing answers on {paths.socket}); start it with "
-                            "`orchctl daemon start`, or drop --no-start / ORCH_NO_AUTOSTART",
-                            ErrorCode.UNAVAILABLE) from None
+            raise OrchError(
+                f"orchd is not running (nothing answers on {paths.socket}); start it with "
+                "`orchctl daemon start`, or drop --no-start / ORCH_NO_AUTOSTART",
+                ErrorCode.UNAVAILABLE,
+            ) from None
     pong = start_daemon(paths)
     print(f"orchctl: started orchd (pid {pong.pid}; log {paths.daemon_log})", file=sys.stderr)
     return Client(paths.address, timeout)
@@ -52,8 +54,16 @@ def start_daemon(paths: Paths) -> Pong:
         env = dict(os.environ)
         if env.get("ORCH_HOME"):  # relative to here, not to the daemon's "/"
             env["ORCH_HOME"] = str(Path(env["ORCH_HOME"]).expanduser().absolute())
-        proc = subprocess.Popen([sys.executable, "-m", "orchd"], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=log, start_new_session=True, close_fds=True, cwd="/", env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orchd"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+            env=env,
+        )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         pong = ping(paths)
@@ -66,7 +76,11 @@ def start_daemon(paths: Paths) -> Pong:
         pong = ping(paths)  # another orchd won the race for the lock: use it
         if pong is not None:
             return pong
-        raise OrchError(f"orchd exited with code {code} while starting; see {paths.daemon_log}",
-                        ErrorCode.UNAVAILABLE)
-    raise OrchError(f"orchd did not answer within {START_TIMEOUT:g}s; see {paths.daemon_log}",
-                    ErrorCode.UNAVAILABLE)
+        raise OrchError(
+            f"orchd exited with code {code} while starting; see {paths.daemon_log}",
+            ErrorCode.UNAVAILABLE,
+        )
+    raise OrchError(
+        f"orchd did not answer within {START_TIMEOUT:g}s; see {paths.daemon_log}",
+        ErrorCode.UNAVAILABLE,
+    )

@@ -90,5 +90,7 @@ def daemon_status(as_json: bool) -> None:
     if as_json:
         print_json(pong)
     else:
-        click.echo(f"orchd {pong.version} running, pid {pong.pid}, up {time.time() - pong.started_at:.0f}s, "
-                   f"{pong.seq} events, socket {paths.socket}")
+        click.echo(
+            f"orchd {pong.version} running, pid {pong.pid}, up {time.time() - pong.started_at:.0f}s, "
+            f"{pong.seq} events, socket {paths.socket}"
+        )

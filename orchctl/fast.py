@@ -67,13 +67,18 @@ def _submit_and_wait(plan: str) -> int | None:
 
     source = str(PurePath(plan))
     fmt = {".toml": "toml", ".json": "json"}.get(os.path.splitext(plan)[1].lower())
-    body = _request("Submit", plan=text, source=source, base_dir=os.path.dirname(os.path.abspath(plan)), fmt=fmt)
+    body = _request(
+        "Submit", plan=text, source=source, base_dir=os.path.dirname(os.path.abspath(plan)), fmt=fmt
+    )
     try:
         reply = json.loads(_call(body))
     except (FileNotFoundError, ConnectionRefusedError):
         return None  # no daemon: the full CLI starts one
     except (OSError, ValueError) as exc:  # it may have been submitted: do not send it again
-        print(f"orchctl: lost orchd's answer to the submission ({exc}); see `orchctl runs`", file=sys.stderr)
+        print(
+            f"orchctl: lost orchd's answer to the submission ({exc}); see `orchctl runs`",
+            file=sys.stderr,
+        )
         return 3
     if reply.get("type") != "Submitted":
         return None  # an error: nothing was submitted, and the full CLI explains it
@@ -96,7 +101,7 @@ def _run_view(status: bytes) -> bytes:
     lines between `"runs": [` and `],`, four spaces less indented (JSON strings hold no newline)."""
     lines = status.split(b"\n")
     start = lines.index(b'  "runs": [') + 1
-    return b"\n".join(line[4:] for line in lines[start:lines.index(b"  ],", start)])
+    return b"\n".join(line[4:] for line in lines[start : lines.index(b"  ],", start)])
 
 
 def _ended(run_id: str) -> dict | None:
@@ -104,8 +109,14 @@ def _ended(run_id: str) -> dict | None:
     after = 0
     while True:
         try:
-            reply = json.loads(_call(_request("Events", run=run_id, kinds=["RunFinished"], wait=30.0, after=after,
-                                              limit=1), timeout=60.0))
+            reply = json.loads(
+                _call(
+                    _request(
+                        "Events", run=run_id, kinds=["RunFinished"], wait=30.0, after=after, limit=1
+                    ),
+                    timeout=60.0,
+                )
+            )
         except (OSError, ValueError):
             return None
         if reply.get("type") != "EventsReply" or (reply.get("busy") and not reply.get("events")):

@@ -13,7 +13,6 @@ from orchctl.completion import complete_run, complete_task
 from orchd import events as ev
 from orchd import protocol as p
 
-
 LINE_ENCODER = msgspec.json.Encoder()
 
 
@@ -25,8 +24,14 @@ LINE_ENCODER = msgspec.json.Encoder()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_context
 @handle_errors
-def events(ctx: click.Context, run: str | None, task: str | None, from_seq: int, follow: bool,
-           as_json: bool) -> None:
+def events(
+    ctx: click.Context,
+    run: str | None,
+    task: str | None,
+    from_seq: int,
+    follow: bool,
+    as_json: bool,
+) -> None:
     """Print the event log, oldest first.
 
     \b
@@ -34,11 +39,19 @@ def events(ctx: click.Context, run: str | None, task: str | None, from_seq: int,
       orchctl events --run last --follow
     """
     client = client_for(ctx)
-    for rows in follow_log(client, after=from_seq, run=run, task=task, wait=10.0 if follow else 0.0):
+    for rows in follow_log(
+        client, after=from_seq, run=run, task=task, wait=10.0 if follow else 0.0
+    ):
         for row in rows:
             if as_json:
-                line = p.EventLine(seq=row.seq, ts=row.ts, run_id=row.run_id, task_id=row.task_id, kind=row.kind,
-                                   event=row.payload)
+                line = p.EventLine(
+                    seq=row.seq,
+                    ts=row.ts,
+                    run_id=row.run_id,
+                    task_id=row.task_id,
+                    kind=row.kind,
+                    event=row.payload,
+                )
                 sys.stdout.buffer.write(LINE_ENCODER.encode(line) + b"\n")
             else:
                 click.echo(_event_line(row, ev.decode(row.kind, row.payload)))
@@ -48,7 +61,9 @@ def events(ctx: click.Context, run: str | None, task: str | None, from_seq: int,
 
 
 @click.command()
-@click.option("--at", "at", type=int, help="The state as of this sequence number (default: the end).")
+@click.option(
+    "--at", "at", type=int, help="The state as of this sequence number (default: the end)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (same shape as `status --json`).")
 @click.pass_context
 @handle_errors
@@ -88,7 +103,9 @@ def audit(ctx: click.Context, as_json: bool) -> None:
     elif reply.first_bad is None:
         click.echo(f"ok: {reply.events} events verified; head {reply.head[:16]}")
     else:
-        click.echo(f"FAILED at event {reply.first_bad}: {reply.problem} ({reply.events} events before it verify)")
+        click.echo(
+            f"FAILED at event {reply.first_bad}: {reply.problem} ({reply.events} events before it verify)"
+        )
     if reply.first_bad is not None:
         sys.exit(1)
 

@@ -15,7 +15,8 @@ import select
 import sys
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
+
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -28,7 +29,15 @@ from orchd import events as ev
 from orchd import protocol as p
 from orchd import state as st
 
-FILTERS: tuple[str | None, ...] = (None, "running", "retrying", "failed", "pending", "completed", "cancelled")
+FILTERS: tuple[str | None, ...] = (
+    None,
+    "running",
+    "retrying",
+    "failed",
+    "pending",
+    "completed",
+    "cancelled",
+)
 SHOWN_FIRST = ("running", "retrying", "failed", "pending", "cancelled", "completed")
 CHROME = 5  # lines that are not task rows: header, bar, table header, "… more", keys
 FRAME = 0.05  # at most 20 frames a second, however fast events come
@@ -72,7 +81,9 @@ class RunTracker:
         return run is not None and run.state != "running"
 
 
-def pick(run: st.RunState, limit: int, only: str | None = None) -> tuple[dict[str, int], list[st.TaskState], int]:
+def pick(
+    run: st.RunState, limit: int, only: str | None = None
+) -> tuple[dict[str, int], list[st.TaskState], int]:
     """Counts per state, the first `limit` tasks to show (running, retrying, failed first), and how many are not."""
     counts = dict.fromkeys(st.TASK_STATES, 0)
     buckets: dict[str, list[st.TaskState]] = {s: [] for s in st.TASK_STATES}
@@ -106,7 +117,9 @@ def activity(task: st.TaskState, view: st.TaskView) -> str:
         last = task.attempts[-1] if task.attempts else None
         if last is not None and last.outcome == "park":  # the provider said when: no retry is spent
             due = time.localtime(view.due_at or 0)
-            clock = "%H:%M" if due[:3] == time.localtime()[:3] else "%b %d %H:%M"  # the day too, when not today
+            clock = (
+                "%H:%M" if due[:3] == time.localtime()[:3] else "%b %d %H:%M"
+            )  # the day too, when not today
             return f"waiting until {time.strftime(clock, due)} ({view.reason})"
         return f"next attempt at {r.when(view.due_at)} ({view.reason})"
     if task.state == "pending":
@@ -131,28 +144,53 @@ class WatchView:
         total = len(run.tasks)
         now = time.time()
         elapsed = (run.finished_at or now) - run.submitted_at
-        eta = f"  eta {r.span(elapsed / done * (total - done))}" if 0 < done < total and run.state == "running" else ""
-        money = f"  cost {r.cost(self.tracker.cost_usd)}" if self.tracker.cost_usd is not None else ""
-        used = f"  tokens {tokens(self.tracker.tokens_in, self.tracker.tokens_out)}" if (
-            self.tracker.tokens_in is not None) else ""
-        title = Text.assemble((run.run_id, "bold"), "  ", r.state_text(run.state),
-                              f"  {done}/{total} done  elapsed {r.span(elapsed)}{eta}{money}{used}")
+        eta = (
+            f"  eta {r.span(elapsed / done * (total - done))}"
+            if 0 < done < total and run.state == "running"
+            else ""
+        )
+        money = (
+            f"  cost {r.cost(self.tracker.cost_usd)}" if self.tracker.cost_usd is not None else ""
+        )
+        used = (
+            f"  tokens {tokens(self.tracker.tokens_in, self.tracker.tokens_out)}"
+            if (self.tracker.tokens_in is not None)
+            else ""
+        )
+        title = Text.assemble(
+            (run.run_id, "bold"),
+            "  ",
+            r.state_text(run.state),
+            f"  {done}/{total} done  elapsed {r.span(elapsed)}{eta}{money}{used}",
+        )
         bar = Table.grid(padding=(0, 2))
-        bar.add_row(ProgressBar(total=max(1, total), completed=done, width=40),
-                    f"{100 * done // max(1, total)}%", r.counts_text(counts))
+        bar.add_row(
+            ProgressBar(total=max(1, total), completed=done, width=40),
+            f"{100 * done // max(1, total)}%",
+            r.counts_text(counts),
+        )
         return Group(title, bar)
 
     def rows(self, run: st.RunState, tasks: list[st.TaskState]) -> Table:
-        table = r.task_table(["TASK", "STATE", "ATTEMPT", "AGENT", "DURATION", "COST", "TOKENS"], "ACTIVITY")
+        table = r.task_table(
+            ["TASK", "STATE", "ATTEMPT", "AGENT", "DURATION", "COST", "TOKENS"], "ACTIVITY"
+        )
         now = time.time()
         for task in tasks:
             view = st.task_view(task, run)
             duration = view.duration
             if duration is None and view.started_at is not None and task.state == "running":
                 duration = now - view.started_at
-            table.add_row(view.id, r.state_text(view.state), f"{view.attempts}/{view.max_attempts}", view.agent,
-                          r.span(duration), r.cost(view.cost_usd), tokens(view.tokens_in, view.tokens_out),
-                          r.fitted(activity(task, view)))
+            table.add_row(
+                view.id,
+                r.state_text(view.state),
+                f"{view.attempts}/{view.max_attempts}",
+                view.agent,
+                r.span(duration),
+                r.cost(view.cost_usd),
+                tokens(view.tokens_in, view.tokens_out),
+                r.fitted(activity(task, view)),
+            )
         return table
 
     def render(self) -> Group:
@@ -184,14 +222,16 @@ class EventFeed(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopping:
-                reply = self.client.call(p.Events(after=self.after, run=self.run_id, wait=10.0, limit=5000))
+                reply = self.client.call(
+                    p.Events(after=self.after, run=self.run_id, wait=10.0, limit=5000)
+                )
                 assert isinstance(reply, p.EventsReply)
                 if reply.events:
                     self.after = reply.events[-1].seq
                     self._put(reply.events)
                 elif reply.busy:  # every long-poll slot of orchd is taken: poll gently instead
                     self.stopped.wait(0.25)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
+        except BaseException as exc:
             if not self.stopping:
                 self._put(exc)
 
@@ -224,10 +264,12 @@ class Keys:
     """Single key presses from the terminal (cbreak mode), when stdin is one; a no-op otherwise."""
 
     def __init__(self) -> None:
-        self.fd: int | None = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else None
+        self.fd: int | None = (
+            sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else None
+        )
         self._saved: list | None = None
 
-    def __enter__(self) -> "Keys":
+    def __enter__(self) -> Keys:
         if self.fd is not None:
             import termios
             import tty
@@ -248,8 +290,12 @@ class Keys:
 
 def watch(address: str, tracker: RunTracker, console: Console) -> bool:
     """Show the live view until the run ends (True) or the user presses q (False)."""
-    if console.is_terminal:  # as large as the terminal, whatever a stale COLUMNS/LINES (a tmux server's) says
-        console = Console(_environ={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")})
+    if (
+        console.is_terminal
+    ):  # as large as the terminal, whatever a stale COLUMNS/LINES (a tmux server's) says
+        console = Console(
+            _environ={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        )
     feed = EventFeed(address, tracker.run_id, tracker.state.seq)
     view = WatchView(tracker, console)
     keys = Keys()
@@ -257,14 +303,23 @@ def watch(address: str, tracker: RunTracker, console: Console) -> bool:
         view.keys_hint = "   f: filter by state   q: quit (the run goes on)   Ctrl-C: the same"
     feed.start()
     try:
-        with keys, Live(view.render(), console=console, screen=True, auto_refresh=False,
-                        redirect_stdout=False, redirect_stderr=False) as live:
+        with (
+            keys,
+            Live(
+                view.render(),
+                console=console,
+                screen=True,
+                auto_refresh=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            ) as live,
+        ):
             fds = [feed.wake_r] + ([keys.fd] if keys.fd is not None else [])
             next_tick = last_frame = time.monotonic()
             dirty = True
             while True:
                 now = time.monotonic()
-                if dirty and now - last_frame >= FRAME or now >= next_tick:
+                if (dirty and now - last_frame >= FRAME) or now >= next_tick:
                     live.update(view.render(), refresh=True)
                     last_frame, dirty = now, False
                     next_tick = now + 1.0

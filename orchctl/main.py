@@ -19,8 +19,14 @@ from orchd.errors import ErrorCode, OrchError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--no-start", is_flag=True, help="Do not start orchd when none answers (also ORCH_NO_AUTOSTART=1).")
-@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error (also ORCH_DEBUG=1).")
+@click.option(
+    "--no-start",
+    is_flag=True,
+    help="Do not start orchd when none answers (also ORCH_NO_AUTOSTART=1).",
+)
+@click.option(
+    "--debug", is_flag=True, help="Show the traceback of an unexpected error (also ORCH_DEBUG=1)."
+)
 @click.version_option(package_name="orch", prog_name="orchctl")
 @click.pass_context
 def cli(ctx: click.Context, no_start: bool, debug: bool) -> None:
@@ -36,14 +42,27 @@ def cli(ctx: click.Context, no_start: bool, debug: bool) -> None:
         os.environ["ORCH_DEBUG"] = "1"
 
 
-for command in (completion, review.results, review.logs, review.why, review.diff, review.merge, review.clean,
-                history.events, history.replay, history.audit, daemonctl.daemon):
+for command in (
+    completion,
+    review.results,
+    review.logs,
+    review.why,
+    review.diff,
+    review.merge,
+    review.clean,
+    history.events,
+    history.replay,
+    history.audit,
+    daemonctl.daemon,
+):
     cli.add_command(command)
 
 
 @cli.command()
 @click.argument("plan", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--wait", "wait_", is_flag=True, help="Wait for the run to end; print progress lines.")
+@click.option(
+    "--wait", "wait_", is_flag=True, help="Wait for the run to end; print progress lines."
+)
 @click.option("--watch", is_flag=True, help="Show the live view until the run ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the run's status when waiting).")
 @click.pass_context
@@ -61,15 +80,21 @@ def submit(ctx: click.Context, plan: Path, wait_: bool, watch: bool, as_json: bo
         raise OrchError(f"cannot read plan {plan}: {exc}", ErrorCode.BAD_PLAN) from None
     fmt = {".toml": "toml", ".json": "json"}.get(plan.suffix.lower())
     client = client_for(ctx)
-    reply = client.call(p.Submit(plan=text, source=str(plan), base_dir=str(plan.absolute().parent), fmt=fmt))
+    reply = client.call(
+        p.Submit(plan=text, source=str(plan), base_dir=str(plan.absolute().parent), fmt=fmt)
+    )
     assert isinstance(reply, p.Submitted)
     for warning in reply.warnings:
         click.echo(f"orchctl: warning: {warning}", err=True)
     if not (wait_ or watch):
         if as_json:
-            print_json(p.SubmittedRun(run_id=reply.run_id, tasks=reply.tasks, warnings=reply.warnings))
+            print_json(
+                p.SubmittedRun(run_id=reply.run_id, tasks=reply.tasks, warnings=reply.warnings)
+            )
         else:
-            click.echo(f"submitted {reply.run_id} ({reply.tasks} tasks); follow it with: orchctl watch {reply.run_id}")
+            click.echo(
+                f"submitted {reply.run_id} ({reply.tasks} tasks); follow it with: orchctl watch {reply.run_id}"
+            )
         return
     if not as_json:
         click.echo(f"submitted {reply.run_id} ({reply.tasks} tasks)", err=True)
@@ -92,7 +117,9 @@ def _wait_for_run(client: p.Client, run_id: str, *, live: bool, quiet: bool) -> 
         except KeyboardInterrupt:
             ended = False
         if not ended:
-            click.echo(f"orchctl: stopped watching; {run_id} goes on (orchctl watch {run_id})", err=True)
+            click.echo(
+                f"orchctl: stopped watching; {run_id} goes on (orchctl watch {run_id})", err=True
+            )
             sys.exit(130)
         return
     last_line = ""
@@ -199,7 +226,12 @@ def _until_it_ends(ctx: click.Context, run: str, *, live: bool, as_json: bool) -
 
 @cli.command()
 @click.argument("run", default="last", shell_complete=complete_run)
-@click.option("--json", "as_json", is_flag=True, help="Print the run's status as JSON (schemas/status.schema.json).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the run's status as JSON (schemas/status.schema.json).",
+)
 @click.pass_context
 @handle_errors
 def wait(ctx: click.Context, run: str, as_json: bool) -> None:
@@ -246,6 +278,7 @@ def retry(ctx: click.Context, run: str, task: str | None) -> None:
       orchctl retry last flaky-test
     """
     _change(ctx, p.Retry(run=run, task=task))
+
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of `orchctl` (`args`: instead of the command line's)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -15,8 +15,14 @@ from rich.text import Text
 from orchd import events as ev
 from orchd import state as st
 
-COLOURS = {"pending": "bright_black", "running": "cyan", "retrying": "yellow", "completed": "green",
-           "failed": "red", "cancelled": "magenta"}
+COLOURS = {
+    "pending": "bright_black",
+    "running": "cyan",
+    "retrying": "yellow",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "magenta",
+}
 ORDER = {"running": 0, "retrying": 1, "failed": 2, "pending": 3, "cancelled": 4, "completed": 5}
 
 console = Console()
@@ -58,9 +64,16 @@ def runs_table(runs: Iterable[st.RunSummary]) -> Table:
         table.add_column(col)
     for run in sorted(runs, key=lambda r: r.submitted_at):
         end = run.finished_at or time.time()
-        table.add_row(run.run_id, state_text(run.state), str(run.tasks), counts_text(run.counts),
-                      when(run.submitted_at), span(end - run.submitted_at), cost(run.cost_usd),
-                      str(run.worktrees) if run.worktrees else "-")
+        table.add_row(
+            run.run_id,
+            state_text(run.state),
+            str(run.tasks),
+            counts_text(run.counts),
+            when(run.submitted_at),
+            span(end - run.submitted_at),
+            cost(run.cost_usd),
+            str(run.worktrees) if run.worktrees else "-",
+        )
     return table
 
 
@@ -96,8 +109,15 @@ def task_rows(tasks: list[st.TaskView], limit: int | None = None) -> Table:
         duration = task.duration
         if duration is None and task.started_at and task.state == "running":
             duration = now - task.started_at
-        table.add_row(task.id, state_text(task.state), f"{task.attempts}/{task.max_attempts}", span(duration),
-                      "-" if task.exit_code is None else str(task.exit_code), cost(task.cost_usd), fitted(detail))
+        table.add_row(
+            task.id,
+            state_text(task.state),
+            f"{task.attempts}/{task.max_attempts}",
+            span(duration),
+            "-" if task.exit_code is None else str(task.exit_code),
+            cost(task.cost_usd),
+            fitted(detail),
+        )
     if limit is not None and len(ordered) > limit:
         table.add_row(f"… {len(ordered) - limit} more", "", "", "", "", "", "")
     return table
@@ -105,8 +125,12 @@ def task_rows(tasks: list[st.TaskView], limit: int | None = None) -> Table:
 
 def summary_line(run: st.RunSummary) -> Text:
     end = run.finished_at or time.time()
-    text = Text.assemble((run.run_id, "bold"), "  ", state_text(run.state),
-                         f"  {run.tasks} tasks in {span(end - run.submitted_at)}  ")
+    text = Text.assemble(
+        (run.run_id, "bold"),
+        "  ",
+        state_text(run.state),
+        f"  {run.tasks} tasks in {span(end - run.submitted_at)}  ",
+    )
     text.append_text(counts_text(run.counts))
     if run.cost_usd is not None:
         text.append(f" cost {cost(run.cost_usd)}")
@@ -131,8 +155,12 @@ def results_rows(view: st.RunView) -> tuple[list[str], list[list]]:
     """The review table's header and cells (plain text); cost, token and file columns only where they apply."""
     priced = any(t.cost_usd is not None or t.tokens_in is not None for t in view.tasks)
     branched = any(t.branch for t in view.tasks)
-    header = ["TASK", "STATE", "ATTEMPTS", "DURATION"] + (["COST", "TOKENS"] if priced else []) + (
-        ["FILES"] if branched else []) + ["RESULT"]
+    header = (
+        ["TASK", "STATE", "ATTEMPTS", "DURATION"]
+        + (["COST", "TOKENS"] if priced else [])
+        + (["FILES"] if branched else [])
+        + ["RESULT"]
+    )
     rows = []
     for task in sorted(view.tasks, key=lambda t: t.id):
         cells: list = [task.id, task.state, str(task.attempts), span(task.duration)]
@@ -155,7 +183,9 @@ def final_report(view: st.RunView, limit: int = 40) -> Group:
         return Group(results_table(view), summary_line(view.summary))
     notable = [t for t in view.tasks if t.state != "completed"][:limit]
     rest = len(view.tasks) - len(notable)
-    parts: list = [results_table(st.RunView(summary=view.summary, tasks=notable))] if notable else []
+    parts: list = (
+        [results_table(st.RunView(summary=view.summary, tasks=notable))] if notable else []
+    )
     parts.append(Text(f"… {rest} more tasks (orchctl results {view.summary.run_id})", style="dim"))
     return Group(*parts, summary_line(view.summary))
 
@@ -168,12 +198,22 @@ def results_markdown(view: st.RunView) -> str:
     def cell(value: object) -> str:
         return " ".join(str(value).split()).replace("|", "\\|")[:300]
 
-    lines = [f"### orch run `{s.run_id}`: {s.state}", "",
-             f"{s.tasks} tasks: " + ", ".join(f"{n} {state}" for state, n in s.counts.items() if n)
-             + (f"; cost {cost(s.cost_usd)}" if s.cost_usd is not None else ""), "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"### orch run `{s.run_id}`: {s.state}",
+        "",
+        f"{s.tasks} tasks: "
+        + ", ".join(f"{n} {state}" for state, n in s.counts.items() if n)
+        + (f"; cost {cost(s.cost_usd)}" if s.cost_usd is not None else ""),
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    files = [(t.id, t.files) for t in sorted(view.tasks, key=lambda t: t.id) if t.files and t.state == "completed"]
+    files = [
+        (t.id, t.files)
+        for t in sorted(view.tasks, key=lambda t: t.id)
+        if t.files and t.state == "completed"
+    ]
     if files:
         lines += ["", "<details><summary>Files changed</summary>", ""]
         lines += [f"- `{tid}`: " + ", ".join(f"`{f}`" for f in names) for tid, names in files]
@@ -205,8 +245,11 @@ def story_line(row: ev.Row, event: ev.Event | None) -> str | None:
     if isinstance(event, ev.AttemptStarted):
         return f"{at}    running as pid {event.pid}"
     if isinstance(event, ev.AttemptFinished):
-        how = f"exit {event.exit_code}" if event.exit_code is not None else (
-            f"signal {event.signal}" if event.signal is not None else "no exit status")
+        how = (
+            f"exit {event.exit_code}"
+            if event.exit_code is not None
+            else (f"signal {event.signal}" if event.signal is not None else "no exit status")
+        )
         why = f": {event.reason}" if event.reason else ""
         return f"{at}    ended after {span(event.duration)}, {how} -> {event.outcome}{why}"
     if isinstance(event, ev.TaskRetrying):
@@ -241,8 +284,10 @@ def progress_line(run: st.RunState, now: float | None = None) -> str:
     filled = 20 * done // max(1, total)
     parts = [f"{counts[k]} {k}" for k in st.TASK_STATES if counts[k]]
     elapsed = (run.finished_at or now or time.time()) - run.submitted_at
-    return (f"{run.run_id} [{'#' * filled}{'-' * (20 - filled)}] {done}/{total} done ({', '.join(parts)}) "
-            f"{span(elapsed)}")
+    return (
+        f"{run.run_id} [{'#' * filled}{'-' * (20 - filled)}] {done}/{total} done ({', '.join(parts)}) "
+        f"{span(elapsed)}"
+    )
 
 
 def is_tty() -> bool:

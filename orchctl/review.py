@@ -15,8 +15,12 @@ from orchd.errors import ErrorCode, OrchError
 
 @click.command()
 @click.argument("run", shell_complete=complete_run)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (one run of schemas/status.schema.json).")
-@click.option("--markdown", is_flag=True, help="Print a Markdown table to paste into a pull request.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (one run of schemas/status.schema.json)."
+)
+@click.option(
+    "--markdown", is_flag=True, help="Print a Markdown table to paste into a pull request."
+)
 @click.pass_context
 @handle_errors
 def results(ctx: click.Context, run: str, as_json: bool, markdown: bool) -> None:
@@ -45,10 +49,14 @@ def results(ctx: click.Context, run: str, as_json: bool, markdown: bool) -> None
 @click.argument("task", shell_complete=complete_task)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing output as the attempt writes it.")
 @click.option("--attempt", type=int, help="Which attempt (1-based; default: the latest).")
-@click.option("--raw", is_flag=True, help="The output as the agent wrote it (no rendering of stream-json).")
+@click.option(
+    "--raw", is_flag=True, help="The output as the agent wrote it (no rendering of stream-json)."
+)
 @click.pass_context
 @handle_errors
-def logs(ctx: click.Context, run: str, task: str, follow: bool, attempt: int | None, raw: bool) -> None:
+def logs(
+    ctx: click.Context, run: str, task: str, follow: bool, attempt: int | None, raw: bool
+) -> None:
     """Print the output of TASK of RUN: an agent's conversation, or the raw lines with --raw.
 
     \b
@@ -66,7 +74,9 @@ def logs(ctx: click.Context, run: str, task: str, follow: bool, attempt: int | N
     n = attempt or info.attempts[-1].n
     chosen = next((a for a in info.attempts if a.n == n), None)
     if chosen is None:
-        raise OrchError(f"task {task} has no attempt {n} (it has {len(info.attempts)})", ErrorCode.NOT_FOUND)
+        raise OrchError(
+            f"task {task} has no attempt {n} (it has {len(info.attempts)})", ErrorCode.NOT_FOUND
+        )
     out = sys.stdout.buffer
     offset = 0
     conversation = None if raw else Conversation()
@@ -101,7 +111,12 @@ def logs(ctx: click.Context, run: str, task: str, follow: bool, attempt: int | N
 @click.command()
 @click.argument("run", shell_complete=complete_run)
 @click.argument("task", shell_complete=complete_task)
-@click.option("--json", "as_json", is_flag=True, help="Print the task and its attempts as JSON (schemas/task.schema.json).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the task and its attempts as JSON (schemas/task.schema.json).",
+)
 @click.pass_context
 @handle_errors
 def why(ctx: click.Context, run: str, task: str, as_json: bool) -> None:
@@ -120,8 +135,10 @@ def why(ctx: click.Context, run: str, task: str, as_json: bool) -> None:
         print_json(info)
         return
     view = info.task
-    click.echo(f"{view.id} of {info.run_id}: {view.state}, {view.attempts} attempt{'s' * (view.attempts != 1)} "
-               f"(at most {view.max_attempts})")
+    click.echo(
+        f"{view.id} of {info.run_id}: {view.state}, {view.attempts} attempt{'s' * (view.attempts != 1)} "
+        f"(at most {view.max_attempts})"
+    )
     reply = client.call(p.Events(run=info.run_id, task=task, limit=10_000))
     assert isinstance(reply, p.EventsReply)
     for row in reply.events:
@@ -152,7 +169,10 @@ def diff(ctx: click.Context, run: str, task: str) -> None:
 
 @click.command()
 @click.argument("run", shell_complete=complete_run)
-@click.option("--into", help="The branch to merge into (default: the branch checked out in the plan's repository).")
+@click.option(
+    "--into",
+    help="The branch to merge into (default: the branch checked out in the plan's repository).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 @handle_errors
@@ -174,13 +194,18 @@ def merge(ctx: click.Context, run: str, into: str | None, as_json: bool) -> None
             for task_id in r.merged:
                 click.echo(f"merged {task_id} into {r.into}{where}")
             if r.unchanged:
-                click.echo(f"nothing to merge from {len(r.unchanged)} task(s){where}: {', '.join(r.unchanged)}")
+                click.echo(
+                    f"nothing to merge from {len(r.unchanged)} task(s){where}: {', '.join(r.unchanged)}"
+                )
         if r.conflict is not None:
             c = r.conflict
             with_ = f" with {', '.join(c.with_tasks)} (merged before it)" if c.with_tasks else ""
-            click.echo(f"orchctl: conflict{where}: task {c.task} conflicts{with_} in {', '.join(c.files)}; the "
-                       f"merge of {c.task} was aborted and the rest not attempted; {len(r.merged)} task(s) merged. "
-                       f"Resolve it by hand: git merge orch/{reply.run_id}/{c.task}", err=True)
+            click.echo(
+                f"orchctl: conflict{where}: task {c.task} conflicts{with_} in {', '.join(c.files)}; the "
+                f"merge of {c.task} was aborted and the rest not attempted; {len(r.merged)} task(s) merged. "
+                f"Resolve it by hand: git merge orch/{reply.run_id}/{c.task}",
+                err=True,
+            )
             ctx.exit(1)
 
 

@@ -14,7 +14,9 @@ def delay(spec: BackoffSpec, retry: int, rand: random.Random | None = None) -> f
     """
     try:
         grown = spec.initial * spec.factor ** max(0, retry - 1)
-    except OverflowError:  # factor^n past any float (2.0 ** 1100): far past the ceiling, unless initial is 0
+    except (
+        OverflowError
+    ):  # factor^n past any float (2.0 ** 1100): far past the ceiling, unless initial is 0
         grown = spec.max if spec.initial else 0.0
     ceiling = min(spec.max, grown)
     if spec.jitter == "full":

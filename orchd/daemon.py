@@ -21,8 +21,8 @@ from orchd.actors.context import Context
 from orchd.actors.journal import Journal
 from orchd.actors.supervisor import SupervisorActor
 from orchd.errors import OrchError
-from orchd.paths import Paths, resolve
 from orchd.executors.local import Executor, LocalExecutor
+from orchd.paths import Paths, resolve
 from orchd.reactor import Reactor
 from orchd.server import Server
 
@@ -32,22 +32,30 @@ log = logging.getLogger("orchd")
 class RayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """`[ray]` in config.toml: the cluster sessions run on when `executor = "ray"`."""
 
-    address: str = "auto"  # "auto", "ray://host:port", or "local" (start a cluster in-process: tests only)
+    address: str = (
+        "auto"  # "auto", "ray://host:port", or "local" (start a cluster in-process: tests only)
+    )
     namespace: str = "orch"
-    session_resource: str = "orch_session"  # each session takes one; nodes declare how many they run
+    session_resource: str = (
+        "orch_session"  # each session takes one; nodes declare how many they run
+    )
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The daemon's config.toml."""
 
-    executor: Literal["local", "ray"] = "local"  # where sessions run: this machine, or a Ray cluster
+    executor: Literal["local", "ray"] = (
+        "local"  # where sessions run: this machine, or a Ray cluster
+    )
     ray: RayConfig = msgspec.field(default_factory=RayConfig)
 
     max_sessions: int = (os.cpu_count() or 1) * 4  # global cap on sessions running at once
     kill_grace: float = 5.0  # seconds between TERM and KILL
     server_workers: int = 16
     max_message_bytes: int = 16 << 20
-    max_runs: int = 10_000  # runs the log holds (all are in memory); a submit past it is refused; 0: no limit
+    max_runs: int = (
+        10_000  # runs the log holds (all are in memory); a submit past it is refused; 0: no limit
+    )
 
 
 def load_config(paths: Paths) -> Config:
@@ -91,11 +99,13 @@ class Daemon:
         self.paths, self.config = paths, config
         self.stopping = threading.Event()
 
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         paths = self.paths
         paths.ensure()
         self._lock = _lock(paths)
-        threading.stack_size(512 << 10)  # one thread per actor (a run, the supervisor): small stacks
+        threading.stack_size(
+            512 << 10
+        )  # one thread per actor (a run, the supervisor): small stacks
         self.conn = store.connect(paths.db)
         applied = store.migrate(self.conn)
         if applied:
@@ -105,14 +115,24 @@ class Daemon:
         log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
         self.journal = Journal(self.conn, state).start()
         self.reactor = Reactor().start()
-        self.ctx = Context(paths=paths, journal=self.journal, reactor=self.reactor, executor=make_executor(self.config, self.reactor, paths),
-                           kill_grace=self.config.kill_grace)
+        self.ctx = Context(
+            paths=paths,
+            journal=self.journal,
+            reactor=self.reactor,
+            executor=make_executor(self.config, self.reactor, paths),
+            kill_grace=self.config.kill_grace,
+        )
         self.supervisor = SupervisorActor.start(self.ctx, self.config.max_sessions)
         self.ctx.supervisor = self.supervisor
         unfinished = [r.run_id for r in state.runs.values() if r.state == "running"]
         self.supervisor.proxy().resume(unfinished).get()
-        self.server = Server(self.ctx, self.stopping.set, workers=self.config.server_workers,
-                             max_message=self.config.max_message_bytes, max_runs=self.config.max_runs).start()
+        self.server = Server(
+            self.ctx,
+            self.stopping.set,
+            workers=self.config.server_workers,
+            max_message=self.config.max_message_bytes,
+            max_runs=self.config.max_runs,
+        ).start()
         log.info("listening on %s (pid %d)", paths.address, os.getpid())
         return self
 
@@ -121,7 +141,9 @@ class Daemon:
         self.server.stop()
         self.ctx.stopping = True  # launches still committing start nothing: recorded lost on restart, as killed ones
         self.supervisor.stop()
-        getattr(self.ctx.executor, "close", lambda: None)()  # a remote executor lets go of waiting sessions
+        getattr(
+            self.ctx.executor, "close", lambda: None
+        )()  # a remote executor lets go of waiting sessions
         pykka.ActorRegistry.stop_all()
         self.journal.stop()
         self.reactor.stop()
@@ -143,13 +165,20 @@ def run(paths: Paths, config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `orchd`."""
-    parser = argparse.ArgumentParser(prog="orchd", description="The orch daemon (runs in the foreground).")
+    parser = argparse.ArgumentParser(
+        prog="orchd", description="The orch daemon (runs in the foreground)."
+    )
     parser.add_argument("--version", action="version", version=f"orchd {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("ORCH_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    logging.logThreads = False  # no thread names in records: commits of worktrees run on bare threads (session.py)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.logThreads = (
+        False  # no thread names in records: commits of worktrees run on bare threads (session.py)
+    )
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     paths = resolve()
     try:
         run(paths, load_config(paths))

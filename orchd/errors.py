@@ -21,7 +21,12 @@ class ErrorCode(str, enum.Enum):
     @property
     def exit_code(self) -> int:
         """Exit code of orchctl for this error: 2 bad input, 3 daemon unreachable, 1 otherwise."""
-        if self in (ErrorCode.BAD_PLAN, ErrorCode.BAD_REQUEST, ErrorCode.NOT_FOUND, ErrorCode.LIMIT):
+        if self in (
+            ErrorCode.BAD_PLAN,
+            ErrorCode.BAD_REQUEST,
+            ErrorCode.NOT_FOUND,
+            ErrorCode.LIMIT,
+        ):
             return 2
         if self is ErrorCode.UNAVAILABLE:
             return 3

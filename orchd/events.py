@@ -24,7 +24,9 @@ class AgentReport(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     tokens_in: int | None = None
     tokens_out: int | None = None
     files: list[str] = []  # worktree isolation: the files the task's branch changed since the base
-    session_totals: list[str] = []  # fields above that are running totals of the agent session, not of the attempt
+    session_totals: list[
+        str
+    ] = []  # fields above that are running totals of the agent session, not of the attempt
 
 
 class _Event(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_defaults=True, gc=False):
@@ -57,7 +59,9 @@ class AttemptStarted(_Event, frozen=True):
     attempt: int
     pid: int
     pgid: int
-    start_ticks: int = 0  # process start time (/proc/PID/stat field 22), to recognise it after a restart
+    start_ticks: int = (
+        0  # process start time (/proc/PID/stat field 22), to recognise it after a restart
+    )
 
 
 class AttemptAdopted(_Event, frozen=True):
@@ -167,7 +171,9 @@ def encode(event: _Event) -> bytes:
     return _encoder.encode(event)
 
 
-decode_stored = msgspec.json.Decoder(Event).decode  # by the payload's own `kind` tag: no kind column needed
+decode_stored = msgspec.json.Decoder(
+    Event
+).decode  # by the payload's own `kind` tag: no kind column needed
 
 
 class _Kind(msgspec.Struct):

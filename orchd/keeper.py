@@ -103,7 +103,7 @@ def frames(buffer: bytearray) -> list[bytes]:
         (size,) = HEADER.unpack_from(buffer, at)
         if len(buffer) - at - 4 < size:
             break
-        out.append(bytes(buffer[at + 4:at + 4 + size]))
+        out.append(bytes(buffer[at + 4 : at + 4 + size]))
         at += 4 + size
     del buffer[:at]
     return out
@@ -124,7 +124,7 @@ def start_ticks(pid: int) -> int | None:
     if not stat:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    return int(stat[stat.rindex(b")") + 2:].split()[19])
+    return int(stat[stat.rindex(b")") + 2 :].split()[19])
 
 
 # Python ignores these at start-up; an agent gets the defaults back, as subprocess's restore_signals does
@@ -141,7 +141,9 @@ def program(argv0: str, search: str) -> str:
         return argv0
     found = shutil.which(argv0, path=search)
     if found is None:
-        raise FileNotFoundError(errno.ENOENT, "not found (is it installed, and on orchd's PATH?)", argv0)
+        raise FileNotFoundError(
+            errno.ENOENT, "not found (is it installed, and on orchd's PATH?)", argv0
+        )
     return found
 
 
@@ -154,11 +156,17 @@ class Keeper:
         self.epoll.register(listener.fileno(), select.EPOLLIN)
         self.conn: socket.socket | None = None
         self.inbox = bytearray()
-        self.children: dict[int, tuple[int, int, str, str]] = {}  # pidfd -> (pid, start ticks, exit file, log)
-        self.unacked: dict[int, tuple[int, str]] = {}  # pid -> (status, exit file): told, not yet durable
+        self.children: dict[
+            int, tuple[int, int, str, str]
+        ] = {}  # pidfd -> (pid, start ticks, exit file, log)
+        self.unacked: dict[
+            int, tuple[int, str]
+        ] = {}  # pid -> (status, exit file): told, not yet durable
         self.programs: dict[tuple[str, str], str] = {}  # (argv[0], PATH) -> the file it names
         self.cwd = "/"
-        self.closing: list[socket.socket | int] = []  # fds to close once the current batch of events is done
+        self.closing: list[
+            socket.socket | int
+        ] = []  # fds to close once the current batch of events is done
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.decoder = msgspec.msgpack.Decoder(ToKeeper)
 
@@ -184,7 +192,9 @@ class Keeper:
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
-        if self.conn is not None:  # a new orchd: the old one is gone (orchd holds a lock while it lives)
+        if (
+            self.conn is not None
+        ):  # a new orchd: the old one is gone (orchd holds a lock while it lives)
             self._drop()
         conn.setblocking(True)
         self.conn = conn
@@ -248,7 +258,9 @@ class Keeper:
         try:
             if request.stdin is not None:
                 source = os.open(request.stdin, os.O_RDONLY | os.O_CLOEXEC)
-            if request.cwd != self.cwd:  # one thread: the working directory is ours to set before each spawn
+            if (
+                request.cwd != self.cwd
+            ):  # one thread: the working directory is ours to set before each spawn
                 os.chdir(request.cwd)
                 self.cwd = request.cwd
             key = (request.argv[0], request.env.get("PATH", os.defpath))
@@ -269,9 +281,18 @@ class Keeper:
 
     @staticmethod
     def _exec(path: str, request: Spawn, source: int, log: int) -> int:
-        return os.posix_spawn(path, request.argv, request.env, setpgroup=0, setsigdef=_DEFAULTED,
-                              file_actions=[(os.POSIX_SPAWN_DUP2, source, 0), (os.POSIX_SPAWN_DUP2, log, 1),
-                                            (os.POSIX_SPAWN_DUP2, log, 2)])
+        return os.posix_spawn(
+            path,
+            request.argv,
+            request.env,
+            setpgroup=0,
+            setsigdef=_DEFAULTED,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, source, 0),
+                (os.POSIX_SPAWN_DUP2, log, 1),
+                (os.POSIX_SPAWN_DUP2, log, 2),
+            ],
+        )
 
     def _exited(self, pidfd: int) -> None:
         pid, _, exit_path, _ = self.children.pop(pidfd)

@@ -81,7 +81,9 @@ def _dirs(env: Mapping[str, str]) -> tuple[str, str, str]:
         return os.path.join(root, "config"), os.path.join(root, "state"), os.path.join(root, "run")
     user_home = env.get("HOME") or os.path.expanduser("~")
     config = os.path.join(env.get("XDG_CONFIG_HOME") or os.path.join(user_home, ".config"), "orch")
-    state = os.path.join(env.get("XDG_STATE_HOME") or os.path.join(user_home, ".local", "state"), "orch")
+    state = os.path.join(
+        env.get("XDG_STATE_HOME") or os.path.join(user_home, ".local", "state"), "orch"
+    )
     runtime_base = env.get("XDG_RUNTIME_DIR")
     runtime = os.path.join(runtime_base, "orch") if runtime_base else os.path.join(state, "run")
     return config, state, runtime

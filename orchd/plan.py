@@ -29,7 +29,9 @@ SECRET_NAME_RE = re.compile(r"(_KEY|_TOKEN)$|SECRET|PASSWORD|CREDENTIAL", re.I)
 # ------------------------------------------------------------ resolved (persisted in events)
 
 
-class BackoffSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, omit_defaults=True):
+class BackoffSpec(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, omit_defaults=True
+):
     """Backoff between attempts: min(max, initial × factor^(n-1)), jittered."""
 
     initial: float = 2.0
@@ -38,7 +40,9 @@ class BackoffSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=Fa
     jitter: str = "full"
 
 
-class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, omit_defaults=True):
+class TaskSpec(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, omit_defaults=True
+):
     """One resolved task: everything needed to run it, defaults applied."""
 
     id: str
@@ -54,9 +58,13 @@ class TaskSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False
     env: dict[str, str] = {}
     resume: bool = False
     isolation: str = "none"
-    copy: list[str] = []  # worktree isolation: files copied from the workdir into the worktree (".env")
+    copy: list[
+        str
+    ] = []  # worktree isolation: files copied from the workdir into the worktree (".env")
     setup: list[list[str]] = []  # worktree isolation: argvs run in the worktree before the agent
-    repo: str | None = None  # worktree isolation: the top level of the cwd's git repository (set at submit)
+    repo: str | None = (
+        None  # worktree isolation: the top level of the cwd's git repository (set at submit)
+    )
     base_commit: str | None = None  # ... and the commit its branch starts from
 
 
@@ -67,7 +75,9 @@ class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False)
     concurrency: int
     workdir: str
     tasks: list[TaskSpec]
-    base: str | None = None  # worktree isolation: the branch, tag or commit the plan named (default HEAD)
+    base: str | None = (
+        None  # worktree isolation: the branch, tag or commit the plan named (default HEAD)
+    )
 
 
 # ------------------------------------------------------------ raw (what users write)
@@ -100,7 +110,9 @@ class RawTaskFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class RawTask(RawTaskFields, forbid_unknown_fields=True, kw_only=True):
     id: str
-    workdir: str | None = None  # this task's directory (another repository, say), relative to the plan's
+    workdir: str | None = (
+        None  # this task's directory (another repository, say), relative to the plan's
+    )
     command: list[str] | None = None
     for_each: str | None = None
 
@@ -131,13 +143,13 @@ def parse_duration(value: Duration) -> float:
         ValueError: the value is not a duration.
     """
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration like \"90s\", got {value!r}")
+        raise ValueError(f'expected a duration like "90s", got {value!r}')
     if isinstance(value, (int, float)):
         seconds = float(value)
     else:
         text = value.strip().replace(" ", "")
         if not text or _DURATION_RE.sub("", text) != "":
-            raise ValueError(f"invalid duration {value!r} (use e.g. \"90s\", \"5m\", \"1h30m\", \"250ms\")")
+            raise ValueError(f'invalid duration {value!r} (use e.g. "90s", "5m", "1h30m", "250ms")')
         seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_RE.findall(text))
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError(f"invalid duration {value!r}")
@@ -221,7 +233,9 @@ def _validation_error(exc: msgspec.ValidationError, where: _Where) -> PlanError:
     if missing:
         path = f"{path}.{missing.group(1)}" if path else missing.group(1)
         return where.error(path, "required field is missing")
-    message = message.replace(" | null", "")  # raw fields are optional only to tell "unset" from a default
+    message = message.replace(
+        " | null", ""
+    )  # raw fields are optional only to tell "unset" from a default
     return where.error(path, message[0].lower() + message[1:])
 
 
@@ -239,8 +253,13 @@ def load_plan_file(path: str | os.PathLike) -> RunSpec:
     return load_plan(data, source=str(path), base_dir=p.absolute().parent, fmt=fmt)
 
 
-def load_plan(text: str | bytes, *, source: str = "<plan>", base_dir: str | os.PathLike = ".",
-              fmt: str | None = None) -> RunSpec:
+def load_plan(
+    text: str | bytes,
+    *,
+    source: str = "<plan>",
+    base_dir: str | os.PathLike = ".",
+    fmt: str | None = None,
+) -> RunSpec:
     """Decode, validate and resolve a plan.
 
     Args:
@@ -258,13 +277,19 @@ def load_plan(text: str | bytes, *, source: str = "<plan>", base_dir: str | os.P
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise PlanError(f"{source}: the plan is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+            raise PlanError(
+                f"{source}: the plan is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+            ) from None
     if fmt is None:
-        fmt = "json" if text.lstrip().startswith("{") else "toml"  # a TOML plan may start with "[defaults]"
+        fmt = (
+            "json" if text.lstrip().startswith("{") else "toml"
+        )  # a TOML plan may start with "[defaults]"
     where = _Where(source, text if fmt == "toml" else None)
     raw_obj = _parse(text, fmt, source)
     if not isinstance(raw_obj, dict):
-        raise PlanError(f"{source}: a plan is a table/object at the top level, got {type(raw_obj).__name__}")
+        raise PlanError(
+            f"{source}: a plan is a table/object at the top level, got {type(raw_obj).__name__}"
+        )
     try:
         raw = msgspec.convert(raw_obj, RawPlan)
     except msgspec.ValidationError as exc:
@@ -281,8 +306,10 @@ def _parse(text: str, fmt: str, source: str) -> Any:
     except tomllib.TOMLDecodeError as exc:
         raise PlanError(f"{source}: invalid TOML: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise PlanError(f"{source}:{exc.lineno}: invalid JSON: {exc.msg} (at line {exc.lineno}, "
-                        f"column {exc.colno})") from None
+        raise PlanError(
+            f"{source}:{exc.lineno}: invalid JSON: {exc.msg} (at line {exc.lineno}, "
+            f"column {exc.colno})"
+        ) from None
     except RecursionError:
         raise PlanError(f"{source}: the plan is nested too deeply") from None
     raise PlanError(f"{source}: unknown plan format {fmt!r} (use .toml or .json)")
@@ -302,18 +329,30 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
     base_backoff = _backoff([("defaults", raw.defaults.backoff)], where)
     for i, raw_task in enumerate(raw.tasks):
         path = f"tasks[{i}]"
-        task_dir = workdir if raw_task.workdir is None else _directory(workdir, raw_task.workdir, f"{path}.workdir",
-                                                                        where)
+        task_dir = (
+            workdir
+            if raw_task.workdir is None
+            else _directory(workdir, raw_task.workdir, f"{path}.workdir", where)
+        )
         for values in _expansions(raw_task, task_dir, path, where):
-            task = _task(raw_task, raw.defaults, base_backoff, raw.isolation, task_dir, values, path, where)
+            task = _task(
+                raw_task, raw.defaults, base_backoff, raw.isolation, task_dir, values, path, where
+            )
             if task.id in first_seen:
-                origin = f" (expanded from for_each {raw_task.for_each!r})" if raw_task.for_each else ""
-                raise where.error(f"{path}.id", f"duplicate id {task.id!r}{origin} (first at {first_seen[task.id]})")
+                origin = (
+                    f" (expanded from for_each {raw_task.for_each!r})" if raw_task.for_each else ""
+                )
+                raise where.error(
+                    f"{path}.id",
+                    f"duplicate id {task.id!r}{origin} (first at {first_seen[task.id]})",
+                )
             first_seen[task.id] = path
             tasks.append(task)
             if len(tasks) > MAX_TASKS:
                 raise PlanError(f"{source}: the plan has more than {MAX_TASKS} tasks")
-    return RunSpec(name=name, concurrency=raw.concurrency, workdir=str(workdir), tasks=tasks, base=raw.base)
+    return RunSpec(
+        name=name, concurrency=raw.concurrency, workdir=str(workdir), tasks=tasks, base=raw.base
+    )
 
 
 def _directory(base: Path, value: str, field: str, where: _Where) -> Path:
@@ -328,14 +367,20 @@ def _directory(base: Path, value: str, field: str, where: _Where) -> Path:
     return path
 
 
-def _expansions(task: RawTask, workdir: Path, path: str, where: _Where) -> list[dict[str, str] | None]:
+def _expansions(
+    task: RawTask, workdir: Path, path: str, where: _Where
+) -> list[dict[str, str] | None]:
     if task.for_each is None:
         return [None]
     pattern = task.for_each
     if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-        raise where.error(f"{path}.for_each", f"{pattern!r} must be relative to the workdir, inside it")
+        raise where.error(
+            f"{path}.for_each", f"{pattern!r} must be relative to the workdir, inside it"
+        )
     try:
-        matches = list(itertools.islice((p for p in workdir.glob(pattern) if p.is_file()), MAX_TASKS + 1))
+        matches = list(
+            itertools.islice((p for p in workdir.glob(pattern) if p.is_file()), MAX_TASKS + 1)
+        )
     except (ValueError, OSError) as exc:
         raise where.error(f"{path}.for_each", f"invalid pattern {pattern!r}: {exc}") from None
     if len(matches) > MAX_TASKS:  # stop a pattern like "/**" early, not after listing a whole disk
@@ -346,8 +391,14 @@ def _expansions(task: RawTask, workdir: Path, path: str, where: _Where) -> list[
     out: list[dict[str, str] | None] = []
     for match in matches:
         rel = match.relative_to(workdir)
-        out.append({"path": rel.as_posix(), "name": rel.name, "stem": rel.stem,
-                    "dir": rel.parent.as_posix()})
+        out.append(
+            {
+                "path": rel.as_posix(),
+                "name": rel.name,
+                "stem": rel.stem,
+                "dir": rel.parent.as_posix(),
+            }
+        )
     return out
 
 
@@ -363,7 +414,9 @@ def _fill(template: str, values: dict[str, str] | None, path: str, where: _Where
     return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], template)
 
 
-def _pick(task: RawTaskFields, defaults: RawTaskFields, field: str, fallback: Any) -> tuple[Any, str]:
+def _pick(
+    task: RawTaskFields, defaults: RawTaskFields, field: str, fallback: Any
+) -> tuple[Any, str]:
     value = getattr(task, field)
     if value is not None:
         return value, "task"
@@ -391,69 +444,108 @@ def _backoff(layers: list[tuple[str, Any]], where: _Where) -> BackoffSpec:
             field_path = f"{origin}.backoff.{field}"
             if field in ("initial", "max"):
                 value = _duration(value, field_path, where)
-            elif field == "factor" and not 1 <= value < float("inf"):  # NaN and inf would be null in the log
+            elif field == "factor" and not 1 <= value < float(
+                "inf"
+            ):  # NaN and inf would be null in the log
                 raise where.error(field_path, f"must be at least 1 and finite, got {value}")
             merged[field] = value
     return BackoffSpec(**merged)
 
 
-def _task(raw: RawTask, defaults: RawTaskFields, base_backoff: BackoffSpec, isolation: str | None,
-          workdir: Path, values: dict[str, str] | None, path: str, where: _Where) -> TaskSpec:
+def _task(
+    raw: RawTask,
+    defaults: RawTaskFields,
+    base_backoff: BackoffSpec,
+    isolation: str | None,
+    workdir: Path,
+    values: dict[str, str] | None,
+    path: str,
+    where: _Where,
+) -> TaskSpec:
     """One task of the plan; `base_backoff` is the defaults' (one frozen spec shared by every task
     that sets none)."""
     task_id = _fill(raw.id, values, f"{path}.id", where)
     if not ID_RE.match(task_id):
-        raise where.error(f"{path}.id", f"invalid id {task_id!r}: use a-z, 0-9, '.', '_', '-' "
-                                        "(starting with a letter or digit, at most 128)")
+        raise where.error(
+            f"{path}.id",
+            f"invalid id {task_id!r}: use a-z, 0-9, '.', '_', '-' "
+            "(starting with a letter or digit, at most 128)",
+        )
     agent, _ = _pick(raw, defaults, "agent", "claude")
     if agent not in AGENTS:
         raise where.error(f"{path}.agent", f"unknown agent {agent!r} (one of: {', '.join(AGENTS)})")
     retries, origin = _pick(raw, defaults, "max_retries", 3)
     if retries < 0:
-        raise where.error(f"{path if origin == 'task' else 'defaults'}.max_retries", f"must be >= 0, got {retries}")
+        raise where.error(
+            f"{path if origin == 'task' else 'defaults'}.max_retries",
+            f"must be >= 0, got {retries}",
+        )
     timeout_raw, origin = _pick(raw, defaults, "timeout", "30m")
     timeout = _duration(timeout_raw, f"{path if origin == 'task' else 'defaults'}.timeout", where)
     if timeout <= 0:
-        raise where.error(f"{path if origin == 'task' else 'defaults'}.timeout", "must be more than 0")
+        raise where.error(
+            f"{path if origin == 'task' else 'defaults'}.timeout", "must be more than 0"
+        )
     prompt_raw, origin = _pick(raw, defaults, "prompt", "")
     prompt = _fill(prompt_raw, values, f"{path if origin == 'task' else 'defaults'}.prompt", where)
     if len(prompt.encode()) > MAX_PROMPT_BYTES:
         raise where.error(f"{path}.prompt", f"is larger than {MAX_PROMPT_BYTES >> 10} KiB")
-    command = [_fill(c, values, f"{path}.command[{j}]", where) for j, c in enumerate(raw.command or [])]
+    command = [
+        _fill(c, values, f"{path}.command[{j}]", where) for j, c in enumerate(raw.command or [])
+    ]
     if agent == "command":
         if not command:
-            raise where.error(f"{path}.command", "agent \"command\" needs a non-empty command (an argv list)")
+            raise where.error(
+                f"{path}.command", 'agent "command" needs a non-empty command (an argv list)'
+            )
     else:
         if raw.command is not None:
-            raise where.error(f"{path}.command", f"only agent \"command\" takes a command (agent is {agent!r})")
+            raise where.error(
+                f"{path}.command", f'only agent "command" takes a command (agent is {agent!r})'
+            )
         if not prompt.strip():
             raise where.error(f"{path}.prompt", f"agent {agent!r} needs a prompt")
     args, _ = _pick(raw, defaults, "agent_args", [])
     env, origin = _pick(raw, defaults, "env", {})
     for name in env:
         if SECRET_NAME_RE.search(name):
-            raise where.error(f"{path if origin == 'task' else 'defaults'}.env.{name}",
-                              "looks like a secret; a plan is kept in the event log, so put secrets in "
-                              "orchd's environment instead (agents inherit it; see systemd/orchd.service)")
+            raise where.error(
+                f"{path if origin == 'task' else 'defaults'}.env.{name}",
+                "looks like a secret; a plan is kept in the event log, so put secrets in "
+                "orchd's environment instead (agents inherit it; see systemd/orchd.service)",
+            )
     resume, _ = _pick(raw, defaults, "resume", False)
     model, _ = _pick(raw, defaults, "model", None)
     copy, origin = _pick(raw, defaults, "copy", [])
     for j, name in enumerate(copy):
         if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise where.error(f"{path if origin == 'task' else 'defaults'}.copy[{j}]",
-                              f"{name!r} must be a path relative to the workdir, inside it")
+            raise where.error(
+                f"{path if origin == 'task' else 'defaults'}.copy[{j}]",
+                f"{name!r} must be a path relative to the workdir, inside it",
+            )
     setup, origin = _pick(raw, defaults, "setup", [])
     for j, argv in enumerate(setup):
         if not argv:
-            raise where.error(f"{path if origin == 'task' else 'defaults'}.setup[{j}]",
-                              "is empty (each setup step is an argv list, e.g. [\"uv\", \"sync\"])")
+            raise where.error(
+                f"{path if origin == 'task' else 'defaults'}.setup[{j}]",
+                'is empty (each setup step is an argv list, e.g. ["uv", "sync"])',
+            )
     return TaskSpec(
-        id=task_id, agent=agent, cwd=str(workdir), prompt=prompt, command=command, model=model,
-        max_retries=retries, timeout=timeout,
-        backoff=base_backoff if raw.backoff is None else _backoff(
-            [("defaults", defaults.backoff), (path, raw.backoff)], where),
+        id=task_id,
+        agent=agent,
+        cwd=str(workdir),
+        prompt=prompt,
+        command=command,
+        model=model,
+        max_retries=retries,
+        timeout=timeout,
+        backoff=base_backoff
+        if raw.backoff is None
+        else _backoff([("defaults", defaults.backoff), (path, raw.backoff)], where),
         agent_args=[_fill(a, values, f"{path}.agent_args[{j}]", where) for j, a in enumerate(args)],
-        env=dict(env), resume=resume,
+        env=dict(env),
+        resume=resume,
         isolation=isolation or ("none" if agent == "command" else "worktree"),
-        copy=list(copy), setup=[list(a) for a in setup],
+        copy=list(copy),
+        setup=[list(a) for a in setup],
     )

@@ -14,8 +14,8 @@ import msgspec
 
 from orchd import PROTOCOL_VERSION
 from orchd.errors import ErrorCode, OrchError
-from orchd.state import AttemptState, RunSummary, RunView, TaskView
 from orchd.events import Row
+from orchd.state import AttemptState, RunSummary, RunView, TaskView
 from orchd.workspace import MergeResult
 
 MAX_WAIT = 30.0  # seconds a long-poll may hold a request
@@ -39,7 +39,9 @@ class Submit(_Request):
 
 class Status(_Request):
     run: str | None = None
-    indent: int = 0  # > 0: the reply comes pre-formatted, indented so: what `orchctl status --json` prints
+    indent: int = (
+        0  # > 0: the reply comes pre-formatted, indented so: what `orchctl status --json` prints
+    )
 
 
 class Runs(_Request):
@@ -97,8 +99,22 @@ class Clean(_Request):
     branches: bool = False
 
 
-Request = Union[Ping, Submit, Status, Runs, TaskInfo, Cancel, Retry, Events, Replay, Audit, Shutdown, Diff, Merge,
-                Clean]
+Request = Union[
+    Ping,
+    Submit,
+    Status,
+    Runs,
+    TaskInfo,
+    Cancel,
+    Retry,
+    Events,
+    Replay,
+    Audit,
+    Shutdown,
+    Diff,
+    Merge,
+    Clean,
+]
 
 
 class _Response(msgspec.Struct, tag=True, tag_field="type", kw_only=True):
@@ -162,7 +178,9 @@ class DiffReply(_Response):
 
 class MergeReply(_Response):
     run_id: str
-    results: list[MergeResult]  # one per repository, in order; the last has the conflict that stopped it, if any
+    results: list[
+        MergeResult
+    ]  # one per repository, in order; the last has the conflict that stopped it, if any
 
 
 class Error(_Response):
@@ -170,8 +188,19 @@ class Error(_Response):
     message: str
 
 
-Response = Union[Pong, Submitted, StatusReply, RunsReply, TaskReply, Done, EventsReply, AuditReply, DiffReply,
-                 MergeReply, Error]
+Response = Union[
+    Pong,
+    Submitted,
+    StatusReply,
+    RunsReply,
+    TaskReply,
+    Done,
+    EventsReply,
+    AuditReply,
+    DiffReply,
+    MergeReply,
+    Error,
+]
 
 # Keys sorted: a reply is byte for byte what `orchctl ... --json` prints (re-indented), so the CLI's
 # fast path (orchctl/fast.py) can pass it through without decoding it.
@@ -216,8 +245,11 @@ def decode_request(data: bytes) -> Request:
 
 def _check_version(version: int | None) -> None:
     if version is not None and version != PROTOCOL_VERSION:
-        raise OrchError(f"protocol version {version} is not supported (this orchd speaks "
-                        f"{PROTOCOL_VERSION}); upgrade orchctl and orchd together", ErrorCode.VERSION_MISMATCH)
+        raise OrchError(
+            f"protocol version {version} is not supported (this orchd speaks "
+            f"{PROTOCOL_VERSION}); upgrade orchctl and orchd together",
+            ErrorCode.VERSION_MISMATCH,
+        )
 
 
 def request_id(data: bytes) -> int:
@@ -238,13 +270,16 @@ class Client:
         self.address = address
         self.timeout = timeout
         self._ids = itertools.count(1)
-        self._socket = pynng.Req0(recv_timeout=int(timeout * 1000), send_timeout=int(timeout * 1000))
+        self._socket = pynng.Req0(
+            recv_timeout=int(timeout * 1000), send_timeout=int(timeout * 1000)
+        )
         try:
             self._socket.dial(address, block=True)
         except pynng.NNGException as exc:
             self._socket.close()
-            raise OrchError(f"orchd is not running (no answer on {address}: {exc})",
-                            ErrorCode.UNAVAILABLE) from None
+            raise OrchError(
+                f"orchd is not running (no answer on {address}: {exc})", ErrorCode.UNAVAILABLE
+            ) from None
 
     def call(self, request: Request, timeout: float | None = None) -> Response:
         """Send `request`, wait for its reply; raise OrchError for an Error reply."""
@@ -258,9 +293,17 @@ class Client:
             self._socket.send(data)
             reply = _response_decoder.decode(self._socket.recv())
         except self._pynng.Timeout:
-            hint = (f" (the request was {len(data) / (1 << 20):.1f} MiB: orchd drops a request over twice its "
-                    "max_message_bytes unanswered)") if len(data) > 1 << 20 else ""
-            raise OrchError(f"orchd did not answer within {wait:g}s{hint}", ErrorCode.UNAVAILABLE) from None
+            hint = (
+                (
+                    f" (the request was {len(data) / (1 << 20):.1f} MiB: orchd drops a request over twice its "
+                    "max_message_bytes unanswered)"
+                )
+                if len(data) > 1 << 20
+                else ""
+            )
+            raise OrchError(
+                f"orchd did not answer within {wait:g}s{hint}", ErrorCode.UNAVAILABLE
+            ) from None
         except self._pynng.NNGException as exc:
             raise OrchError(f"lost the connection to orchd: {exc}", ErrorCode.UNAVAILABLE) from None
         if isinstance(reply, Error):
@@ -270,12 +313,11 @@ class Client:
     def close(self) -> None:
         self._socket.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
 
 
 # ------------------------------------------------------------ what `orchctl ... --json` prints besides the replies

@@ -13,7 +13,7 @@ import os
 import select
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ MAX_POLL = 3600.0  # seconds the loop sleeps at most, whatever the next timer
 class Timer:
     """A scheduled callback; `cancel()` makes it a no-op."""
 
-    __slots__ = ("when", "callback", "cancelled")
+    __slots__ = ("callback", "cancelled", "when")
 
     def __init__(self, when: float, callback: Callback) -> None:
         self.when, self.callback, self.cancelled = when, callback, False
@@ -48,7 +48,7 @@ class Reactor:
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="reactor", daemon=True)
 
-    def start(self) -> "Reactor":
+    def start(self) -> Reactor:
         self._thread.start()
         return self
 

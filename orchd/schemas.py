@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 
@@ -62,7 +63,9 @@ def _event_line() -> dict[str, Any]:
     schema = msgspec.json.schema(EventLine)
     # the payload is one of the events (events.schema.json) or a kind a newer orch wrote: any object
     schema["$defs"]["EventLine"]["properties"]["event"] = {
-        "type": "object", "description": "the event's payload; known kinds are described in events.schema.json"}
+        "type": "object",
+        "description": "the event's payload; known kinds are described in events.schema.json",
+    }
     return schema
 
 
@@ -118,7 +121,10 @@ def _schema(types: Any) -> dict[str, Any]:
 
 def generate() -> dict[str, str]:
     """File name -> schema text, for every schema."""
-    return {name: json.dumps(_schema(make()), indent=2, sort_keys=True) + "\n" for name, make in SCHEMAS.items()}
+    return {
+        name: json.dumps(_schema(make()), indent=2, sort_keys=True) + "\n"
+        for name, make in SCHEMAS.items()
+    }
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import msgspec
 import pykka
@@ -57,20 +57,29 @@ def admits(uid: int | None, own_uid: int) -> bool:
 class Server:
     """Serves the protocol for one daemon."""
 
-    def __init__(self, ctx: Context, on_shutdown: Callable[[], None], *,
-                 workers: int = 16, max_message: int = 16 << 20, max_runs: int = 10_000) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        on_shutdown: Callable[[], None],
+        *,
+        workers: int = 16,
+        max_message: int = 16 << 20,
+        max_runs: int = 10_000,
+    ) -> None:
         self.ctx, self.on_shutdown = ctx, on_shutdown
         self.workers, self.max_message, self.max_runs = workers, max_message, max_runs
         # long-polls may hold all workers but a few, so that status and submit always get through
         self._waiters = threading.BoundedSemaphore(max(1, workers - RESERVED_WORKERS))
-        self._submitting = threading.Lock()  # counts runs and submits as one step: no race past max_runs
+        self._submitting = (
+            threading.Lock()
+        )  # counts runs and submits as one step: no race past max_runs
         self.started_at = time.time()
         self._views = RunViews()
         self._socket: pynng.Rep0 | None = None
         self._threads: list[threading.Thread] = []
         self._shutdown_requested = threading.Event()
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         path = self.ctx.paths.socket
         if path.exists():
             path.unlink()  # stale: we hold the daemon lock, so no other orchd owns it
@@ -136,8 +145,11 @@ class Server:
         rid = 0
         try:
             if len(data) > self.max_message:
-                raise OrchError(f"request of {len(data)} bytes is over orchd's limit of {self.max_message} bytes "
-                                "(max_message_bytes in config.toml)", ErrorCode.LIMIT)
+                raise OrchError(
+                    f"request of {len(data)} bytes is over orchd's limit of {self.max_message} bytes "
+                    "(max_message_bytes in config.toml)",
+                    ErrorCode.LIMIT,
+                )
             request = p.decode_request(data)
             rid = request.id
             reply = self._dispatch(request, conn)
@@ -158,46 +170,67 @@ class Server:
         journal = self.ctx.journal
         match request:
             case p.Ping():
-                return p.Pong(pid=os.getpid(), version=__version__, started_at=self.started_at,
-                              seq=journal.state.seq)
+                return p.Pong(
+                    pid=os.getpid(),
+                    version=__version__,
+                    started_at=self.started_at,
+                    seq=journal.state.seq,
+                )
             case p.Submit():
                 return self._submit(request)
             case p.Status(run=None):
                 with journal.lock:
-                    return p.StatusReply(seq=journal.state.seq,
-                                         runs=[self._views.of(r) for r in journal.state.runs.values()])
+                    return p.StatusReply(
+                        seq=journal.state.seq,
+                        runs=[self._views.of(r) for r in journal.state.runs.values()],
+                    )
             case p.Status(run=name):
                 with journal.lock:
                     run = self._run(name)
                     return p.StatusReply(seq=journal.state.seq, runs=[self._views.of(run)])
             case p.Runs():
                 with journal.lock:
-                    return p.RunsReply(seq=journal.state.seq,
-                                       runs=[st.run_summary(r) for r in journal.state.runs.values()])
+                    return p.RunsReply(
+                        seq=journal.state.seq,
+                        runs=[st.run_summary(r) for r in journal.state.runs.values()],
+                    )
             case p.TaskInfo(run=name, task=task_id):
                 with journal.lock:
                     run = self._run(name)
                     task = self._task(run, task_id)
-                    return p.TaskReply(run_id=run.run_id, task=st.task_view(task), attempts=list(task.attempts))
+                    return p.TaskReply(
+                        run_id=run.run_id, task=st.task_view(task), attempts=list(task.attempts)
+                    )
             case p.Cancel() | p.Retry():
                 return self._change(request)
             case p.Events():
                 return self._events(request, conn)
             case p.Replay(at=at):
                 state = store.fold(conn, upto=None if at is None else _seq(at))
-                return p.StatusReply(seq=state.seq, runs=[st.run_view(r) for r in state.runs.values()])
+                return p.StatusReply(
+                    seq=state.seq, runs=[st.run_view(r) for r in state.runs.values()]
+                )
             case p.Audit():
                 result = store.audit(conn)
-                return p.AuditReply(events=result.events, head=result.head, first_bad=result.first_bad,
-                                    problem=result.problem)
+                return p.AuditReply(
+                    events=result.events,
+                    head=result.head,
+                    first_bad=result.first_bad,
+                    problem=result.problem,
+                )
             case p.Diff(run=name, task=task_id):
                 with journal.lock:
                     run = self._run(name)
                     task = self._task(run, task_id)
                     ws = self._workspace(run, task)
-                text = workspace.diff(ws, worktree=task.state != "completed", leave_out=task.spec.copy)
+                text = workspace.diff(
+                    ws, worktree=task.state != "completed", leave_out=task.spec.copy
+                )
                 if len(text) > self.max_message // 2:
-                    text = text[:self.max_message // 2] + f"\n[orch: diff truncated; see `git diff {ws.base} {ws.branch}`]\n"
+                    text = (
+                        text[: self.max_message // 2]
+                        + f"\n[orch: diff truncated; see `git diff {ws.base} {ws.branch}`]\n"
+                    )
                 return p.DiffReply(run_id=run.run_id, task=task_id, branch=ws.branch, diff=text)
             case p.Merge():
                 return self._merge(request)
@@ -212,7 +245,9 @@ class Server:
         """A run by id, unique id prefix, or `last`. Call with the journal lock held."""
         runs = self.ctx.journal.state.runs
         if not name:
-            raise OrchError("name a run (an id, a unique prefix of one, or `last`)", ErrorCode.NOT_FOUND)
+            raise OrchError(
+                "name a run (an id, a unique prefix of one, or `last`)", ErrorCode.NOT_FOUND
+            )
         if name in runs:
             return runs[name]
         if name in ("last", "@") and runs:
@@ -221,7 +256,9 @@ class Server:
         if len(matches) == 1:
             return runs[matches[0]]
         if matches:
-            raise OrchError(f"run {name!r} is ambiguous: {', '.join(sorted(matches)[:5])}", ErrorCode.NOT_FOUND)
+            raise OrchError(
+                f"run {name!r} is ambiguous: {', '.join(sorted(matches)[:5])}", ErrorCode.NOT_FOUND
+            )
         raise OrchError(f"no run {name!r} (see `orchctl runs`)", ErrorCode.NOT_FOUND)
 
     @staticmethod
@@ -234,24 +271,33 @@ class Server:
     def _workspace(self, run: st.RunState, task: st.TaskState) -> workspace.Workspace:
         ws = workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, task.spec)
         if ws is None:
-            raise OrchError(f"task {task.spec.id} of {run.run_id} runs in the workdir itself (isolation = \"none\"): "
-                            "it has no branch; look at the workdir with git", ErrorCode.NOT_FOUND)
+            raise OrchError(
+                f'task {task.spec.id} of {run.run_id} runs in the workdir itself (isolation = "none"): '
+                "it has no branch; look at the workdir with git",
+                ErrorCode.NOT_FOUND,
+            )
         return ws
 
     def _merge(self, request: p.Merge) -> p.MergeReply:
         with self.ctx.journal.lock:
             run = self._run(request.run)
             if run.branches_removed:
-                raise OrchError(f"run {run.run_id}'s branches were removed by `orchctl clean --branches`",
-                                ErrorCode.NOT_FOUND)
+                raise OrchError(
+                    f"run {run.run_id}'s branches were removed by `orchctl clean --branches`",
+                    ErrorCode.NOT_FOUND,
+                )
             by_repo: dict[str, list[tuple[str, workspace.Workspace, list[str]]]] = {}
             for t in run.tasks.values():
                 ws = workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, t.spec)
                 if ws is not None and t.state == "completed":
-                    by_repo.setdefault(ws.repo, []).append((t.spec.id, ws, st.task_view(t, run).files))
+                    by_repo.setdefault(ws.repo, []).append(
+                        (t.spec.id, ws, st.task_view(t, run).files)
+                    )
             if not any(t.spec.repo for t in run.tasks.values()):
-                raise OrchError(f"run {run.run_id} has no worktrees to merge (isolation = \"none\")",
-                                ErrorCode.NOT_FOUND)
+                raise OrchError(
+                    f'run {run.run_id} has no worktrees to merge (isolation = "none")',
+                    ErrorCode.NOT_FOUND,
+                )
         results = []
         for repo, done in by_repo.items():  # one repository after another; stop at a conflict
             results.append(workspace.merge(repo, request.into, done))
@@ -263,15 +309,22 @@ class Server:
         with self.ctx.journal.lock:
             run = self._run(request.run)
             if run.state == "running":
-                raise OrchError(f"run {run.run_id} is still running: wait for it, or `orchctl cancel {run.run_id}`",
-                                ErrorCode.CONFLICT)
-            spaces = [ws for t in run.tasks.values()
-                      if (ws := workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, t.spec))]
+                raise OrchError(
+                    f"run {run.run_id} is still running: wait for it, or `orchctl cancel {run.run_id}`",
+                    ErrorCode.CONFLICT,
+                )
+            spaces = [
+                ws
+                for t in run.tasks.values()
+                if (ws := workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, t.spec))
+            ]
         removed = sum(workspace.remove(ws, request.branches) for ws in spaces)
         self._record([ev.WorkspacesRemoved(run.run_id, branches=request.branches)])
         what = "worktrees and branches" if request.branches else "worktrees"
-        return p.Done(count=removed, message=f"removed the {what} of {removed} task{'s' * (removed != 1)} "
-                                             f"of {run.run_id}")
+        return p.Done(
+            count=removed,
+            message=f"removed the {what} of {removed} task{'s' * (removed != 1)} of {run.run_id}",
+        )
 
     def _record(self, events: list[ev.Event]) -> None:
         """Append events and wait until they are durable."""
@@ -280,7 +333,9 @@ class Server:
         try:
             _, error = future.get(timeout=REPLY_TIMEOUT)
         except pykka.Timeout:
-            raise OrchError("orchd could not record the change in time", ErrorCode.INTERNAL) from None
+            raise OrchError(
+                "orchd could not record the change in time", ErrorCode.INTERNAL
+            ) from None
         if error is not None:
             raise error
 
@@ -290,14 +345,20 @@ class Server:
         try:
             return future.get(timeout=REPLY_TIMEOUT)
         except pykka.Timeout:
-            raise OrchError("orchd did not complete the request in time", ErrorCode.INTERNAL) from None
+            raise OrchError(
+                "orchd did not complete the request in time", ErrorCode.INTERNAL
+            ) from None
 
     def _submit(self, request: p.Submit) -> p.Submitted:
-        spec = load_plan(request.plan, source=request.source, base_dir=request.base_dir, fmt=request.fmt)
+        spec = load_plan(
+            request.plan, source=request.source, base_dir=request.base_dir, fmt=request.fmt
+        )
         for i, task in enumerate(spec.tasks):
             if task.agent not in ADAPTERS:
-                raise PlanError(f"{request.source}: tasks[{i}] ({task.id}): agent {task.agent!r} is not "
-                                f"supported by this orchd yet (available: {', '.join(sorted(ADAPTERS))})")
+                raise PlanError(
+                    f"{request.source}: tasks[{i}] ({task.id}): agent {task.agent!r} is not "
+                    f"supported by this orchd yet (available: {', '.join(sorted(ADAPTERS))})"
+                )
         spec, warnings = workspace.check_repo(spec, request.source)
         with self._submitting:
             self._check_runs_kept()
@@ -310,9 +371,11 @@ class Server:
             kept = len(self.ctx.journal.state.runs)
         if self.max_runs and kept >= self.max_runs:
             paths = self.ctx.paths
-            raise OrchError(f"orchd keeps at most {self.max_runs} runs and has {kept}: raise max_runs in "
-                            f"{paths.config_file}, or start a new log (stop orchd, move {paths.db} aside)",
-                            ErrorCode.LIMIT)
+            raise OrchError(
+                f"orchd keeps at most {self.max_runs} runs and has {kept}: raise max_runs in "
+                f"{paths.config_file}, or start a new log (stop orchd, move {paths.db} aside)",
+                ErrorCode.LIMIT,
+            )
 
     def _change(self, request: p.Cancel | p.Retry) -> p.Done:
         with self.ctx.journal.lock:
@@ -322,7 +385,9 @@ class Server:
         ids = [request.task] if request.task is not None else []
         if isinstance(request, p.Cancel):
             n = self._ask(lambda f: msg.CancelTasks(run.run_id, ids, f))
-            return p.Done(count=int(n), message=f"cancelling {n} task{'s' * (n != 1)} of {run.run_id}")
+            return p.Done(
+                count=int(n), message=f"cancelling {n} task{'s' * (n != 1)} of {run.run_id}"
+            )
         n = self._ask(lambda f: msg.RetryTasks(run.run_id, ids, f))
         return p.Done(count=int(n), message=f"retrying {n} task{'s' * (n != 1)} of {run.run_id}")
 
@@ -338,11 +403,19 @@ class Server:
         try:
             while True:
                 seq = self.ctx.journal.state.seq
-                rows = store.rows(conn, after=after, run_id=run_id, task_id=request.task, kinds=request.kinds,
-                                  limit=limit)
+                rows = store.rows(
+                    conn,
+                    after=after,
+                    run_id=run_id,
+                    task_id=request.task,
+                    kinds=request.kinds,
+                    limit=limit,
+                )
                 remaining = deadline - time.monotonic()
                 if rows or remaining <= 0 or not waiting:
-                    return p.EventsReply(seq=seq, events=rows, busy=request.wait > 0 and not waiting)
+                    return p.EventsReply(
+                        seq=seq, events=rows, busy=request.wait > 0 and not waiting
+                    )
                 # nothing matched up to `seq`: skip past it, wait for the next commit
                 after = max(after, seq)
                 self.ctx.journal.wait_for(seq, remaining, request.kinds)

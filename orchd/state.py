@@ -13,7 +13,8 @@ import contextlib
 import copy
 import gc
 from collections import Counter
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import msgspec
 
@@ -92,8 +93,13 @@ def copy_run(run: RunState) -> RunState:
     """A copy of `run` to fold on its own: its mutable parts (the run, its tasks, their attempts)
     copied, its specs and reports (frozen) shared. A run actor's own copy of its run."""
     replace = msgspec.structs.replace
-    return replace(run, tasks={tid: replace(t, attempts=[copy.copy(a) for a in t.attempts])
-                               for tid, t in run.tasks.items()})
+    return replace(
+        run,
+        tasks={
+            tid: replace(t, attempts=[copy.copy(a) for a in t.attempts])
+            for tid, t in run.tasks.items()
+        },
+    )
 
 
 def apply(state: State, record: ev.Record) -> State:
@@ -108,7 +114,13 @@ def fold(state: State, items: Iterable[tuple[int, float, Any]], stored: bool = F
     this version does not know is kept in the log and skipped). One loop, no call per event:
     this is most of the time of a start.
     """
-    runs, task_events, run_events, terminal, submitted = state.runs, _TASK_EVENTS, _RUN_EVENTS, TERMINAL, ev.RunSubmitted
+    runs, task_events, run_events, terminal, submitted = (
+        state.runs,
+        _TASK_EVENTS,
+        _RUN_EVENTS,
+        TERMINAL,
+        ev.RunSubmitted,
+    )
     decode = ev.decode_stored
     last = state.seq
     for seq, ts, event in items:
@@ -190,7 +202,12 @@ def _launching(task: TaskState, event: ev.AttemptLaunching, ts: float) -> None:
 
 def _started(task: TaskState, event: ev.AttemptStarted, ts: float) -> None:
     attempt = task.attempts[-1]
-    attempt.pid, attempt.pgid, attempt.start_ticks, attempt.started_at = event.pid, event.pgid, event.start_ticks, ts
+    attempt.pid, attempt.pgid, attempt.start_ticks, attempt.started_at = (
+        event.pid,
+        event.pgid,
+        event.start_ticks,
+        ts,
+    )
 
 
 def _adopted(task: TaskState, event: ev.AttemptAdopted, ts: float) -> None:
@@ -203,7 +220,11 @@ def _adopted(task: TaskState, event: ev.AttemptAdopted, ts: float) -> None:
 def _finished(task: TaskState, event: ev.AttemptFinished, ts: float) -> None:
     attempt = task.attempts[-1]
     attempt.finished_at = ts
-    attempt.outcome, attempt.exit_code, attempt.signal = event.outcome, event.exit_code, event.signal
+    attempt.outcome, attempt.exit_code, attempt.signal = (
+        event.outcome,
+        event.exit_code,
+        event.signal,
+    )
     attempt.reason, attempt.report = event.reason, event.report
     task.reason = event.reason
 
@@ -226,15 +247,24 @@ def _cancelled(task: TaskState, event: ev.TaskCancelled, ts: float) -> None:
 
 
 _TASK_EVENTS: dict[type, Callable[[TaskState, Any, float], None]] = {
-    ev.AttemptLaunching: _launching, ev.AttemptStarted: _started, ev.AttemptAdopted: _adopted,
-    ev.AttemptFinished: _finished, ev.TaskRetrying: _retrying, ev.TaskCompleted: _completed,
-    ev.TaskFailed: _failed, ev.TaskCancelled: _cancelled,
+    ev.AttemptLaunching: _launching,
+    ev.AttemptStarted: _started,
+    ev.AttemptAdopted: _adopted,
+    ev.AttemptFinished: _finished,
+    ev.TaskRetrying: _retrying,
+    ev.TaskCompleted: _completed,
+    ev.TaskFailed: _failed,
+    ev.TaskCancelled: _cancelled,
 }
 _RUN_EVENTS: dict[type, Callable[[RunState, Any, float], None]] = {
-    ev.RunFinished: _run_finished, ev.WorkspacesRemoved: _workspaces_removed,
-    ev.CancelRequested: _cancel_requested, ev.RetryRequested: _retry_requested,
+    ev.RunFinished: _run_finished,
+    ev.WorkspacesRemoved: _workspaces_removed,
+    ev.CancelRequested: _cancel_requested,
+    ev.RetryRequested: _retry_requested,
 }
-assert set(_TASK_EVENTS) | set(_RUN_EVENTS) | {ev.RunSubmitted} == set(ev.EVENT_TYPES), "an event without a fold"
+assert set(_TASK_EVENTS) | set(_RUN_EVENTS) | {ev.RunSubmitted} == set(ev.EVENT_TYPES), (
+    "an event without a fold"
+)
 
 
 def fold_rows(rows: Iterable[tuple[int, float, bytes]], state: State | None = None) -> State:
@@ -341,7 +371,11 @@ def _spent(attempts: list[AttemptState], field: str) -> float | int | None:
     per_session: dict[str, float | int] = {}
     for attempt in attempts:
         value = getattr(attempt.report, field)
-        if value is not None and field in attempt.report.session_totals and attempt.report.session_id:
+        if (
+            value is not None
+            and field in attempt.report.session_totals
+            and attempt.report.session_id
+        ):
             per_session[attempt.report.session_id] = value
         else:
             per_attempt.append(value)
@@ -375,8 +409,14 @@ def task_view(task: TaskState, run: RunState | None = None) -> TaskView:
         tokens_in=_spent(attempts, "tokens_in"),  # type: ignore[arg-type]
         tokens_out=_spent(attempts, "tokens_out"),  # type: ignore[arg-type]
         files=last.report.files if last else [],
-        branch=(f"orch/{run.run_id}/{task.spec.id}" if run is not None and attempts and not run.branches_removed
-                and task.spec.repo is not None else None),
+        branch=(
+            f"orch/{run.run_id}/{task.spec.id}"
+            if run is not None
+            and attempts
+            and not run.branches_removed
+            and task.spec.repo is not None
+            else None
+        ),
     )
 
 
@@ -397,7 +437,9 @@ def run_summary(run: RunState, views: list[TaskView] | None = None) -> RunSummar
         cost_usd=_sum(v.cost_usd for v in views),
         tokens_in=_sum(v.tokens_in for v in views),  # type: ignore[arg-type]
         tokens_out=_sum(v.tokens_out for v in views),  # type: ignore[arg-type]
-        worktrees=0 if run.worktrees_removed else sum(1 for t in run.tasks.values() if t.attempts and t.spec.repo),
+        worktrees=0
+        if run.worktrees_removed
+        else sum(1 for t in run.tasks.values() if t.attempts and t.spec.repo),
     )
 
 
@@ -424,7 +466,9 @@ class ExactlyOnce:
         task = (event.run_id, event.task_id)
         if isinstance(event, ev.AttemptLaunching):
             if task in self.completed:
-                return f"attempt {event.attempt} of {event.task_id} launched after the task completed"
+                return (
+                    f"attempt {event.attempt} of {event.task_id} launched after the task completed"
+                )
             if event.attempt != self.launched.get(task, 0) + 1:
                 return f"attempt {event.attempt} of {event.task_id} launched after attempt {self.launched.get(task, 0)}"
             self.launched[task] = event.attempt

@@ -13,8 +13,8 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import msgspec
 import sqlite_utils
@@ -26,19 +26,30 @@ from orchd.events import Row
 GENESIS = b"\x00" * 32  # the "previous hash" of the first event
 
 
-def chain(prev: bytes, seq: int, ts: float, run_id: str, task_id: str | None, kind: str,
-          payload: bytes | str) -> bytes:
+def chain(
+    prev: bytes,
+    seq: int,
+    ts: float,
+    run_id: str,
+    task_id: str | None,
+    kind: str,
+    payload: bytes | str,
+) -> bytes:
     """The hash of one event, chained to the previous one: editing, dropping or reordering any
     stored event changes every hash after it."""
     head = f"{seq}\x00{ts!r}\x00{run_id}\x00{task_id or ''}\x00{kind}\x00".encode()
-    body = payload.encode() if isinstance(payload, str) else bytes(payload)  # a tampered row may hold TEXT
+    body = (
+        payload.encode() if isinstance(payload, str) else bytes(payload)
+    )  # a tampered row may hold TEXT
     return hashlib.sha256(prev + head + body).digest()
 
 
 def _backfill_hashes(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE events ADD COLUMN hash BLOB")
     prev = GENESIS
-    rows = conn.execute("SELECT seq, ts, run_id, task_id, kind, payload FROM events ORDER BY seq").fetchall()
+    rows = conn.execute(
+        "SELECT seq, ts, run_id, task_id, kind, payload FROM events ORDER BY seq"
+    ).fetchall()
     for seq, ts, run_id, task_id, kind, payload in rows:
         prev = chain(prev, seq, ts, run_id, task_id, kind, payload)
         conn.execute("UPDATE events SET hash = ? WHERE seq = ?", (prev, seq))
@@ -67,8 +78,9 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open the log with the pragmas every connection needs."""
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
     else:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -118,7 +130,9 @@ def tail(conn: sqlite3.Connection) -> Tail:
     return Tail(row[0], row[1]) if row else Tail()
 
 
-def append(conn: sqlite3.Connection, batch: Sequence[ev.Event], after: Tail) -> tuple[list[ev.Record], Tail]:
+def append(
+    conn: sqlite3.Connection, batch: Sequence[ev.Event], after: Tail
+) -> tuple[list[ev.Record], Tail]:
     """Append events after `after` in one durable transaction; return them as records, and the new tail.
 
     One multi-row INSERT per 5,000 events: every statement step releases and
@@ -127,16 +141,23 @@ def append(conn: sqlite3.Connection, batch: Sequence[ev.Event], after: Tail) -> 
     ts = time.time()
     rows, prev = [], after.hash
     for i, e in enumerate(batch):
-        seq, task_id, kind, payload = after.seq + i + 1, getattr(e, "task_id", None), ev.kind_of(e), ev.encode(e)
+        seq, task_id, kind, payload = (
+            after.seq + i + 1,
+            getattr(e, "task_id", None),
+            ev.kind_of(e),
+            ev.encode(e),
+        )
         prev = chain(prev, seq, ts, e.run_id, task_id, kind, payload)
         rows.append((seq, ts, e.run_id, task_id, kind, payload, prev))
     conn.execute("BEGIN IMMEDIATE")
     try:
         for start in range(0, len(rows), ROWS_PER_INSERT):
-            chunk = rows[start:start + ROWS_PER_INSERT]
+            chunk = rows[start : start + ROWS_PER_INSERT]
             values = ",".join(["(?,?,?,?,?,?,?)"] * len(chunk))
-            conn.execute(f"INSERT INTO events (seq, ts, run_id, task_id, kind, payload, hash) VALUES {values}",
-                         [field for row in chunk for field in row])
+            conn.execute(
+                f"INSERT INTO events (seq, ts, run_id, task_id, kind, payload, hash) VALUES {values}",
+                [field for row in chunk for field in row],
+            )
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -159,23 +180,35 @@ def audit(conn: sqlite3.Connection) -> Audit:
     name the first event that does not verify."""
     prev, expected, count = GENESIS, 1, 0
     rules = st.ExactlyOnce()
-    cursor = conn.execute("SELECT seq, ts, run_id, task_id, kind, payload, hash FROM events ORDER BY seq")
+    cursor = conn.execute(
+        "SELECT seq, ts, run_id, task_id, kind, payload, hash FROM events ORDER BY seq"
+    )
     for seq, ts, run_id, task_id, kind, payload, stored in cursor:
         if seq != expected:
-            return Audit(count, prev.hex(), expected, f"event {expected} is missing (next stored is {seq})")
+            return Audit(
+                count, prev.hex(), expected, f"event {expected} is missing (next stored is {seq})"
+            )
         prev = chain(prev, seq, ts, run_id, task_id, kind, payload)
         if stored != prev:
-            return Audit(count, prev.hex(), seq, f"event {seq} ({kind}) does not match its hash: "
-                                                 "it, or an event before it, was changed")
+            return Audit(
+                count,
+                prev.hex(),
+                seq,
+                f"event {seq} ({kind}) does not match its hash: "
+                "it, or an event before it, was changed",
+            )
         broken = rules.check(ev.decode(kind, payload))
         if broken is not None:
-            return Audit(count, prev.hex(), seq, f"event {seq} ({kind}) breaks exactly-once: {broken}")
+            return Audit(
+                count, prev.hex(), seq, f"event {seq} ({kind}) breaks exactly-once: {broken}"
+            )
         count, expected = count + 1, seq + 1
     return Audit(count, prev.hex())
 
 
-def _where(after: int, upto: int | None, run_id: str | None, task_id: str | None,
-           kinds: Sequence[str] = ()) -> tuple[str, list]:
+def _where(
+    after: int, upto: int | None, run_id: str | None, task_id: str | None, kinds: Sequence[str] = ()
+) -> tuple[str, list]:
     clauses, params = ["seq > ?"], [after]
     if kinds:
         clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
@@ -192,26 +225,42 @@ def _where(after: int, upto: int | None, run_id: str | None, task_id: str | None
     return " AND ".join(clauses), params
 
 
-def rows(conn: sqlite3.Connection, *, after: int = 0, upto: int | None = None,
-         run_id: str | None = None, task_id: str | None = None, kinds: Sequence[str] = (),
-         limit: int | None = None) -> list[Row]:
+def rows(
+    conn: sqlite3.Connection,
+    *,
+    after: int = 0,
+    upto: int | None = None,
+    run_id: str | None = None,
+    task_id: str | None = None,
+    kinds: Sequence[str] = (),
+    limit: int | None = None,
+) -> list[Row]:
     """Stored events after `after` (and up to `upto`), oldest first."""
     where, params = _where(after, upto, run_id, task_id, kinds)
     sql = f"SELECT seq, ts, run_id, task_id, kind, payload FROM events WHERE {where} ORDER BY seq"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
-    return [Row(s, t, r, k_task, kind, msgspec.Raw(p)) for s, t, r, k_task, kind, p in conn.execute(sql, params)]
+    return [
+        Row(s, t, r, k_task, kind, msgspec.Raw(p))
+        for s, t, r, k_task, kind, p in conn.execute(sql, params)
+    ]
 
 
-def _event_rows(conn: sqlite3.Connection, after: int, upto: int | None, run_id: str | None,
-                columns: str = "seq, ts, kind, payload") -> sqlite3.Cursor:
+def _event_rows(
+    conn: sqlite3.Connection,
+    after: int,
+    upto: int | None,
+    run_id: str | None,
+    columns: str = "seq, ts, kind, payload",
+) -> sqlite3.Cursor:
     where, params = _where(after, upto, run_id, None)
     return conn.execute(f"SELECT {columns} FROM events WHERE {where} ORDER BY seq", params)
 
 
-def records(conn: sqlite3.Connection, *, after: int = 0, upto: int | None = None,
-            run_id: str | None = None) -> Iterable[ev.Record]:
+def records(
+    conn: sqlite3.Connection, *, after: int = 0, upto: int | None = None, run_id: str | None = None
+) -> Iterable[ev.Record]:
     """Stored events decoded for the fold, oldest first (streamed)."""
     decode = ev.decode
     for seq, ts, kind, payload in _event_rows(conn, after, upto, run_id):
@@ -245,9 +294,9 @@ CHUNK = 20_000  # events per query of `fold`: about 3 MB of payloads
 # 19,400) is one, and scaling by a power of two is exact. Text would not do: SQLite writes 15
 # digits when its own parser reads them back, and that parser is not always correctly rounded
 # (1 time in 100,000 read back by Python one ulp away).
-_SCALE = 2.0 ** 24
+_SCALE = 2.0**24
 _CHUNK_SQL = f"""
-    SELECT count(*), total(ts < {2.0 ** 28} OR ts >= {2.0 ** 39}), CAST(group_concat(payload, char(10)) AS BLOB),
+    SELECT count(*), total(ts < {2.0**28} OR ts >= {2.0**39}), CAST(group_concat(payload, char(10)) AS BLOB),
            '[' || group_concat(CAST(ts * {_SCALE} AS INTEGER)) || ']'
     FROM (SELECT ts, payload FROM events WHERE seq > ? AND seq <= ? ORDER BY seq)
 """
@@ -256,7 +305,9 @@ _unscale = (_SCALE).__rtruediv__  # n -> n / 2**24, exactly
 _decode_lines = msgspec.json.Decoder(ev.Event).decode_lines
 
 
-def _chunk_items(lo: int, hi: int, chunk: tuple | None) -> Iterable[tuple[int, float, ev.Event]] | None:
+def _chunk_items(
+    lo: int, hi: int, chunk: tuple | None
+) -> Iterable[tuple[int, float, ev.Event]] | None:
     """The (seq, ts, event) items of the events in (lo, hi], from one row of _CHUNK_SQL; None
     when the chunk is not in the shape that query assumes (it is then read row by row)."""
     if chunk is None:

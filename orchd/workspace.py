@@ -65,16 +65,29 @@ def git(*args: str, cwd: str, check: bool = True) -> subprocess.CompletedProcess
         GitError: git is missing, timed out, or (with `check`) exited non-zero; the message has its stderr.
     """
     try:
-        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=GIT_TIMEOUT,
-                                stdin=subprocess.DEVNULL, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+        result = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
     except FileNotFoundError:
-        raise GitError("git is not installed (worktree isolation needs it)", ErrorCode.INTERNAL) from None
+        raise GitError(
+            "git is not installed (worktree isolation needs it)", ErrorCode.INTERNAL
+        ) from None
     except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} did not finish in {GIT_TIMEOUT:g}s", ErrorCode.INTERNAL) from None
+        raise GitError(
+            f"git {args[0]} did not finish in {GIT_TIMEOUT:g}s", ErrorCode.INTERNAL
+        ) from None
     if check and result.returncode != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()
-        raise GitError(f"git {' '.join(args[:2])} failed: {detail[-1] if detail else f'exit {result.returncode}'}",
-                       ErrorCode.CONFLICT)
+        raise GitError(
+            f"git {' '.join(args[:2])} failed: {detail[-1] if detail else f'exit {result.returncode}'}",
+            ErrorCode.CONFLICT,
+        )
     return result
 
 
@@ -98,22 +111,32 @@ def check_repo(spec: RunSpec, source: str) -> tuple[RunSpec, list[str]]:
 
 
 def _repo_of(cwd: str, base: str | None, source: str, warnings: list[str]) -> tuple[str, str]:
-    isolated = "tasks run in git worktrees (isolation = \"worktree\", the default for agents)"
+    isolated = 'tasks run in git worktrees (isolation = "worktree", the default for agents)'
     top = git("rev-parse", "--show-toplevel", cwd=cwd, check=False)
     if top.returncode != 0:
-        raise PlanError(f"{source}: workdir {cwd} is not in a git repository, but {isolated}: "
-                        "run `git init` and commit, or set isolation = \"none\"")
+        raise PlanError(
+            f"{source}: workdir {cwd} is not in a git repository, but {isolated}: "
+            'run `git init` and commit, or set isolation = "none"'
+        )
     repo = top.stdout.strip()
     named = base or "HEAD"
     resolved = git("rev-parse", "--verify", "--quiet", f"{named}^{{commit}}", cwd=repo, check=False)
     if resolved.returncode != 0:
-        why = "the repository has no commit yet" if named == "HEAD" else f"no branch, tag or commit {named!r}"
+        why = (
+            "the repository has no commit yet"
+            if named == "HEAD"
+            else f"no branch, tag or commit {named!r}"
+        )
         raise PlanError(f"{source}: base: {why} in {repo}")
     commit = resolved.stdout.strip()
-    dirty = git("status", "--porcelain", "--untracked-files=no", cwd=repo, check=False).stdout.strip()
+    dirty = git(
+        "status", "--porcelain", "--untracked-files=no", cwd=repo, check=False
+    ).stdout.strip()
     if dirty and named == "HEAD":
-        warnings.append(f"{repo} has uncommitted changes; tasks start from HEAD ({commit[:12]}) and do not "
-                        "see them (commit them first if they should)")
+        warnings.append(
+            f"{repo} has uncommitted changes; tasks start from HEAD ({commit[:12]}) and do not "
+            "see them (commit them first if they should)"
+        )
     return repo, commit
 
 
@@ -122,13 +145,25 @@ def workspace_of(worktrees: Path, run_id: str, task: TaskSpec) -> Workspace | No
     if task.isolation != "worktree" or task.repo is None or task.base_commit is None:
         return None
     subdir = os.path.relpath(task.cwd, task.repo)
-    return Workspace(repo=task.repo, path=str(worktrees / run_id / task.id), branch=f"orch/{run_id}/{task.id}",
-                     base=task.base_commit, subdir="" if subdir == "." else subdir)
+    return Workspace(
+        repo=task.repo,
+        path=str(worktrees / run_id / task.id),
+        branch=f"orch/{run_id}/{task.id}",
+        base=task.base_commit,
+        subdir="" if subdir == "." else subdir,
+    )
 
 
 def wrap(prep: Prep, argv: list[str]) -> list[str]:
     """The argv that prepares the workspace, then execs `argv` in it."""
-    return [sys.executable, "-m", "orchd.workspace", msgspec.json.encode(prep).decode(), "--", *argv]
+    return [
+        sys.executable,
+        "-m",
+        "orchd.workspace",
+        msgspec.json.encode(prep).decode(),
+        "--",
+        *argv,
+    ]
 
 
 # ------------------------------------------------------------ inside the attempt's process
@@ -144,13 +179,24 @@ def prepare(prep: Prep) -> None:
     ws = prep.workspace
     path = Path(ws.path)
     common = git("rev-parse", "--git-common-dir", cwd=ws.repo).stdout.strip()
-    with open(Path(ws.repo, common, "orch.lock"), "a") as lock:  # git worktree add is not safe in parallel
+    with open(
+        Path(ws.repo, common, "orch.lock"), "a"
+    ) as lock:  # git worktree add is not safe in parallel
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (path / ".git").exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             git("worktree", "prune", cwd=ws.repo)
-            has_branch = git("rev-parse", "--verify", "--quiet", f"refs/heads/{ws.branch}", cwd=ws.repo,
-                             check=False).returncode == 0
+            has_branch = (
+                git(
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    f"refs/heads/{ws.branch}",
+                    cwd=ws.repo,
+                    check=False,
+                ).returncode
+                == 0
+            )
             if has_branch:
                 git("worktree", "add", "--quiet", str(path), ws.branch, cwd=ws.repo)
             else:
@@ -174,7 +220,9 @@ def prepare(prep: Prep) -> None:
         try:
             code = subprocess.call(argv, cwd=ws.cwd, stdin=subprocess.DEVNULL)
         except OSError as exc:
-            raise SetupFailed(f"setup step {argv[0]!r} cannot start: {exc.strerror or exc}") from None
+            raise SetupFailed(
+                f"setup step {argv[0]!r} cannot start: {exc.strerror or exc}"
+            ) from None
         if code != 0:
             raise SetupFailed(f"setup step {' '.join(argv)} failed with exit code {code}")
 
@@ -196,7 +244,10 @@ def main(args: list[str]) -> int:
     try:
         os.execvp(argv[0], argv)
     except FileNotFoundError:
-        print(f"orch: cannot start {argv[0]!r}: not found (is it installed, and on orchd's PATH?)", flush=True)
+        print(
+            f"orch: cannot start {argv[0]!r}: not found (is it installed, and on orchd's PATH?)",
+            flush=True,
+        )
         return NOT_FOUND
     except OSError as exc:
         print(f"orch: cannot start {argv[0]!r}: {exc.strerror or exc}", flush=True)
@@ -217,11 +268,20 @@ def commit(ws: Workspace, message: str, leave_out: list[str] = ()) -> list[str]:
     """
     git("add", "-A", cwd=ws.path)
     if leave_out:
-        git("reset", "--quiet", "--", *[str(Path(ws.subdir, name)) for name in leave_out], cwd=ws.path,
-            check=False)
+        git(
+            "reset",
+            "--quiet",
+            "--",
+            *[str(Path(ws.subdir, name)) for name in leave_out],
+            cwd=ws.path,
+            check=False,
+        )
     if git("diff", "--cached", "--quiet", cwd=ws.path, check=False).returncode != 0:
-        identity = [] if git("config", "user.email", cwd=ws.path, check=False).stdout.strip() else [
-            "-c", "user.name=orch", "-c", "user.email=orch@localhost"]
+        identity = (
+            []
+            if git("config", "user.email", cwd=ws.path, check=False).stdout.strip()
+            else ["-c", "user.name=orch", "-c", "user.email=orch@localhost"]
+        )
         git(*identity, "commit", "--quiet", "--no-verify", "-m", message, cwd=ws.path)
     return changed_files(ws)
 
@@ -237,9 +297,13 @@ def diff(ws: Workspace, worktree: bool, leave_out: list[str] = ()) -> str:  # ty
     of its branch. Files in `leave_out` (those copied in) are not shown."""
     if worktree and (Path(ws.path) / ".git").exists():
         spec = [":(top)", *[f":(top,exclude){Path(ws.subdir, name)}" for name in leave_out]]
-        git("add", "-A", "--intent-to-add", "--", *spec, cwd=ws.path, check=False)  # show new files too
+        git(
+            "add", "-A", "--intent-to-add", "--", *spec, cwd=ws.path, check=False
+        )  # show new files too
         return git("diff", ws.base, "--", *spec, cwd=ws.path).stdout
-    if git("rev-parse", "--verify", "--quiet", f"refs/heads/{ws.branch}", cwd=ws.repo, check=False).returncode:
+    if git(
+        "rev-parse", "--verify", "--quiet", f"refs/heads/{ws.branch}", cwd=ws.repo, check=False
+    ).returncode:
         return ""
     return git("diff", ws.base, ws.branch, cwd=ws.repo).stdout
 
@@ -262,7 +326,9 @@ class MergeResult(msgspec.Struct, frozen=True):
     conflict: Conflict | None = None
 
 
-def merge(repo: str, into: str | None, tasks: list[tuple[str, Workspace, list[str]]]) -> MergeResult:
+def merge(
+    repo: str, into: str | None, tasks: list[tuple[str, Workspace, list[str]]]
+) -> MergeResult:
     """Merge completed tasks' branches into `into` (default: the branch checked out in `repo`), one by one.
 
     The merge happens where `into` is checked out (which must be clean), or in a
@@ -279,18 +345,32 @@ def merge(repo: str, into: str | None, tasks: list[tuple[str, Workspace, list[st
     if into is None:
         head = git("symbolic-ref", "--quiet", "--short", "HEAD", cwd=repo, check=False)
         if head.returncode != 0:
-            raise GitError(f"{repo} is on a detached HEAD: name the branch to merge into with --into")
+            raise GitError(
+                f"{repo} is on a detached HEAD: name the branch to merge into with --into"
+            )
         into = head.stdout.strip()
-    if git("rev-parse", "--verify", "--quiet", f"refs/heads/{into}", cwd=repo, check=False).returncode != 0:
+    if (
+        git(
+            "rev-parse", "--verify", "--quiet", f"refs/heads/{into}", cwd=repo, check=False
+        ).returncode
+        != 0
+    ):
         raise GitError(f"no branch {into!r} in {repo}", ErrorCode.NOT_FOUND)
     where = _checkout_of(repo, into)
     temporary = where is None
     if where is None:
-        where = str(Path(repo, git("rev-parse", "--git-common-dir", cwd=repo).stdout.strip(),
-                         f"orch-merge-{os.getpid()}"))
+        where = str(
+            Path(
+                repo,
+                git("rev-parse", "--git-common-dir", cwd=repo).stdout.strip(),
+                f"orch-merge-{os.getpid()}",
+            )
+        )
         git("worktree", "add", "--quiet", where, into, cwd=repo)
     elif git("status", "--porcelain", "--untracked-files=no", cwd=where).stdout.strip():
-        raise GitError(f"{where} has uncommitted changes on {into}: commit or stash them, then merge again")
+        raise GitError(
+            f"{where} has uncommitted changes on {into}: commit or stash them, then merge again"
+        )
     merged: list[str] = []
     unchanged: list[str] = []
     touched: dict[str, list[str]] = {}
@@ -300,13 +380,25 @@ def merge(repo: str, into: str | None, tasks: list[tuple[str, Workspace, list[st
             if new.returncode != 0 or new.stdout.strip() == "0":
                 unchanged.append(task_id)
                 continue
-            done = git("merge", "--no-ff", "--no-edit", "-m", f"orch: merge {task_id} ({ws.branch})", ws.branch,
-                       cwd=where, check=False)
+            done = git(
+                "merge",
+                "--no-ff",
+                "--no-edit",
+                "-m",
+                f"orch: merge {task_id} ({ws.branch})",
+                ws.branch,
+                cwd=where,
+                check=False,
+            )
             if done.returncode != 0:
-                files_u = git("diff", "--name-only", "--diff-filter=U", cwd=where, check=False).stdout.split()
+                files_u = git(
+                    "diff", "--name-only", "--diff-filter=U", cwd=where, check=False
+                ).stdout.split()
                 git("merge", "--abort", cwd=where, check=False)
                 others = sorted({t for f in files_u for t in touched.get(f, [])})
-                return MergeResult(repo, into, merged, unchanged, Conflict(task_id, files_u or files, others))
+                return MergeResult(
+                    repo, into, merged, unchanged, Conflict(task_id, files_u or files, others)
+                )
             merged.append(task_id)
             for name in files:
                 touched.setdefault(name, []).append(task_id)
@@ -321,7 +413,7 @@ def _checkout_of(repo: str, branch: str) -> str | None:
     path = None
     for line in git("worktree", "list", "--porcelain", cwd=repo).stdout.splitlines():
         if line.startswith("worktree "):
-            path = line[len("worktree "):]
+            path = line[len("worktree ") :]
         elif line == f"branch refs/heads/{branch}":
             return path
     return None

@@ -10,8 +10,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 AGENTS = ROOT / "tests" / "agents"
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02, what: str = "") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.02, what: str = ""
+) -> Any:
     """Poll `predicate` until it returns something truthy, or fail after `timeout` (a deadline, not a sleep)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -62,11 +65,17 @@ class Daemon:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{k} = {_toml(v)}\n" for k, v in self.config.items()))
 
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         self.write_config()
         log = open(self.home / "orchd-test.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "orchd"], env=self.env, stdout=log, stderr=log,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchd"],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         wait_until(self.ping, timeout=30, what="orchd to answer")
         return self
@@ -89,12 +98,21 @@ class Daemon:
 
         return Client(f"ipc://{self.home}/run/orchd.sock", timeout=timeout)
 
-    def orchctl(self, *args: str, check: bool = False, timeout: float = 120,
-                input: str | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "orchctl.main", *args], env=self.env, capture_output=True,
-                                text=True, timeout=timeout, input=input)
+    def orchctl(
+        self, *args: str, check: bool = False, timeout: float = 120, input: str | None = None
+    ) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [sys.executable, "-m", "orchctl.main", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"orchctl {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"orchctl {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def kill(self) -> None:

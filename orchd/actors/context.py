@@ -27,7 +27,9 @@ class Context:
     executor: Executor
     kill_grace: float = 5.0  # seconds between TERM and KILL
     supervisor: Any = None  # the supervisor's ActorRef, set once it runs
-    waiting: frozenset[str] = frozenset()  # runs with ready tasks that wait for a slot (the supervisor writes it)
+    waiting: frozenset[str] = (
+        frozenset()
+    )  # runs with ready tasks that wait for a slot (the supervisor writes it)
     stopping: bool = False  # orchd is stopping: no process starts any more (the daemon sets it)
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
 

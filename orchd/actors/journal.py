@@ -25,7 +25,7 @@ import queue
 import sqlite3
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from orchd import events as ev
 from orchd import state as st
@@ -64,19 +64,26 @@ class Journal:
         self._thread = threading.Thread(target=self._loop, name="journal", daemon=True)
         self.failed: OrchError | None = None  # the last write error, until a write succeeds
 
-    def start(self) -> "Journal":
+    def start(self) -> Journal:
         self._thread.start()
         return self
 
-    def append(self, events: Sequence[ev.Event], done: Done | None = None, lazy: bool = False,
-               now: bool = False) -> None:
+    def append(
+        self,
+        events: Sequence[ev.Event],
+        done: Done | None = None,
+        lazy: bool = False,
+        now: bool = False,
+    ) -> None:
         """Persist `events` together; then call `done(records, None)` (or `done(None, error)`).
         `lazy`: no hurry, it may wait for the next commit (at most LAZY seconds).
         `now`: when no commit is under way, commit on the caller's thread (with whatever else
         waits), and call the callbacks there: one thread hand-off less before `done`."""
         with self._adding:
             self._pending.append((events, done, lazy))
-            ring = not lazy or not self._lazy_rung  # the journal's thread has a timer for the first lazy one
+            ring = (
+                not lazy or not self._lazy_rung
+            )  # the journal's thread has a timer for the first lazy one
             self._lazy_rung |= lazy
         if now and self._writing.acquire(blocking=False):
             try:
@@ -106,7 +113,11 @@ class Journal:
         stopping, due = False, None  # due: when the lazy appends waiting alone must be written
         while not stopping:
             try:
-                rings = [self._doorbell.get(timeout=None if due is None else max(0.0, due - time.monotonic()))]
+                rings = [
+                    self._doorbell.get(
+                        timeout=None if due is None else max(0.0, due - time.monotonic())
+                    )
+                ]
             except queue.Empty:
                 rings = []  # lazy appends are due
             while True:
@@ -118,7 +129,9 @@ class Journal:
             with self._writing:
                 if not self._pending:  # another thread wrote them
                     due = None
-                elif stopping or not rings or not all(rings):  # something waits for it, or all are due
+                elif (
+                    stopping or not rings or not all(rings)
+                ):  # something waits for it, or all are due
                     while self._pending:
                         self._commit(self._take())
                     due = None
@@ -143,7 +156,7 @@ class Journal:
             self._latest[rec.kind] = rec.seq
         i = 0
         for events, done, _ in batch:
-            mine = recs[i:i + len(events)]
+            mine = recs[i : i + len(events)]
             i += len(events)
             _call(done, mine, None)
         with self._readers_lock:  # readers last: the callbacks start processes, readers only look

@@ -13,9 +13,10 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -23,9 +24,18 @@ from orchd import backoff, workspace
 from orchd import events as ev
 from orchd import state as st
 from orchd.actors.context import Actor, Context
+from orchd.actors.messages import (
+    CancelTasks,
+    Enqueue,
+    Grant,
+    Release,
+    RetryTasks,
+    RunCrashed,
+    RunDone,
+    Withdraw,
+)
 from orchd.actors.session import Session, SessionEnded, SessionEvent
 from orchd.agents import adapter_for
-from orchd.actors.messages import CancelTasks, Enqueue, Grant, Release, RetryTasks, RunCrashed, RunDone, Withdraw
 from orchd.agents.base import CANCELLED, LOST, PARK, PERMANENT, RETRYABLE, SUCCESS, Outcome
 from orchd.errors import OrchError
 from orchd.executors.local import Process
@@ -46,7 +56,9 @@ class _Committed:
     durable: Callable[[], None] | None
 
 
-_Step = tuple[list[ev.Event], Callable[[], None]]  # events to record, and what to do once they are durable
+_Step = tuple[
+    list[ev.Event], Callable[[], None]
+]  # events to record, and what to do once they are durable
 
 
 @dataclass(frozen=True)
@@ -63,10 +75,16 @@ class RunActor(Actor):
         self.state = st.State()
         self.sessions: dict[str, Session] = {}  # task id -> the session of its running attempt
         self.closing: set[str] = set()  # tasks whose terminal event is on its way to the log
-        self.ending: dict[tuple[str, int], Process] = {}  # attempts whose AttemptFinished is on its way
-        self.logs: list[Path] = []  # logs of attempts about to launch, to create while their launch commits
+        self.ending: dict[
+            tuple[str, int], Process
+        ] = {}  # attempts whose AttemptFinished is on its way
+        self.logs: list[
+            Path
+        ] = []  # logs of attempts about to launch, to create while their launch commits
         self.made: set[Path] = set()  # logs created ahead, for the next ready task's attempt
-        self.ready: deque[str] = deque()  # tasks waiting for a slot, in order (the supervisor knows how many)
+        self.ready: deque[str] = (
+            deque()
+        )  # tasks waiting for a slot, in order (the supervisor knows how many)
         self.finishing = False
 
     @property
@@ -100,12 +118,26 @@ class RunActor(Actor):
                 if self._adopt(task, attempt):
                     adopted += 1
                     continue
-                self._record([
-                    ev.AttemptFinished(self.run_id, task.spec.id, attempt.n, LOST,
-                                       reason="orchd restarted while the attempt ran; its outcome is lost"),
-                    ev.TaskRetrying(self.run_id, task.spec.id, due_at=now, delay=0.0,
-                                    reason="attempt lost in a restart", spends_retry=False),
-                ], then=self._enqueue_later(task.spec.id))
+                self._record(
+                    [
+                        ev.AttemptFinished(
+                            self.run_id,
+                            task.spec.id,
+                            attempt.n,
+                            LOST,
+                            reason="orchd restarted while the attempt ran; its outcome is lost",
+                        ),
+                        ev.TaskRetrying(
+                            self.run_id,
+                            task.spec.id,
+                            due_at=now,
+                            delay=0.0,
+                            reason="attempt lost in a restart",
+                            spends_retry=False,
+                        ),
+                    ],
+                    then=self._enqueue_later(task.spec.id),
+                )
             elif task.cancel_requested:
                 self._close(task.spec.id, [ev.TaskCancelled(self.run_id, task.spec.id)])
             elif task.state == "retrying" and task.due_at is not None:
@@ -120,8 +152,13 @@ class RunActor(Actor):
         """Watch an attempt that outlived the previous orchd again; False when nothing of it is left."""
         tid = task.spec.id
         log_path = Path(attempt.log_path)
-        known = (None if attempt.pid is None else
-                 Process(attempt.pid, attempt.pgid or attempt.pid, attempt.start_ticks, log_path=log_path))
+        known = (
+            None
+            if attempt.pid is None
+            else Process(
+                attempt.pid, attempt.pgid or attempt.pid, attempt.start_ticks, log_path=log_path
+            )
+        )
         process = self.ctx.executor.find(self.run_id, tid, attempt.n, known, log_path)
         if process is None:
             return False
@@ -133,12 +170,35 @@ class RunActor(Actor):
 
         def watch() -> None:
             session = self.sessions[tid] = Session(
-                self.ctx, self.actor_ref, spec, attempt.n, launch, adapter, {}, log_path, self._ended, prep,
-                adopt=process, elapsed=max(0.0, time.time() - started))
+                self.ctx,
+                self.actor_ref,
+                spec,
+                attempt.n,
+                launch,
+                adapter,
+                {},
+                log_path,
+                self._ended,
+                prep,
+                adopt=process,
+                elapsed=max(0.0, time.time() - started),
+            )
             session.start()
 
-        self._record([ev.AttemptAdopted(self.run_id, tid, attempt.n, process.pid, process.pgid,
-                                        process.start_ticks, ended=process.ended)], then=watch)
+        self._record(
+            [
+                ev.AttemptAdopted(
+                    self.run_id,
+                    tid,
+                    attempt.n,
+                    process.pid,
+                    process.pgid,
+                    process.start_ticks,
+                    ended=process.ended,
+                )
+            ],
+            then=watch,
+        )
         return True
 
     def _workspace(self, task: st.TaskState, n: int) -> tuple[TaskSpec, workspace.Prep | None]:
@@ -159,7 +219,9 @@ class RunActor(Actor):
         elif isinstance(message, Grant):
             self._granted()
         elif isinstance(message, SessionEvent):
-            if self.sessions.get(message.session.task.id) is message.session:  # else it ended already
+            if (
+                self.sessions.get(message.session.task.id) is message.session
+            ):  # else it ended already
                 message.session.handle(message)
         elif isinstance(message, _RetryDue):
             task = self.run.tasks[message.task_id]
@@ -172,13 +234,19 @@ class RunActor(Actor):
         return None
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        log.error("run %s: actor failed (%s); restarting it from the log", self.run_id, exception_value)
+        log.error(
+            "run %s: actor failed (%s); restarting it from the log", self.run_id, exception_value
+        )
         self.ctx.supervisor.tell(RunCrashed(self.run_id, self.actor_ref))
 
     # ------------------------------------------------------------ recording
 
-    def _record(self, events: Sequence[ev.Event], then: Callable[[], None] | None = None,
-                durable: Callable[[], None] | None = None) -> None:
+    def _record(
+        self,
+        events: Sequence[ev.Event],
+        then: Callable[[], None] | None = None,
+        durable: Callable[[], None] | None = None,
+    ) -> None:
         """Hand `events` to the journal; fold them and run `then` once durable. `durable` runs on
         the journal's thread the moment they are durable, before this run hears of it: it starts
         processes, one hand-off sooner. With nothing else to do (an empty mailbox), a run commits
@@ -192,7 +260,11 @@ class RunActor(Actor):
         if durable is not None and self.ready:  # and the next launch's, while nothing waits for it
             task = self.run.tasks[self.ready[0]]
             path = self.ctx.paths.attempt_log(self.run_id, task.spec.id, len(task.attempts) + 1)
-            if task.state not in st.TERMINAL and not task.cancel_requested and path not in self.made:
+            if (
+                task.state not in st.TERMINAL
+                and not task.cancel_requested
+                and path not in self.made
+            ):
                 _create(path)
                 self.made.add(path)
 
@@ -205,8 +277,14 @@ class RunActor(Actor):
         the log with the next commit, at most the journal's LAZY seconds later."""
         self._append(events, None, None, lazy=True)
 
-    def _append(self, events: Sequence[ev.Event], then: Callable[[], None] | None,
-                durable: Callable[[], None] | None, lazy: bool = False, now: bool = False) -> None:
+    def _append(
+        self,
+        events: Sequence[ev.Event],
+        then: Callable[[], None] | None,
+        durable: Callable[[], None] | None,
+        lazy: bool = False,
+        now: bool = False,
+    ) -> None:
         ref = self.actor_ref
 
         def done(records: list[ev.Record] | None, error: OrchError | None) -> None:
@@ -215,19 +293,25 @@ class RunActor(Actor):
                     durable()
             finally:
                 ref.tell(_Committed(records, error, events, then, durable))
+
         self.ctx.journal.append(events, done, lazy, now)
 
     def _committed(self, message: _Committed) -> None:
-        if message.error is not None:  # the log refused the write: try again, act only once it is durable
+        if (
+            message.error is not None
+        ):  # the log refused the write: try again, act only once it is durable
             log.warning("run %s: %s; retrying in %gs", self.run_id, message.error, WRITE_RETRY)
-            self.ctx.reactor.call_later(WRITE_RETRY, lambda: self._append(message.events, message.then,
-                                                                          message.durable))
+            self.ctx.reactor.call_later(
+                WRITE_RETRY, lambda: self._append(message.events, message.then, message.durable)
+            )
             return
         st.replay(message.records or [], self.state)
         if self.ending:  # the executor may now forget what it kept of these attempts' ends
             for record in message.records or ():
                 e = record.event
-                if type(e) is ev.AttemptFinished and (p := self.ending.pop((e.task_id, e.attempt), None)):
+                if type(e) is ev.AttemptFinished and (
+                    p := self.ending.pop((e.task_id, e.attempt), None)
+                ):
                     self.ctx.executor.forget(p)
         if message.then is not None:
             message.then()
@@ -257,8 +341,9 @@ class RunActor(Actor):
 
     def _enqueue(self, task_ids: list[str], occupied: int = 0) -> None:
         self.ready.extend(task_ids)
-        self.ctx.supervisor.tell(Enqueue(self.run_id, self.run.spec.concurrency, len(task_ids), self.actor_ref,
-                                         occupied))
+        self.ctx.supervisor.tell(
+            Enqueue(self.run_id, self.run.spec.concurrency, len(task_ids), self.actor_ref, occupied)
+        )
 
     def _enqueue_later(self, task_id: str) -> Callable[[], None]:
         return lambda: self._enqueue([task_id])
@@ -300,8 +385,13 @@ class RunActor(Actor):
 
     def _launching(self, task_id: str) -> _Step | None:
         task = self.run.tasks[task_id]
-        if (task.state in st.TERMINAL or task.cancel_requested or task_id in self.closing or task.current
-                or task_id in self.sessions):
+        if (
+            task.state in st.TERMINAL
+            or task.cancel_requested
+            or task_id in self.closing
+            or task.current
+            or task_id in self.sessions
+        ):
             return None
         adapter = adapter_for(task.spec.agent)
         assert adapter is not None, "plans are checked for known agents at submit"
@@ -309,16 +399,35 @@ class RunActor(Actor):
         spec, prep = self._workspace(task, n)
         launch = adapter.launch(spec, n, _resume_id(task))
         log_path = self.ctx.paths.attempt_log(self.run_id, task_id, n)
-        env = {**self.ctx.base_env, **task.spec.env, **launch.env,
-               "ORCH_RUN_ID": self.run_id, "ORCH_TASK_ID": task_id, "ORCH_ATTEMPT": str(n)}
+        env = {
+            **self.ctx.base_env,
+            **task.spec.env,
+            **launch.env,
+            "ORCH_RUN_ID": self.run_id,
+            "ORCH_TASK_ID": task_id,
+            "ORCH_ATTEMPT": str(n),
+        }
         session = self.sessions[task_id] = Session(
-            self.ctx, self.actor_ref, spec, n, launch, adapter, env, log_path, self._ended, prep,
-            record=self._note, run_id=self.run_id)
+            self.ctx,
+            self.actor_ref,
+            spec,
+            n,
+            launch,
+            adapter,
+            env,
+            log_path,
+            self._ended,
+            prep,
+            record=self._note,
+            run_id=self.run_id,
+        )
         if log_path in self.made:
             self.made.discard(log_path)
         else:
             self.logs.append(log_path)
-        return [ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))], session.start
+        return [
+            ev.AttemptLaunching(self.run_id, task_id, n, launch.argv, launch.cwd, str(log_path))
+        ], session.start
 
     def _ended(self, message: SessionEnded) -> None:
         """An attempt ended: record how, and start the next ready task in its slot unless another
@@ -327,8 +436,11 @@ class RunActor(Actor):
         if message.process is not None:
             self.ending[(message.task_id, message.attempt)] = message.process
         events, then = self._outcome(message)
-        step, extra = (self._next_launch(granted=False)
-                       if self.ready and self.ctx.waiting <= {self.run_id} else (None, 0))
+        step, extra = (
+            self._next_launch(granted=False)
+            if self.ready and self.ctx.waiting <= {self.run_id}
+            else (None, 0)
+        )
         if step is None:
             self._withdraw(extra)
             self._release()
@@ -346,9 +458,16 @@ class RunActor(Actor):
             o = _cancelled()
         x = message.exit
         finished = ev.AttemptFinished(
-            self.run_id, message.task_id, message.attempt, o.outcome,
-            exit_code=x.exit_code if x else None, signal=x.signal if x else None,
-            reason=o.reason, duration=round(message.duration, 6), report=o.report)
+            self.run_id,
+            message.task_id,
+            message.attempt,
+            o.outcome,
+            exit_code=x.exit_code if x else None,
+            signal=x.signal if x else None,
+            reason=o.reason,
+            duration=round(message.duration, 6),
+            report=o.report,
+        )
         tid = message.task_id
         if o.outcome == SUCCESS:
             return self._closing(tid, [finished, ev.TaskCompleted(self.run_id, tid)])
@@ -356,14 +475,28 @@ class RunActor(Actor):
             return self._closing(tid, [finished, ev.TaskCancelled(self.run_id, tid)])
         if o.outcome == PERMANENT:
             return self._closing(tid, [finished, ev.TaskFailed(self.run_id, tid, reason=o.reason)])
-        if (o.outcome == PARK or (o.outcome == LOST and _lost(task) < MAX_LOST)
-                or (o.outcome in RETRYABLE and task.retries_spent < task.spec.max_retries)):
+        if (
+            o.outcome == PARK
+            or (o.outcome == LOST and _lost(task) < MAX_LOST)
+            or (o.outcome in RETRYABLE and task.retries_spent < task.spec.max_retries)
+        ):
             return self._retrying(task, finished, o.park_until)
         attempts = len(task.attempts)
-        return self._closing(tid, [finished, ev.TaskFailed(
-            self.run_id, tid, reason=f"{o.reason} (gave up after {attempts} attempt{'s' * (attempts != 1)})")])
+        return self._closing(
+            tid,
+            [
+                finished,
+                ev.TaskFailed(
+                    self.run_id,
+                    tid,
+                    reason=f"{o.reason} (gave up after {attempts} attempt{'s' * (attempts != 1)})",
+                ),
+            ],
+        )
 
-    def _retrying(self, task: st.TaskState, finished: ev.AttemptFinished, park_until: float | None) -> _Step:
+    def _retrying(
+        self, task: st.TaskState, finished: ev.AttemptFinished, park_until: float | None
+    ) -> _Step:
         now = time.time()
         spends = finished.outcome in RETRYABLE
         if finished.outcome == PARK and park_until is not None:
@@ -374,15 +507,28 @@ class RunActor(Actor):
             delay = backoff.delay(task.spec.backoff, task.retries_spent + 1)
         due = now + delay
         tid = task.spec.id
-        return ([finished, ev.TaskRetrying(self.run_id, tid, due_at=due, delay=round(delay, 6),
-                                           reason=finished.reason, spends_retry=spends)],
-                lambda: self._schedule_retry(tid, due))
+        return (
+            [
+                finished,
+                ev.TaskRetrying(
+                    self.run_id,
+                    tid,
+                    due_at=due,
+                    delay=round(delay, 6),
+                    reason=finished.reason,
+                    spends_retry=spends,
+                ),
+            ],
+            lambda: self._schedule_retry(tid, due),
+        )
 
     # ------------------------------------------------------------ user requests
 
     def _cancel(self, message: CancelTasks) -> None:
         ids = message.task_ids or list(self.run.tasks)
-        live = [t for t in ids if self.run.tasks[t].state not in st.TERMINAL and t not in self.closing]
+        live = [
+            t for t in ids if self.run.tasks[t].state not in st.TERMINAL and t not in self.closing
+        ]
 
         def act() -> None:
             gone, queued = set(live), len(self.ready)
@@ -393,7 +539,11 @@ class RunActor(Actor):
                 task = self.run.tasks[tid]
                 if tid in self.sessions:
                     self.sessions[tid].cancel()
-                elif task.current is None and tid not in self.closing and task.state not in st.TERMINAL:
+                elif (
+                    task.current is None
+                    and tid not in self.closing
+                    and task.state not in st.TERMINAL
+                ):
                     self._close(tid, [ev.TaskCancelled(self.run_id, tid)])
             message.reply.set(len(live))
 
@@ -404,7 +554,11 @@ class RunActor(Actor):
 
     def _retry(self, message: RetryTasks) -> None:
         ids = message.task_ids or list(self.run.tasks)
-        again = [t for t in ids if self.run.tasks[t].state in ("failed", "cancelled") and t not in self.closing]
+        again = [
+            t
+            for t in ids
+            if self.run.tasks[t].state in ("failed", "cancelled") and t not in self.closing
+        ]
         if not again:
             message.reply.set(0)
             return
@@ -417,8 +571,14 @@ class RunActor(Actor):
 
     def kill_all(self) -> None:
         """On daemon shutdown: kill every running attempt's process group (recorded as lost on restart)."""
-        groups = {(a.pid or 0, a.pgid) for t in self.run.tasks.values() if (a := t.current) and a.pgid is not None}
-        groups |= {(p.pid, p.pgid) for s in self.sessions.values() if (p := s.process)}  # pids not yet folded
+        groups = {
+            (a.pid or 0, a.pgid)
+            for t in self.run.tasks.values()
+            if (a := t.current) and a.pgid is not None
+        }
+        groups |= {
+            (p.pid, p.pgid) for s in self.sessions.values() if (p := s.process)
+        }  # pids not yet folded
         for pid, pgid in groups:
             self.ctx.executor.signal(Process(pid, pgid, 0), signal.SIGKILL)
 

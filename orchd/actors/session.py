@@ -15,17 +15,29 @@ import errno
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 
 from orchd import events as ev
 from orchd import workspace
 from orchd.actors.context import Context
-from orchd.agents.base import (CANCELLED, LOST, PERMANENT, RETRY, SUCCESS, TIMEOUT, AgentAdapter, Exit, Launch,
-                               Outcome, tail)
+from orchd.agents.base import (
+    CANCELLED,
+    LOST,
+    PERMANENT,
+    RETRY,
+    SUCCESS,
+    TIMEOUT,
+    AgentAdapter,
+    Exit,
+    Launch,
+    Outcome,
+    tail,
+)
 from orchd.executors.local import Process
 from orchd.plan import TaskSpec
 
@@ -50,25 +62,41 @@ class SessionEnded:
 class SessionEvent:
     """Something that happened to a session's attempt, for its run actor to hand to it."""
 
-    __slots__ = ("session", "what", "value")
+    __slots__ = ("session", "value", "what")
 
-    def __init__(self, session: "Session", what: str, value: Any = None) -> None:
+    def __init__(self, session: Session, what: str, value: Any = None) -> None:
         self.session, self.what, self.value = session, what, value
 
 
 class Session:
     """Owns one attempt's process from start to exit; reports to its run with `on_end`."""
 
-    def __init__(self, ctx: Context, run: Any, task: TaskSpec, attempt: int,
-                 launch: Launch, adapter: AgentAdapter, env: dict[str, str], log_path: Path,
-                 on_end: Callable[[SessionEnded], None], prep: workspace.Prep | None = None,
-                 adopt: Process | None = None, elapsed: float = 0.0,
-                 record: Callable[[list[ev.Event]], None] = lambda events: None, run_id: str = "") -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        run: Any,
+        task: TaskSpec,
+        attempt: int,
+        launch: Launch,
+        adapter: AgentAdapter,
+        env: dict[str, str],
+        log_path: Path,
+        on_end: Callable[[SessionEnded], None],
+        prep: workspace.Prep | None = None,
+        adopt: Process | None = None,
+        elapsed: float = 0.0,
+        record: Callable[[list[ev.Event]], None] = lambda events: None,
+        run_id: str = "",
+    ) -> None:
         self.ctx, self.run, self.task, self.attempt = ctx, run, task, attempt
         self.launch, self.adapter, self.env, self.log_path = launch, adapter, env, log_path
         self.on_end, self.record, self.run_id = on_end, record, run_id
-        self.prep = prep  # worktree isolation: the attempt's process prepares it, then execs the agent
-        self.process: Process | None = adopt  # a process that outlived the previous orchd, to watch again
+        self.prep = (
+            prep  # worktree isolation: the attempt's process prepares it, then execs the agent
+        )
+        self.process: Process | None = (
+            adopt  # a process that outlived the previous orchd, to watch again
+        )
         self.adopted = adopt is not None
         self.elapsed = elapsed  # seconds the attempt ran before this session took it over
         self.stopping: str | None = None  # TIMEOUT or CANCELLED once we began to stop it
@@ -89,7 +117,9 @@ class Session:
         if self.stopping == CANCELLED:  # cancelled before it started: it never will
             self._later(CHECKED)((None, Outcome(CANCELLED, reason="cancelled by the user")))
             return
-        if self.ctx.stopping:  # orchd is stopping (and has killed what ran): a restart records it lost
+        if (
+            self.ctx.stopping
+        ):  # orchd is stopping (and has killed what ran): a restart records it lost
             return
         if self.prep is None:
             argv, cwd = self.launch.argv, self.launch.cwd
@@ -121,9 +151,21 @@ class Session:
         if isinstance(result, OSError):
             self._not_started(result)
             return
-        self.process = p = result  # its pid goes to the log straight from here (the run folds it when durable)
-        self.record([ev.AttemptStarted(self.run_id, self.task.id, self.attempt, pid=p.pid, pgid=p.pgid,
-                                       start_ticks=p.start_ticks)])
+        self.process = p = (
+            result  # its pid goes to the log straight from here (the run folds it when durable)
+        )
+        self.record(
+            [
+                ev.AttemptStarted(
+                    self.run_id,
+                    self.task.id,
+                    self.attempt,
+                    pid=p.pid,
+                    pgid=p.pgid,
+                    start_ticks=p.start_ticks,
+                )
+            ]
+        )
         self._watch()
         if self.stopping is not None:  # cancelled while it was starting
             self._signal_stop()
@@ -170,8 +212,12 @@ class Session:
         elif (why := self._prep_failure(exit)) is not None:
             outcome = why
         elif exit_code is None and sig is None:
-            outcome = Outcome(LOST, reason="the attempt ended while orchd was down and left no exit status"
-                              if self.adopted else "the attempt's process was lost (its node died): no exit status")
+            outcome = Outcome(
+                LOST,
+                reason="the attempt ended while orchd was down and left no exit status"
+                if self.adopted
+                else "the attempt's process was lost (its node died): no exit status",
+            )
         else:
             outcome = self.adapter.classify(self.task, exit)
             if outcome.outcome == SUCCESS and self.prep is not None:
@@ -188,11 +234,13 @@ class Session:
         lines = tail(exit.log_path, 2048).rstrip().splitlines()
         if not lines or not lines[-1].startswith("orch: "):
             return None
-        reason = lines[-1][len("orch: "):]
+        reason = lines[-1][len("orch: ") :]
         hint = getattr(self.adapter, "install_hint", "")
         if exit.exit_code == workspace.NOT_FOUND and hint:
             reason = f"{reason}: {hint}"
-        return Outcome(RETRY if exit.exit_code == workspace.SETUP_FAILED else PERMANENT, reason=reason)
+        return Outcome(
+            RETRY if exit.exit_code == workspace.SETUP_FAILED else PERMANENT, reason=reason
+        )
 
     def _commit(self, outcome: Outcome) -> Outcome:
         """Commit a successful attempt's changes to the task's branch, listing the files it changed."""
@@ -202,10 +250,20 @@ class Session:
             files = workspace.commit(self.prep.workspace, message, self.prep.copy)
         except workspace.GitError as exc:
             return Outcome(RETRY, reason=f"could not commit the task's changes: {exc.message}")
-        return msgspec.structs.replace(outcome, report=msgspec.structs.replace(outcome.report, files=files))
+        return msgspec.structs.replace(
+            outcome, report=msgspec.structs.replace(outcome.report, files=files)
+        )
 
     def _end(self, exit: Exit | None, outcome: Outcome) -> None:
         for timer in self.timers:
             timer.cancel()
-        self.on_end(SessionEnded(self.task.id, self.attempt, exit, outcome, time.monotonic() - self.started,
-                                 self.process))
+        self.on_end(
+            SessionEnded(
+                self.task.id,
+                self.attempt,
+                exit,
+                outcome,
+                time.monotonic() - self.started,
+                self.process,
+            )
+        )

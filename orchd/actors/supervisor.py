@@ -20,8 +20,17 @@ import pykka
 
 from orchd import events as ev
 from orchd.actors.context import Actor, Context
-from orchd.actors.messages import (CancelTasks, Enqueue, Grant, Release, RetryTasks, RunCrashed, RunDone,
-                                   Submit, Withdraw)
+from orchd.actors.messages import (
+    CancelTasks,
+    Enqueue,
+    Grant,
+    Release,
+    RetryTasks,
+    RunCrashed,
+    RunDone,
+    Submit,
+    Withdraw,
+)
 from orchd.actors.run import RunActor
 from orchd.errors import ErrorCode, OrchError
 
@@ -70,8 +79,15 @@ class SupervisorActor(Actor):
             try:
                 self._actor_for(message.run_id).tell(message)
             except pykka.ActorDeadError:
-                message.reply.set_exception(exc_info=(OrchError, OrchError(
-                    f"run {message.run_id} is restarting; try again", ErrorCode.CONFLICT), None))
+                message.reply.set_exception(
+                    exc_info=(
+                        OrchError,
+                        OrchError(
+                            f"run {message.run_id} is restarting; try again", ErrorCode.CONFLICT
+                        ),
+                        None,
+                    )
+                )
         return None
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
@@ -117,7 +133,9 @@ class SupervisorActor(Actor):
 
     def _publish(self) -> None:
         """Tell the runs which of them wait for a slot (read lock-free by run actors)."""
-        waiting = frozenset(r for r in self.order if self.demand[r] and self.running[r] < self.caps[r])
+        waiting = frozenset(
+            r for r in self.order if self.demand[r] and self.running[r] < self.caps[r]
+        )
         if waiting != self.ctx.waiting:
             self.ctx.waiting = waiting
 

@@ -22,25 +22,57 @@ from __future__ import annotations
 
 import re
 
-from orchd.agents.base import (SUCCESS, Exit, Launch, Outcome, clip, describe_exit, failed, last_words, not_installed,
-                               resume_prompt, tail, with_prompt_option)
+from orchd.agents.base import (
+    SUCCESS,
+    Exit,
+    Launch,
+    Outcome,
+    clip,
+    describe_exit,
+    failed,
+    last_words,
+    not_installed,
+    resume_prompt,
+    tail,
+    with_prompt_option,
+)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
 AGENT = "Aider"
 INSTALL_HINT = "install Aider (python -m pip install aider-install && aider-install) where orchd finds it on PATH"
-AUTH_HINT = ("set the model provider's key (OPENAI_API_KEY, ANTHROPIC_API_KEY, ... or `--api-key` in "
-             "`agent_args`) in orchd's environment, restart orchd, then `orchctl retry RUN`")
-OPTIONS = ["--yes-always", "--no-stream", "--no-pretty", "--no-fancy-input", "--no-check-update",
-           "--no-show-release-notes", "--no-analytics", "--no-gitignore"]
+AUTH_HINT = (
+    "set the model provider's key (OPENAI_API_KEY, ANTHROPIC_API_KEY, ... or `--api-key` in "
+    "`agent_args`) in orchd's environment, restart orchd, then `orchctl retry RUN`"
+)
+OPTIONS = [
+    "--yes-always",
+    "--no-stream",
+    "--no-pretty",
+    "--no-fancy-input",
+    "--no-check-update",
+    "--no-show-release-notes",
+    "--no-analytics",
+    "--no-gitignore",
+]
 ERROR_RE = re.compile(r"^litellm\.(\w+):", re.M)
 # litellm errors whose kind the class says, whatever the message
-ERROR_KINDS = {"AuthenticationError": "auth", "ContextWindowExceededError": "context", "NotFoundError": "model",
-               "BadRequestError": "invalid"}
-USAGE_RE = re.compile(r"^Tokens: ([\d.]+k?) sent,.*?([\d.]+k?) received\.(?:\s*Cost: \$[\d.]+ message, "
-                      r"\$([\d.]+) session\.)?", re.M)
-BANNER_RE = re.compile(r"^(Aider v|Main model:|Weak model:|Editor model:|Git repo:|Repo-map:|Added .* to the "
-                       r"chat\.|Use /help|Restored previous conversation)", re.M)
+ERROR_KINDS = {
+    "AuthenticationError": "auth",
+    "ContextWindowExceededError": "context",
+    "NotFoundError": "model",
+    "BadRequestError": "invalid",
+}
+USAGE_RE = re.compile(
+    r"^Tokens: ([\d.]+k?) sent,.*?([\d.]+k?) received\.(?:\s*Cost: \$[\d.]+ message, "
+    r"\$([\d.]+) session\.)?",
+    re.M,
+)
+BANNER_RE = re.compile(
+    r"^(Aider v|Main model:|Weak model:|Editor model:|Git repo:|Repo-map:|Added .* to the "
+    r"chat\.|Use /help|Restored previous conversation)",
+    re.M,
+)
 CONTEXT_RE = re.compile(r"exceeds the [\d,]+ token limit|Your estimated chat context", re.I)
 
 
@@ -57,8 +89,13 @@ class AiderAdapter:
         if task.resume and attempt > 1:
             argv += ["--restore-chat-history"]
         prompt = resume_prompt(task.prompt) if task.resume and attempt > 1 else task.prompt
-        return with_prompt_option([*argv, *task.agent_args], "--message", prompt, task.cwd,
-                                  ["--message-file", "/dev/stdin"])
+        return with_prompt_option(
+            [*argv, *task.agent_args],
+            "--message",
+            prompt,
+            task.cwd,
+            ["--message-file", "/dev/stdin"],
+        )
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         text = tail(exit.log_path, 1 << 20)
@@ -69,14 +106,16 @@ class AiderAdapter:
         errors = list(ERROR_RE.finditer(text))
         answered = usages[-1].start() if usages else -1
         error = errors[-1] if errors and errors[-1].start() > answered else None
-        if exit.exit_code == 0 and error is None and not CONTEXT_RE.search(text[answered + 1:]):
+        if exit.exit_code == 0 and error is None and not CONTEXT_RE.search(text[answered + 1 :]):
             return Outcome(SUCCESS, report=report)
         if error is None:
-            context = CONTEXT_RE.search(text[answered + 1:])
-            words = context.group(0) if context else last_words(exit.log_path) or describe_exit(exit)
+            context = CONTEXT_RE.search(text[answered + 1 :])
+            words = (
+                context.group(0) if context else last_words(exit.log_path) or describe_exit(exit)
+            )
             return failed(AGENT, words, report, AUTH_HINT, kind="context" if context else None)
         # the error line and aider's explanation, unwrapped
-        message = " ".join(text[error.start():].split("\n\n")[0].split())
+        message = " ".join(text[error.start() :].split("\n\n")[0].split())
         return failed(AGENT, message, report, AUTH_HINT, kind=ERROR_KINDS.get(error.group(1)))
 
 
@@ -91,8 +130,13 @@ def _report(text: str) -> AgentReport:
         return AgentReport()
     banners = list(BANNER_RE.finditer(text, 0, usages[-1].start()))
     start = text.find("\n", banners[-1].start()) + 1 if banners else 0
-    answer = "\n".join(line for line in text[start:usages[-1].start()].splitlines() if line.strip())
+    answer = "\n".join(
+        line for line in text[start : usages[-1].start()].splitlines() if line.strip()
+    )
     cost = usages[-1].group(3)
-    return AgentReport(result=clip(answer.strip()), cost_usd=float(cost) if cost else None,
-                       tokens_in=sum(_count(u.group(1)) for u in usages),
-                       tokens_out=sum(_count(u.group(2)) for u in usages))
+    return AgentReport(
+        result=clip(answer.strip()),
+        cost_usd=float(cost) if cost else None,
+        tokens_in=sum(_count(u.group(1)) for u in usages),
+        tokens_out=sum(_count(u.group(2)) for u in usages),
+    )

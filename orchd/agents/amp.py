@@ -19,15 +19,31 @@ attempt then ends only at its timeout).
 
 from __future__ import annotations
 
-from orchd.agents.base import (PERMANENT, SUCCESS, Exit, Launch, Outcome, claude_style_report, describe_exit,
-                               error_words, failed, has_option, json_lines, not_installed, resume_prompt, tail,
-                               with_prompt_option)
+from orchd.agents.base import (
+    PERMANENT,
+    SUCCESS,
+    Exit,
+    Launch,
+    Outcome,
+    claude_style_report,
+    describe_exit,
+    error_words,
+    failed,
+    has_option,
+    json_lines,
+    not_installed,
+    resume_prompt,
+    tail,
+    with_prompt_option,
+)
 from orchd.plan import TaskSpec
 
 AGENT = "Amp"
 INSTALL_HINT = "install Amp (npm install -g @sourcegraph/amp) where orchd finds it on PATH"
-AUTH_HINT = ("set AMP_API_KEY (ampcode.com/settings) or run `amp login` as orchd's user, restart orchd, "
-             "then `orchctl retry RUN`")
+AUTH_HINT = (
+    "set AMP_API_KEY (ampcode.com/settings) or run `amp login` as orchd's user, restart orchd, "
+    "then `orchctl retry RUN`"
+)
 
 
 class AmpAdapter:
@@ -44,7 +60,9 @@ class AmpAdapter:
         if not has_option(task.agent_args, "--dangerously-allow-all"):
             argv += ["--dangerously-allow-all"]
         prompt = resume_prompt(task.prompt) if resume else task.prompt
-        return with_prompt_option([*argv, *task.agent_args], "--execute", prompt, task.cwd, ["--execute"])
+        return with_prompt_option(
+            [*argv, *task.agent_args], "--execute", prompt, task.cwd, ["--execute"]
+        )
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         report, result = claude_style_report(json_lines(exit.log_path))
@@ -53,9 +71,16 @@ class AmpAdapter:
         if result is not None and not result.get("is_error") and exit.exit_code == 0:
             return Outcome(SUCCESS, report=report)
         if result is not None and result.get("subtype") == "error_max_turns":
-            return Outcome(PERMANENT, reason=f"{AGENT}: the agent used all its turns (split the task)",
-                           report=report)
-        text = str((result or {}).get("error") or "") or error_words(exit.log_path) or describe_exit(exit)
+            return Outcome(
+                PERMANENT,
+                reason=f"{AGENT}: the agent used all its turns (split the task)",
+                report=report,
+            )
+        text = (
+            str((result or {}).get("error") or "")
+            or error_words(exit.log_path)
+            or describe_exit(exit)
+        )
         if "No API key found" in tail(exit.log_path):
             return failed(AGENT, text, report, AUTH_HINT, kind="auth")
         return failed(AGENT, text, report, AUTH_HINT)

@@ -140,9 +140,11 @@ def has_option(args: list[str], *names: str) -> bool:
 
 def resume_prompt(prompt: str) -> str:
     """The prompt of an attempt that continues the agent's earlier session of the same task."""
-    return ("The previous attempt at this task was interrupted before it finished. Continue where it "
-            "left off and finish the task; do not redo work that is already done. The task, for reference:"
-            f"\n\n{prompt}")
+    return (
+        "The previous attempt at this task was interrupted before it finished. Continue where it "
+        "left off and finish the task; do not redo work that is already done. The task, for reference:"
+        f"\n\n{prompt}"
+    )
 
 
 def last_words(log_path: str, limit: int = 300) -> str:
@@ -158,32 +160,62 @@ def last_words(log_path: str, limit: int = 300) -> str:
 
 # What kind of failure an agent's error text names, most decisive first: a billing message beats a 429.
 FAILURE_PATTERNS = (
-    ("context", r"context.{0,20}(window|length)|prompt is too long|maximum context|too many tokens|"
-                r"ContextWindowExceeded"),
-    ("billing", r"credit balance|insufficient.{0,10}(credit|quota|fund|balance)|out of (free )?credits|"
-                r"billing|payment required|\b402\b"),
-    ("auth", r"api.?key (not valid|is invalid)|invalid.{0,20}(api.?key|token|credential)|incorrect api key|"
-             r"authenticat|unauthori[sz]ed|\b401\b|\b403\b|forbidden|not logged in|\blogin\b"),
+    (
+        "context",
+        r"context.{0,20}(window|length)|prompt is too long|maximum context|too many tokens|"
+        r"ContextWindowExceeded",
+    ),
+    (
+        "billing",
+        r"credit balance|insufficient.{0,10}(credit|quota|fund|balance)|out of (free )?credits|"
+        r"billing|payment required|\b402\b",
+    ),
+    (
+        "auth",
+        r"api.?key (not valid|is invalid)|invalid.{0,20}(api.?key|token|credential)|incorrect api key|"
+        r"authenticat|unauthori[sz]ed|\b401\b|\b403\b|forbidden|not logged in|\blogin\b",
+    ),
     ("model", r"model.{0,40}(not found|does not exist|not supported)|ModelNotFound|NotFoundError"),
     ("invalid", r"BadRequestError|invalid.?request|INVALID_ARGUMENT|\b400\b"),
     ("rate_limit", r"rate.?limit|too many requests|\b429\b|RESOURCE_EXHAUSTED|quota|usage limit"),
-    ("overload", r"overloaded|unavailable|internal server error|server error|\b50[0-9]\b|\b529\b|capacity"),
-    ("network", r"ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|fetch failed|connect|network|"
-                r"timed? ?out|socket hang up"),
+    (
+        "overload",
+        r"overloaded|unavailable|internal server error|server error|\b50[0-9]\b|\b529\b|capacity",
+    ),
+    (
+        "network",
+        r"ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|fetch failed|connect|network|"
+        r"timed? ?out|socket hang up",
+    ),
 )
 FAILURE_KINDS = tuple((kind, re.compile(pattern, re.I)) for kind, pattern in FAILURE_PATTERNS)
-KIND_OUTCOMES = {"context": PERMANENT, "billing": PERMANENT, "auth": PERMANENT, "model": PERMANENT,
-                 "invalid": PERMANENT, "rate_limit": RETRY, "overload": RETRY, "network": RETRY}
+KIND_OUTCOMES = {
+    "context": PERMANENT,
+    "billing": PERMANENT,
+    "auth": PERMANENT,
+    "model": PERMANENT,
+    "invalid": PERMANENT,
+    "rate_limit": RETRY,
+    "overload": RETRY,
+    "network": RETRY,
+}
 KIND_HINTS = {
     "context": "the conversation outgrew the model's context: split the task or shorten the prompt",
     "billing": "add credits or raise the account's spend limit, then `orchctl retry RUN`",
     "model": "set the task's `model` to one this account can use",
     "invalid": "the provider refused the request as invalid: check the task's `model` and `agent_args`",
 }
-PARK_AFTER = 60.0  # a named wait shorter than this is a plain retry: the backoff waits about as long
-_WAIT_RE = re.compile(r"(?:retry|try again|resets?)\s+(?:in|after)\s+"
-                      r"((?:\d+(?:\.\d+)?\s*(?:ms|h|m|s)[a-z]*[\s,]*)+)", re.I)
-_RETRY_DELAY_RE = re.compile(r"\"?retry[-_ ]?(?:after|delay)\"?\s*[:=]\s*\"?(\d+(?:\.\d+)?)\s*s?\"?", re.I)
+PARK_AFTER = (
+    60.0  # a named wait shorter than this is a plain retry: the backoff waits about as long
+)
+_WAIT_RE = re.compile(
+    r"(?:retry|try again|resets?)\s+(?:in|after)\s+"
+    r"((?:\d+(?:\.\d+)?\s*(?:ms|h|m|s)[a-z]*[\s,]*)+)",
+    re.I,
+)
+_RETRY_DELAY_RE = re.compile(
+    r"\"?retry[-_ ]?(?:after|delay)\"?\s*[:=]\s*\"?(\d+(?:\.\d+)?)\s*s?\"?", re.I
+)
 _WAIT_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)", re.I)
 _WAIT_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -197,14 +229,24 @@ def named_wait(text: str) -> float | None:
     """The seconds a provider said to wait before trying again ("Please retry in 3600s",
     "try again in 6m0s", "retry-after: 30", `"retryDelay": "43200s"`), or None."""
     if match := _WAIT_RE.search(text):
-        return sum(float(n) * _WAIT_UNITS[unit.lower()] for n, unit in _WAIT_PART_RE.findall(match.group(1)))
+        return sum(
+            float(n) * _WAIT_UNITS[unit.lower()]
+            for n, unit in _WAIT_PART_RE.findall(match.group(1))
+        )
     if match := _RETRY_DELAY_RE.search(text):
         return float(match.group(1))
     return None
 
 
-def failed(agent: str, text: str, report: AgentReport, auth_hint: str, *, kind: str | None = None,
-           wait: float | None = None) -> Outcome:
+def failed(
+    agent: str,
+    text: str,
+    report: AgentReport,
+    auth_hint: str,
+    *,
+    kind: str | None = None,
+    wait: float | None = None,
+) -> Outcome:
     """The Outcome of an attempt that failed with the error `text`.
 
     A wait the provider named (`wait`, else read from the text) of at least
@@ -215,14 +257,26 @@ def failed(agent: str, text: str, report: AgentReport, auth_hint: str, *, kind: 
     wait = named_wait(text) if wait is None else wait
     text = " ".join(text.split())[:1500] or "failed without saying why"
     if wait is not None and wait >= PARK_AFTER:
-        return Outcome(PARK, reason=f"{agent}: {text}", report=report, park_until=time.time() + wait)
+        return Outcome(
+            PARK, reason=f"{agent}: {text}", report=report, park_until=time.time() + wait
+        )
     kind = kind or failure_kind(text)
     outcome = KIND_OUTCOMES.get(kind or "", RETRY)
-    hint = auth_hint if kind == "auth" else KIND_HINTS.get(kind or "", "") if outcome == PERMANENT else ""
-    return Outcome(outcome, reason=f"{agent}: {text}" + (f" ({hint})" if hint else ""), report=report)
+    hint = (
+        auth_hint
+        if kind == "auth"
+        else KIND_HINTS.get(kind or "", "")
+        if outcome == PERMANENT
+        else ""
+    )
+    return Outcome(
+        outcome, reason=f"{agent}: {text}" + (f" ({hint})" if hint else ""), report=report
+    )
 
 
-def not_installed(agent: str, exit: Exit, install_hint: str, report: AgentReport = AgentReport()) -> Outcome | None:
+def not_installed(
+    agent: str, exit: Exit, install_hint: str, report: AgentReport = AgentReport()
+) -> Outcome | None:
     """PERMANENT when the agent's program could not be started (exit 127), else None."""
     if exit.exit_code != NOT_FOUND:
         return None
@@ -243,12 +297,19 @@ def claude_style_report(events: list[dict[str, Any]]) -> tuple[AgentReport, dict
     usage = (result or {}).get("usage") or {}
     cost = (result or {}).get("total_cost_usd")
     return AgentReport(
-        result=clip(str(result.get("result") or "")) if result and not result.get("is_error") else "",
+        result=clip(str(result.get("result") or ""))
+        if result and not result.get("is_error")
+        else "",
         session_id=session,
         cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
-        tokens_in=total([usage.get(k) for k in
-                         ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")]),
-        tokens_out=total([usage.get("output_tokens")])), result
+        tokens_in=total(
+            [
+                usage.get(k)
+                for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+            ]
+        ),
+        tokens_out=total([usage.get("output_tokens")]),
+    ), result
 
 
 def error_words(log_path: str, limit: int = 1000) -> str:
@@ -259,8 +320,9 @@ def error_words(log_path: str, limit: int = 1000) -> str:
     return last_words(log_path, limit)
 
 
-def with_prompt_option(argv: list[str], option: str, prompt: str, cwd: str,
-                       from_stdin: list[str] = ()) -> Launch:  # type: ignore[assignment]
+def with_prompt_option(
+    argv: list[str], option: str, prompt: str, cwd: str, from_stdin: list[str] = ()
+) -> Launch:  # type: ignore[assignment]
     """`argv OPTION=PROMPT` (one argument, so a prompt that starts with "-" stays the prompt), or, for a
     prompt too long for one argument, `argv FROM_STDIN` with the prompt on stdin."""
     if len(prompt.encode()) > ARG_LIMIT:

@@ -21,32 +21,74 @@ import datetime as dt
 import re
 from typing import Any
 
-from orchd.agents.base import (NOT_FOUND, PARK, PERMANENT, RETRY, SUCCESS, Exit, Launch, Outcome, clip,
-                               describe_exit, has_option, json_lines, last_words, resume_prompt, with_prompt)
+from orchd.agents.base import (
+    NOT_FOUND,
+    PARK,
+    PERMANENT,
+    RETRY,
+    SUCCESS,
+    Exit,
+    Launch,
+    Outcome,
+    clip,
+    describe_exit,
+    has_option,
+    json_lines,
+    last_words,
+    resume_prompt,
+    with_prompt,
+)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
 INSTALL_HINT = "install the Codex CLI (npm install -g @openai/codex) where orchd finds it on PATH"
-AUTH_HINT = ("set OPENAI_API_KEY (or the `env_key` of your model provider) in orchd's environment, or run "
-             "`codex login` as orchd's user; restart orchd, then `orchctl retry RUN`")
+AUTH_HINT = (
+    "set OPENAI_API_KEY (or the `env_key` of your model provider) in orchd's environment, or run "
+    "`codex login` as orchd's user; restart orchd, then `orchctl retry RUN`"
+)
 # (pattern of an error message, outcome, what the user should do); the first match wins
-RULES: list[tuple[re.Pattern[str], str, str]] = [(re.compile(p, re.I), o, h) for p, o, h in [
-    (r"no rollout found|thread/resume failed", PERMANENT,
-     "the session to resume is gone (another CODEX_HOME?): set `resume = false`"),
-    (r"usage limit", RETRY, ""),
-    (r"quota exceeded|insufficient_quota|billing|out of credits|spend limit", PERMANENT,
-     "add credits or raise the limits of the account, then `orchctl retry RUN`"),
-    (r"\b40[13]\b|unauthori[sz]ed|forbidden|invalid_api_key|incorrect api key|missing environment variable"
-     r"|not logged in|codex login|authenticat", PERMANENT, AUTH_HINT),
-    (r"context window|context_length_exceeded|too many tokens|input exceeds", PERMANENT,
-     "the conversation does not fit the model's context window: shorten the prompt or split the task"),
-    (r"\b404\b|model .*(not found|does not exist)|not supported", PERMANENT,
-     "set the task's `model` to one this account and provider can use"),
-    (r"\b(400|413|422)\b|invalid_request|invalid request", PERMANENT,
-     "the API refused the request as invalid: check the plan's `model` and `agent_args`"),
-]]
-_AT_RE = re.compile(r"try again at (?:(?P<month>[A-Z][a-z]{2}) (?P<day>\d{1,2})(?:st|nd|rd|th)?, (?P<year>\d{4}) )?"
-                    r"(?P<hour>\d{1,2}):(?P<minute>\d{2}) ?(?P<ampm>[AP]M)", re.I)
+RULES: list[tuple[re.Pattern[str], str, str]] = [
+    (re.compile(p, re.I), o, h)
+    for p, o, h in [
+        (
+            r"no rollout found|thread/resume failed",
+            PERMANENT,
+            "the session to resume is gone (another CODEX_HOME?): set `resume = false`",
+        ),
+        (r"usage limit", RETRY, ""),
+        (
+            r"quota exceeded|insufficient_quota|billing|out of credits|spend limit",
+            PERMANENT,
+            "add credits or raise the limits of the account, then `orchctl retry RUN`",
+        ),
+        (
+            r"\b40[13]\b|unauthori[sz]ed|forbidden|invalid_api_key|incorrect api key|missing environment variable"
+            r"|not logged in|codex login|authenticat",
+            PERMANENT,
+            AUTH_HINT,
+        ),
+        (
+            r"context window|context_length_exceeded|too many tokens|input exceeds",
+            PERMANENT,
+            "the conversation does not fit the model's context window: shorten the prompt or split the task",
+        ),
+        (
+            r"\b404\b|model .*(not found|does not exist)|not supported",
+            PERMANENT,
+            "set the task's `model` to one this account and provider can use",
+        ),
+        (
+            r"\b(400|413|422)\b|invalid_request|invalid request",
+            PERMANENT,
+            "the API refused the request as invalid: check the plan's `model` and `agent_args`",
+        ),
+    ]
+]
+_AT_RE = re.compile(
+    r"try again at (?:(?P<month>[A-Z][a-z]{2}) (?P<day>\d{1,2})(?:st|nd|rd|th)?, (?P<year>\d{4}) )?"
+    r"(?P<hour>\d{1,2}):(?P<minute>\d{2}) ?(?P<ampm>[AP]M)",
+    re.I,
+)
 
 
 class CodexAdapter:
@@ -57,8 +99,16 @@ class CodexAdapter:
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["codex", "exec", "--json", "--skip-git-repo-check"]
-        if not (has_option(task.agent_args, "--sandbox", "-s", "--dangerously-bypass-approvals-and-sandbox",
-                           "--full-auto") or any(a.startswith("sandbox_mode=") for a in task.agent_args)):
+        if not (
+            has_option(
+                task.agent_args,
+                "--sandbox",
+                "-s",
+                "--dangerously-bypass-approvals-and-sandbox",
+                "--full-auto",
+            )
+            or any(a.startswith("sandbox_mode=") for a in task.agent_args)
+        ):
             argv += ["-c", 'sandbox_mode="workspace-write"']
         if task.model:
             argv += ["--model", task.model]
@@ -66,22 +116,35 @@ class CodexAdapter:
         if resume:
             argv += ["resume", resume]
         prompt = resume_prompt(task.prompt) if resume else task.prompt
-        return with_prompt(argv, prompt, task.cwd, from_stdin=["-"])  # `codex exec -` reads the prompt from stdin
+        return with_prompt(
+            argv, prompt, task.cwd, from_stdin=["-"]
+        )  # `codex exec -` reads the prompt from stdin
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         events = json_lines(exit.log_path)
         report = _report(events)
-        ended = next((e for e in reversed(events) if e.get("type") in ("turn.completed", "turn.failed")), None)
+        ended = next(
+            (e for e in reversed(events) if e.get("type") in ("turn.completed", "turn.failed")),
+            None,
+        )
         if ended is not None and ended["type"] == "turn.completed" and exit.exit_code == 0:
             return Outcome(SUCCESS, report=report)
         if exit.exit_code == NOT_FOUND and not events:
-            return Outcome(PERMANENT, reason=f"codex not found ({last_words(exit.log_path) or describe_exit(exit)})"
-                                             f": {INSTALL_HINT}", report=report)
+            return Outcome(
+                PERMANENT,
+                reason=f"codex not found ({last_words(exit.log_path) or describe_exit(exit)})"
+                f": {INSTALL_HINT}",
+                report=report,
+            )
         message = _failure(events, ended) or last_words(exit.log_path) or describe_exit(exit)
         at = reset_time(message)
         if at is not None:
-            return Outcome(PARK, reason=f"Codex usage limit: {message}", report=report, park_until=at)
-        outcome, hint = next(((o, h) for pattern, o, h in RULES if pattern.search(message)), (RETRY, ""))
+            return Outcome(
+                PARK, reason=f"Codex usage limit: {message}", report=report, park_until=at
+            )
+        outcome, hint = next(
+            ((o, h) for pattern, o, h in RULES if pattern.search(message)), (RETRY, "")
+        )
         if ended is None and outcome == RETRY:
             message = f"Codex ended without finishing its turn ({describe_exit(exit)}): {message}"
         reason = f"Codex: {message}" + (f" ({hint})" if hint else "")
@@ -89,8 +152,14 @@ class CodexAdapter:
 
 
 def _report(events: list[dict[str, Any]]) -> AgentReport:
-    thread = next((str(e["thread_id"]) for e in events if e.get("type") == "thread.started" and e.get("thread_id")),
-                  "")
+    thread = next(
+        (
+            str(e["thread_id"])
+            for e in events
+            if e.get("type") == "thread.started" and e.get("thread_id")
+        ),
+        "",
+    )
     text = ""
     tokens_in = tokens_out = None
     for event in events:
@@ -98,10 +167,20 @@ def _report(events: list[dict[str, Any]]) -> AgentReport:
         if event.get("type") == "item.completed" and item.get("type") == "agent_message":
             text = str(item.get("text") or "")
         elif event.get("type") == "turn.completed" and isinstance(event.get("usage"), dict):
-            usage = event["usage"]  # the thread's running total (a resumed thread counts its earlier turns)
-            tokens_in, tokens_out = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-    return AgentReport(result=clip(text), session_id=thread, tokens_in=tokens_in, tokens_out=tokens_out,
-                       session_totals=["tokens_in", "tokens_out"])  # a resumed thread counts from its start
+            usage = event[
+                "usage"
+            ]  # the thread's running total (a resumed thread counts its earlier turns)
+            tokens_in, tokens_out = (
+                int(usage.get("input_tokens") or 0),
+                int(usage.get("output_tokens") or 0),
+            )
+    return AgentReport(
+        result=clip(text),
+        session_id=thread,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        session_totals=["tokens_in", "tokens_out"],
+    )  # a resumed thread counts from its start
 
 
 def _failure(events: list[dict[str, Any]], ended: dict[str, Any] | None) -> str:
@@ -116,12 +195,21 @@ def reset_time(message: str, now: dt.datetime | None = None) -> float | None:
     match = _AT_RE.search(message)
     if not match:
         return None
-    now = now or dt.datetime.now()  # naive local time: .timestamp() applies the DST rules of the reset's date
+    now = (
+        now or dt.datetime.now()
+    )  # naive local time: .timestamp() applies the DST rules of the reset's date
     hour = int(match["hour"]) % 12 + (12 if match["ampm"].upper() == "PM" else 0)
     if match["year"]:
         month = dt.datetime.strptime(match["month"], "%b").month
-        at = now.replace(year=int(match["year"]), month=month, day=int(match["day"]), hour=hour,
-                         minute=int(match["minute"]), second=0, microsecond=0)
+        at = now.replace(
+            year=int(match["year"]),
+            month=month,
+            day=int(match["day"]),
+            hour=hour,
+            minute=int(match["minute"]),
+            second=0,
+            microsecond=0,
+        )
     else:
         at = now.replace(hour=hour, minute=int(match["minute"]), second=0, microsecond=0)
         if at < now - dt.timedelta(minutes=1):  # the time has passed today: it means tomorrow

@@ -19,15 +19,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchd.agents.base import (SUCCESS, Exit, Launch, Outcome, clip, describe_exit, error_words, failed, has_option,
-                               json_lines, not_installed, resume_prompt, with_prompt_option)
+from orchd.agents.base import (
+    SUCCESS,
+    Exit,
+    Launch,
+    Outcome,
+    clip,
+    describe_exit,
+    error_words,
+    failed,
+    has_option,
+    json_lines,
+    not_installed,
+    resume_prompt,
+    with_prompt_option,
+)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
 AGENT = "Copilot CLI"
-INSTALL_HINT = "install GitHub Copilot CLI (npm install -g @github/copilot) where orchd finds it on PATH"
-AUTH_HINT = ("set COPILOT_GITHUB_TOKEN (a token with the Copilot Requests permission) or run `copilot login` as "
-             "orchd's user (with BYOK: check COPILOT_PROVIDER_API_KEY), restart orchd, then `orchctl retry RUN`")
+INSTALL_HINT = (
+    "install GitHub Copilot CLI (npm install -g @github/copilot) where orchd finds it on PATH"
+)
+AUTH_HINT = (
+    "set COPILOT_GITHUB_TOKEN (a token with the Copilot Requests permission) or run `copilot login` as "
+    "orchd's user (with BYOK: check COPILOT_PROVIDER_API_KEY), restart orchd, then `orchctl retry RUN`"
+)
 PERMISSION_OPTIONS = ("--allow-all", "--yolo", "--allow-all-tools", "--allow-tool", "--deny-tool")
 
 
@@ -55,16 +72,32 @@ class CopilotAdapter:
         report = _report(events, result, ok=not errors)
         if missing := not_installed(AGENT, exit, INSTALL_HINT, report):
             return missing
-        if result is not None and not errors and exit.exit_code == 0 and result.get("exitCode", 0) == 0:
+        if (
+            result is not None
+            and not errors
+            and exit.exit_code == 0
+            and result.get("exitCode", 0) == 0
+        ):
             return Outcome(SUCCESS, report=report)
         if not errors:
-            return failed(AGENT, error_words(exit.log_path) or describe_exit(exit), report, AUTH_HINT)
+            return failed(
+                AGENT, error_words(exit.log_path) or describe_exit(exit), report, AUTH_HINT
+            )
         error = errors[-1]
         kind = "auth" if error.get("errorType") == "authentication" else None
-        return failed(AGENT, str(error.get("message") or error.get("errorType")), report, AUTH_HINT, kind=kind)
+        return failed(
+            AGENT, str(error.get("message") or error.get("errorType")), report, AUTH_HINT, kind=kind
+        )
 
 
 def _report(events: list[dict[str, Any]], result: dict[str, Any] | None, ok: bool) -> AgentReport:
-    replies = [str((e.get("data") or {}).get("content") or "") for e in events if e.get("type") == "assistant.message"]
+    replies = [
+        str((e.get("data") or {}).get("content") or "")
+        for e in events
+        if e.get("type") == "assistant.message"
+    ]
     answer = next((r for r in reversed(replies) if r.strip()), "")
-    return AgentReport(result=clip(answer.strip()) if ok else "", session_id=str((result or {}).get("sessionId") or ""))
+    return AgentReport(
+        result=clip(answer.strip()) if ok else "",
+        session_id=str((result or {}).get("sessionId") or ""),
+    )

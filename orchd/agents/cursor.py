@@ -16,14 +16,29 @@ choose. Authentication: CURSOR_API_KEY or `cursor-agent login`.
 
 from __future__ import annotations
 
-from orchd.agents.base import (SUCCESS, Exit, Launch, Outcome, claude_style_report, describe_exit, error_words,
-                               failed, has_option, json_lines, not_installed, resume_prompt, with_prompt)
+from orchd.agents.base import (
+    SUCCESS,
+    Exit,
+    Launch,
+    Outcome,
+    claude_style_report,
+    describe_exit,
+    error_words,
+    failed,
+    has_option,
+    json_lines,
+    not_installed,
+    resume_prompt,
+    with_prompt,
+)
 from orchd.plan import TaskSpec
 
 AGENT = "Cursor Agent"
 INSTALL_HINT = "install the Cursor Agent CLI (curl https://cursor.com/install -fsS | bash) where orchd finds it on PATH"
-AUTH_HINT = ("set CURSOR_API_KEY (or run `cursor-agent login` as orchd's user) in orchd's environment, "
-             "restart orchd, then `orchctl retry RUN`")
+AUTH_HINT = (
+    "set CURSOR_API_KEY (or run `cursor-agent login` as orchd's user) in orchd's environment, "
+    "restart orchd, then `orchctl retry RUN`"
+)
 
 
 class CursorAdapter:
@@ -51,5 +66,9 @@ class CursorAdapter:
             return missing
         if result is not None and not result.get("is_error") and exit.exit_code == 0:
             return Outcome(SUCCESS, report=report)
-        text = str((result or {}).get("error") or (result or {}).get("result") or "") if result else ""
-        return failed(AGENT, text or error_words(exit.log_path) or describe_exit(exit), report, AUTH_HINT)
+        text = (
+            str((result or {}).get("error") or (result or {}).get("result") or "") if result else ""
+        )
+        return failed(
+            AGENT, text or error_words(exit.log_path) or describe_exit(exit), report, AUTH_HINT
+        )

@@ -27,21 +27,39 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from orchd.agents.base import (PARK, PERMANENT, RETRY, SUCCESS, Exit, Launch, Outcome, clip, describe_exit, failed,
-                               has_option, json_lines, last_words, not_installed, resume_prompt, total,
-                               with_prompt_option)
+from orchd.agents.base import (
+    PARK,
+    PERMANENT,
+    RETRY,
+    SUCCESS,
+    Exit,
+    Launch,
+    Outcome,
+    clip,
+    describe_exit,
+    failed,
+    has_option,
+    json_lines,
+    last_words,
+    not_installed,
+    resume_prompt,
+    total,
+    with_prompt_option,
+)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
 AGENT = "Gemini CLI"
 INSTALL_HINT = "install Gemini CLI (npm install -g @google/gemini-cli) where orchd finds it on PATH"
-AUTH_HINT = ("set GEMINI_API_KEY (or the Vertex AI variables, or log in with `gemini` once) in orchd's "
-             "environment, restart orchd, then `orchctl retry RUN`")
+AUTH_HINT = (
+    "set GEMINI_API_KEY (or the Vertex AI variables, or log in with `gemini` once) in orchd's "
+    "environment, restart orchd, then `orchctl retry RUN`"
+)
 # exit codes of Gemini CLI's fatal errors that no retry fixes -> what the user should do
 FATAL_EXITS: dict[int, str] = {
     41: AUTH_HINT,
     42: "Gemini CLI refused its input: check the task's `agent_args`; a session to resume that is gone "
-        "needs `resume = false`",
+    "needs `resume = false`",
     44: "Gemini CLI's sandbox failed: fix the sandbox setup or drop --sandbox from `agent_args`",
     52: "Gemini CLI's configuration is invalid: fix ~/.gemini/settings.json or the workspace's .gemini/",
     53: "the agent used all its turns: raise maxSessionTurns in Gemini's settings.json or split the task",
@@ -79,10 +97,16 @@ class GeminiAdapter:
         error = (result or {}).get("error") or {}
         text = str(error.get("message") or last_words(exit.log_path) or describe_exit(exit))
         if exit.exit_code in FATAL_EXITS:
-            return Outcome(PERMANENT, reason=f"{AGENT}: {text} ({FATAL_EXITS[exit.exit_code]})", report=report)
+            return Outcome(
+                PERMANENT, reason=f"{AGENT}: {text} ({FATAL_EXITS[exit.exit_code]})", report=report
+            )
         if "daily quota" in text.lower():
-            return Outcome(PARK, reason=f"{AGENT}: {' '.join(text.split())}", report=report,
-                           park_until=next_quota_reset())
+            return Outcome(
+                PARK,
+                reason=f"{AGENT}: {' '.join(text.split())}",
+                report=report,
+                park_until=next_quota_reset(),
+            )
         if "exhausted your capacity" in text.lower() or "MODEL_CAPACITY" in text:
             return Outcome(RETRY, reason=f"{AGENT}: {' '.join(text.split())}", report=report)
         return failed(AGENT, text, report, AUTH_HINT)
@@ -90,13 +114,16 @@ class GeminiAdapter:
 
 def next_quota_reset(now: dt.datetime | None = None) -> float:
     """The unix time of the next midnight in Pacific time, when Gemini API daily quotas reset."""
-    local = (now or dt.datetime.now(dt.timezone.utc)).astimezone(QUOTA_TZ)
+    local = (now or dt.datetime.now(dt.UTC)).astimezone(QUOTA_TZ)
     midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), QUOTA_TZ)
     return midnight.timestamp()
 
 
 def _report(events: list[dict[str, Any]], result: dict[str, Any] | None) -> AgentReport:
-    session = next((str(e["session_id"]) for e in events if e.get("type") == "init" and e.get("session_id")), "")
+    session = next(
+        (str(e["session_id"]) for e in events if e.get("type") == "init" and e.get("session_id")),
+        "",
+    )
     # the final answer: the assistant text after the last tool call
     answer: list[str] = []
     for event in events:
@@ -106,6 +133,9 @@ def _report(events: list[dict[str, Any]], result: dict[str, Any] | None) -> Agen
             answer.append(str(event.get("content") or ""))
     stats = (result or {}).get("stats") or {}
     ok = result is not None and result.get("status") == "success"
-    return AgentReport(result=clip("".join(answer).strip()) if ok else "", session_id=session,
-                       tokens_in=total([stats.get("input_tokens")]) if stats else None,
-                       tokens_out=total([stats.get("output_tokens")]) if stats else None)
+    return AgentReport(
+        result=clip("".join(answer).strip()) if ok else "",
+        session_id=session,
+        tokens_in=total([stats.get("input_tokens")]) if stats else None,
+        tokens_out=total([stats.get("output_tokens")]) if stats else None,
+    )

@@ -24,16 +24,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchd.agents.base import (SUCCESS, Exit, Launch, Outcome, clip, describe_exit, failed, has_option, json_lines,
-                               last_words, named_wait, not_installed, resume_prompt, tail, total, with_prompt)
+from orchd.agents.base import (
+    SUCCESS,
+    Exit,
+    Launch,
+    Outcome,
+    clip,
+    describe_exit,
+    failed,
+    has_option,
+    json_lines,
+    last_words,
+    named_wait,
+    not_installed,
+    resume_prompt,
+    tail,
+    total,
+    with_prompt,
+)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
 AGENT = "OpenCode"
 INSTALL_HINT = "install OpenCode (npm install -g opencode-ai) where orchd finds it on PATH"
-AUTH_HINT = ("check the task's `model` (provider/model, as `opencode models` lists them) and log in with "
-             "`opencode auth login` or set the provider's key (e.g. ANTHROPIC_API_KEY) in orchd's environment, "
-             "restart orchd, then `orchctl retry RUN`")
+AUTH_HINT = (
+    "check the task's `model` (provider/model, as `opencode models` lists them) and log in with "
+    "`opencode auth login` or set the provider's key (e.g. ANTHROPIC_API_KEY) in orchd's environment, "
+    "restart orchd, then `orchctl retry RUN`"
+)
 # error names that say the provider or model is not set up, whatever the message
 SETUP_ERRORS = ("ProviderAuthError", "ProviderModelNotFoundError", "ProviderInitError")
 
@@ -60,11 +78,15 @@ class OpenCodeAdapter:
         report = _report(events)
         if missing := not_installed(AGENT, exit, INSTALL_HINT, report):
             return missing
-        error = next((e.get("error") or {} for e in reversed(events) if e.get("type") == "error"), None)
+        error = next(
+            (e.get("error") or {} for e in reversed(events) if e.get("type") == "error"), None
+        )
         if error is None and exit.exit_code == 0:
             return Outcome(SUCCESS, report=report)
         if error is None:
-            return failed(AGENT, last_words(exit.log_path) or describe_exit(exit), report, AUTH_HINT)
+            return failed(
+                AGENT, last_words(exit.log_path) or describe_exit(exit), report, AUTH_HINT
+            )
         data = error.get("data") or {}
         name = str(error.get("name") or "")
         text = f"{name}: {data.get('message') or ''}"
@@ -73,14 +95,18 @@ class OpenCodeAdapter:
             return failed(AGENT, f"{text} ({logged or name})", report, AUTH_HINT, kind="auth")
         status = data.get("statusCode")
         text += f" (HTTP {status})" if isinstance(status, int) else ""
-        return failed(AGENT, text, report, AUTH_HINT, wait=_header_wait(data.get("responseHeaders")))
+        return failed(
+            AGENT, text, report, AUTH_HINT, wait=_header_wait(data.get("responseHeaders"))
+        )
 
 
 def _header_wait(headers: Any) -> float | None:
     """The wait a provider named in its response headers (retry-after and the like)."""
     if not isinstance(headers, dict):
         return None
-    return named_wait(" ".join(f"{k}: {v}" for k, v in headers.items() if "retry" in str(k).lower()))
+    return named_wait(
+        " ".join(f"{k}: {v}" for k, v in headers.items() if "retry" in str(k).lower())
+    )
 
 
 def _report(events: list[dict[str, Any]]) -> AgentReport:
@@ -92,8 +118,12 @@ def _report(events: list[dict[str, Any]]) -> AgentReport:
     tokens = [s.get("tokens") or {} for s in steps]
     costs = [s.get("cost") for s in steps if isinstance(s.get("cost"), (int, float))]
     return AgentReport(
-        result=clip(answer.strip()), session_id=session,
+        result=clip(answer.strip()),
+        session_id=session,
         cost_usd=float(sum(costs)) if costs else None,
-        tokens_in=total([t.get("input") for t in tokens] + [(t.get("cache") or {}).get(k)
-                                                           for t in tokens for k in ("read", "write")]),
-        tokens_out=total([t.get(k) for t in tokens for k in ("output", "reasoning")]))
+        tokens_in=total(
+            [t.get("input") for t in tokens]
+            + [(t.get("cache") or {}).get(k) for t in tokens for k in ("read", "write")]
+        ),
+        tokens_out=total([t.get(k) for t in tokens for k in ("output", "reasoning")]),
+    )

@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -74,8 +75,15 @@ class Process:
 class Executor(Protocol):
     """The seam between sessions and where processes run (this machine, or a cluster)."""
 
-    def start(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path, stdin: str | None,
-              on_started: Started) -> None:
+    def start(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        log_path: Path,
+        stdin: str | None,
+        on_started: Started,
+    ) -> None:
         """Start an attempt (argv, never a shell) with its output appended to `log_path`, `stdin` as its input.
 
         Returns at once; `on_started` is called later, from any thread, with the Process, or with
@@ -99,7 +107,9 @@ class Executor(Protocol):
         """Signal the attempt's whole process group; a gone group is fine."""
         ...
 
-    def find(self, run_id: str, task_id: str, attempt: int, known: Process | None, log_path: Path) -> Process | None:
+    def find(
+        self, run_id: str, task_id: str, attempt: int, known: Process | None, log_path: Path
+    ) -> Process | None:
         """After a restart: the attempt's process if it still runs or left an exit status, else None.
 
         `known` is what the log recorded of it (None when orchd died before recording its pid).
@@ -112,6 +122,7 @@ KEEPER_TIMEOUT = 30.0  # seconds to wait on the keeper's socket before calling i
 
 def start_on_thread(spawn: Callable[[], Process], on_started: Started) -> None:
     """`Executor.start` for an executor whose spawn blocks: the spawn runs on a thread of its own."""
+
     def run() -> None:
         try:
             result: Process | OSError = spawn()
@@ -135,7 +146,9 @@ class LocalExecutor:
         self._send_lock = threading.Lock()  # one writer on the socket at a time
         self._ids = itertools.count(1)
         self._starting: dict[int, tuple[Started, Path]] = {}  # request id -> (callback, log path)
-        self._inherited: dict[str, tuple[int, int]] = {}  # log -> (pid, ticks): children of an earlier orchd
+        self._inherited: dict[
+            str, tuple[int, int]
+        ] = {}  # log -> (pid, ticks): children of an earlier orchd
         self._watchers: dict[int, Callable[[], None]] = {}  # pid -> on_exit
         self._statuses: dict[int, int] = {}  # pid -> exit status, until reaped
         self._sock: socket.socket | None = None
@@ -175,7 +188,9 @@ class LocalExecutor:
             if fresh:
                 log.info("started the keeper (%s)", self._path)
             else:
-                log.info("connected to the running keeper: %d attempts still run", len(hello.running))
+                log.info(
+                    "connected to the running keeper: %d attempts still run", len(hello.running)
+                )
             return
         raise OSError(errno.EAGAIN, f"cannot start the keeper at {self._path}")
 
@@ -187,9 +202,14 @@ class LocalExecutor:
             listener.bind(str(self._path))
             os.chmod(self._path, 0o600)
             listener.listen(8)
-            subprocess.Popen([sys.executable, "-m", "orchd.keeper", str(listener.fileno())],
-                             pass_fds=(listener.fileno(),), start_new_session=True, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, cwd=Path(kp.__file__).parent.parent)
+            subprocess.Popen(
+                [sys.executable, "-m", "orchd.keeper", str(listener.fileno())],
+                pass_fds=(listener.fileno(),),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                cwd=Path(kp.__file__).parent.parent,
+            )
         finally:
             listener.close()
 
@@ -262,8 +282,15 @@ class LocalExecutor:
 
     # ------------------------------------------------------------ the Executor seam
 
-    def start(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path, stdin: str | None,
-              on_started: Started) -> None:
+    def start(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        log_path: Path,
+        stdin: str | None,
+        on_started: Started,
+    ) -> None:
         """Ask the keeper to start `argv` (never through a shell) with its output appended to `log_path`.
 
         `stdin` is written to a file beside the log (0600) that the process reads as its input.
@@ -275,16 +302,32 @@ class LocalExecutor:
             source = None
             if stdin is not None:
                 path = log_path.with_suffix(".stdin")
-                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w") as f:
+                with open(
+                    os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w"
+                ) as f:
                     f.write(stdin)
                 source = str(path)
-            self._send(kp.Spawn(request_id, argv, env, cwd, str(log_path), str(exit_file(log_path)), source))
+            self._send(
+                kp.Spawn(
+                    request_id, argv, env, cwd, str(log_path), str(exit_file(log_path)), source
+                )
+            )
         except OSError as exc:
             with self._lock:
                 waiting = self._starting.pop(request_id, None)
             if waiting is not None:
-                transient = exc.errno in (None, errno.EAGAIN, errno.EPIPE, errno.ECONNRESET, errno.ENOSPC)
-                on_started(exc if not transient else OSError(errno.EAGAIN, f"the keeper is unreachable: {exc}"))
+                transient = exc.errno in (
+                    None,
+                    errno.EAGAIN,
+                    errno.EPIPE,
+                    errno.ECONNRESET,
+                    errno.ENOSPC,
+                )
+                on_started(
+                    exc
+                    if not transient
+                    else OSError(errno.EAGAIN, f"the keeper is unreachable: {exc}")
+                )
 
     def watch(self, process: Process, on_exit: Callable[[], None]) -> None:
         if process.ended:
@@ -325,7 +368,9 @@ class LocalExecutor:
         except (ProcessLookupError, PermissionError):
             pass
 
-    def find(self, run_id: str, task_id: str, attempt: int, known: Process | None, log_path: Path) -> Process | None:
+    def find(
+        self, run_id: str, task_id: str, attempt: int, known: Process | None, log_path: Path
+    ) -> Process | None:
         with self._lock:
             inherited = self._inherited.pop(str(log_path), None)
         if inherited is not None:  # the keeper's child: it tells of its end (if it has not already)
@@ -337,10 +382,13 @@ class LocalExecutor:
         elif known is None:
             found = find_attempt(run_id, task_id, attempt)
         if found is not None:
-            return Process(found.pid, found.pgid, found.start_ticks, None, log_path)  # a dead keeper's orphan
+            return Process(
+                found.pid, found.pgid, found.start_ticks, None, log_path
+            )  # a dead keeper's orphan
         if read_exit_file(log_path) is not None:  # it ended while orchd was down: its group is gone
             return Process(known.pid if known else 0, 0, 0, log_path=log_path, ended=True)
         return None
+
 
 def alive(pid: int, ticks: int) -> bool:
     """Whether the process `pid` still runs and is the one that started at `ticks`."""
@@ -353,8 +401,11 @@ def find_attempt(run_id: str, task_id: str, attempt: int) -> Process | None:
     Every attempt's environment names it (ORCH_RUN_ID, ORCH_TASK_ID, ORCH_ATTEMPT); its keeper is
     the leader of its process group.
     """
-    wanted = {f"ORCH_RUN_ID={run_id}".encode(), f"ORCH_TASK_ID={task_id}".encode(),
-              f"ORCH_ATTEMPT={attempt}".encode()}
+    wanted = {
+        f"ORCH_RUN_ID={run_id}".encode(),
+        f"ORCH_TASK_ID={task_id}".encode(),
+        f"ORCH_ATTEMPT={attempt}".encode(),
+    }
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue

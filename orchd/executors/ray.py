@@ -23,8 +23,9 @@ import subprocess
 import tempfile
 import threading
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
@@ -41,7 +42,9 @@ CHUNK = 1 << 20  # bytes a read returns at most
 EOF_GRACE = 2.0  # seconds to wait for the end of output after the group is killed (an escapee holds the pipe)
 NO_SLOT_WAIT = 30.0  # seconds spawn waits while no node of the cluster offers a session slot at all
 CALL_TIMEOUT = 30.0  # seconds for the quick calls (start, info) once the actor is placed
-UNAVAILABLE_RETRIES = 30  # reads of an unreachable actor, a second apart, before the attempt is lost
+UNAVAILABLE_RETRIES = (
+    30  # reads of an unreachable actor, a second apart, before the attempt is lost
+)
 
 _PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -59,27 +62,49 @@ class Keeper:
         self.popen: subprocess.Popen | None = None
         self.pgid = 0
         self.buffer = bytearray()
-        self.base = 0  # offset of buffer[0] in the attempt's output (the daemon has everything before)
+        self.base = (
+            0  # offset of buffer[0] in the attempt's output (the daemon has everything before)
+        )
         self.status: tuple[int | None, int | None] | None = None  # (exit_code, signal) once reaped
         self.eof = False
         self.changed = asyncio.Event()
 
-    async def start(self, argv: list[str], env: dict[str, str], cwd: str, stdin: str | None) -> tuple[Any, ...]:
+    async def start(
+        self, argv: list[str], env: dict[str, str], cwd: str, stdin: str | None
+    ) -> tuple[Any, ...]:
         """Start the agent, `stdin` as its input; ("ok", pid, pgid, start_ticks, node) or ("error", errno, message)."""
         node = ray.get_runtime_context().get_node_id()
-        program = os.path.join(cwd, argv[0]) if os.sep in argv[0] else argv[0]  # ./run.sh: in cwd, as for exec
-        if shutil.which(program, path=env.get("PATH", os.defpath)) is None:  # as the local keeper says it
-            return "error", errno.ENOENT, f"not found on Ray node {node[:12]} (is it installed there, and on orchd's PATH?)"
+        program = (
+            os.path.join(cwd, argv[0]) if os.sep in argv[0] else argv[0]
+        )  # ./run.sh: in cwd, as for exec
+        if (
+            shutil.which(program, path=env.get("PATH", os.defpath)) is None
+        ):  # as the local keeper says it
+            return (
+                "error",
+                errno.ENOENT,
+                f"not found on Ray node {node[:12]} (is it installed there, and on orchd's PATH?)",
+            )
         source: Any = subprocess.DEVNULL
-        if stdin is not None:  # an unnamed file on the node: a long prompt cannot fill a pipe and block
+        if (
+            stdin is not None
+        ):  # an unnamed file on the node: a long prompt cannot fill a pipe and block
             source = tempfile.TemporaryFile()
             source.write(stdin.encode())
             source.seek(0)
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
             self.popen = subprocess.Popen(
-                argv, cwd=cwd, env={**env, "ORCH_NODE": node}, stdin=source, stdout=write_end,
-                stderr=write_end, process_group=0, close_fds=True, preexec_fn=_die_with_keeper)
+                argv,
+                cwd=cwd,
+                env={**env, "ORCH_NODE": node},
+                stdin=source,
+                stdout=write_end,
+                stderr=write_end,
+                process_group=0,
+                close_fds=True,
+                preexec_fn=_die_with_keeper,
+            )
         except OSError as exc:
             os.close(read_end)
             return "error", exc.errno or errno.EIO, exc.strerror or str(exc)
@@ -129,14 +154,16 @@ class Keeper:
         self.changed.set()
         self.changed = asyncio.Event()
 
-    async def read(self, offset: int, wait: float) -> tuple[int, bytes, bool, int | None, int | None]:
+    async def read(
+        self, offset: int, wait: float
+    ) -> tuple[int, bytes, bool, int | None, int | None]:
         """Output from `offset` on, waiting up to `wait` s for some: (start, data, ended, exit_code, signal).
 
         The daemon has everything before `offset`, so that part is dropped. `ended` is true once the
         process has exited and `data` is the last of its output.
         """
         if offset > self.base:
-            del self.buffer[:offset - self.base]
+            del self.buffer[: offset - self.base]
             self.base = offset
         if not self.buffer and not self.done:
             try:
@@ -144,7 +171,7 @@ class Keeper:
             except TimeoutError:
                 pass
         start = max(offset, self.base)
-        data = bytes(self.buffer[start - self.base:start - self.base + CHUNK])
+        data = bytes(self.buffer[start - self.base : start - self.base + CHUNK])
         ended = self.done and start + len(data) == self.base + len(self.buffer)
         code, sig = self.status if self.status is not None else (None, None)
         return start, data, ended, code, sig
@@ -162,7 +189,12 @@ class Keeper:
         """(pid, pgid, start_ticks, node) of the attempt's process, or None when it never started."""
         if self.popen is None:
             return None
-        return self.popen.pid, self.pgid, start_ticks(self.popen.pid) or 0, ray.get_runtime_context().get_node_id()
+        return (
+            self.popen.pid,
+            self.pgid,
+            start_ticks(self.popen.pid) or 0,
+            ray.get_runtime_context().get_node_id(),
+        )
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -227,12 +259,23 @@ def connect(address: str, namespace: str, resource: str) -> None:
         try:  # ray.init retries an unreachable address for minutes: say so at once instead
             socket.create_connection((parsed.hostname, parsed.port), timeout=5).close()
         except OSError as exc:
-            raise OrchError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+            raise OrchError(
+                f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}"
+            ) from None
     # a cluster started here has no session resource unless given one: as many as orchd's default cap
-    local = ({"resources": {resource: (os.cpu_count() or 1) * 4}, "include_dashboard": False}
-             if address == "local" else {})
+    local = (
+        {"resources": {resource: (os.cpu_count() or 1) * 4}, "include_dashboard": False}
+        if address == "local"
+        else {}
+    )
     try:
-        ray.init(address=address, namespace=namespace, ignore_reinit_error=True, log_to_driver=False, **local)
+        ray.init(
+            address=address,
+            namespace=namespace,
+            ignore_reinit_error=True,
+            log_to_driver=False,
+            **local,
+        )
     except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
         raise OrchError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
@@ -242,24 +285,51 @@ class RayExecutor:
 
     def __init__(self, config: Any, reactor: Reactor, paths: Paths) -> None:
         connect(config.address, config.namespace, config.session_resource)
-        self._reactor, self._namespace, self._resource = reactor, config.namespace, config.session_resource
+        self._reactor, self._namespace, self._resource = (
+            reactor,
+            config.namespace,
+            config.session_resource,
+        )
         self._keeper = ray.remote(Keeper)
-        self._options = dict(namespace=self._namespace, lifetime="detached", max_restarts=0, max_task_retries=0,
-                             num_cpus=0, resources={self._resource: 1})
+        self._options = dict(
+            namespace=self._namespace,
+            lifetime="detached",
+            max_restarts=0,
+            max_task_retries=0,
+            num_cpus=0,
+            resources={self._resource: 1},
+        )
         self._reads: queue.SimpleQueue = queue.SimpleQueue()
         self._closing = threading.Event()
         threading.Thread(target=self._copy, name="ray-output", daemon=True).start()
-        log.info("sessions run on the Ray cluster at %s (%g %s)", config.address,
-                 ray.cluster_resources().get(self._resource, 0), self._resource)
+        log.info(
+            "sessions run on the Ray cluster at %s (%g %s)",
+            config.address,
+            ray.cluster_resources().get(self._resource, 0),
+            self._resource,
+        )
 
     # ------------------------------------------------------------ the Executor seam
 
-    def start(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path, stdin: str | None,
-              on_started: Started) -> None:
+    def start(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        log_path: Path,
+        stdin: str | None,
+        on_started: Started,
+    ) -> None:
         start_on_thread(lambda: self.spawn(argv, env, cwd, log_path, stdin), on_started)
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: str, log_path: Path,
-              stdin: str | None = None) -> Process:
+    def spawn(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        log_path: Path,
+        stdin: str | None = None,
+    ) -> Process:
         """Start `argv` in a new actor on a node with a free session slot; output goes to `log_path`.
 
         Blocks until the actor is placed and the process started: while every slot of the cluster
@@ -270,7 +340,9 @@ class RayExecutor:
             OSError: the program cannot be started on the node, or no node offers a slot at all (EAGAIN).
         """
         os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
-        name = actor_name(env.get("ORCH_RUN_ID", "-"), env.get("ORCH_TASK_ID", "-"), env.get("ORCH_ATTEMPT", "-"))
+        name = actor_name(
+            env.get("ORCH_RUN_ID", "-"), env.get("ORCH_TASK_ID", "-"), env.get("ORCH_ATTEMPT", "-")
+        )
         try:
             actor = self._keeper.options(name=name, **self._options).remote()
         except ValueError as exc:  # a stale actor holds the name
@@ -278,9 +350,14 @@ class RayExecutor:
         started = actor.start.remote(argv, env, cwd, stdin)
         try:
             reply = self._placed(started)
-        except (RayActorError, _Closing):  # its node died before the process started, or orchd stops: lost
+        except (
+            RayActorError,
+            _Closing,
+        ):  # its node died before the process started, or orchd stops: lost
             _kill(actor)
-            return Process(0, 0, 0, self._attempt(name, actor, log_path, status=(None, None)), log_path)
+            return Process(
+                0, 0, 0, self._attempt(name, actor, log_path, status=(None, None)), log_path
+            )
         except BaseException:
             _kill(actor)
             raise
@@ -306,7 +383,9 @@ class RayExecutor:
         if attempt.status is None:
             attempt.actor.signal.remote(int(sig))
 
-    def find(self, run_id: str, task_id: str, attempt: int, known: Process | None, log_path: Path) -> Process | None:
+    def find(
+        self, run_id: str, task_id: str, attempt: int, known: Process | None, log_path: Path
+    ) -> Process | None:
         name = actor_name(run_id, task_id, attempt)
         try:
             actor = ray.get_actor(name, namespace=self._namespace)
@@ -324,7 +403,9 @@ class RayExecutor:
             offset = log_path.stat().st_size
         except FileNotFoundError:
             offset = 0
-        return Process(pid, pgid, ticks, self._attempt(name, actor, log_path, offset=offset), log_path)
+        return Process(
+            pid, pgid, ticks, self._attempt(name, actor, log_path, offset=offset), log_path
+        )
 
     # ------------------------------------------------------------ placement and output
 
@@ -347,11 +428,20 @@ class RayExecutor:
                 raise _Closing()
             without_slots = without_slots + 1.0 if self.capacity() < 1 else 0.0
             if without_slots >= NO_SLOT_WAIT:
-                raise OSError(errno.EAGAIN, f"no node of the Ray cluster offers {self._resource} (for "
-                                            f"{without_slots:g}s; each node declares how many sessions it takes)")
+                raise OSError(
+                    errno.EAGAIN,
+                    f"no node of the Ray cluster offers {self._resource} (for "
+                    f"{without_slots:g}s; each node declares how many sessions it takes)",
+                )
 
-    def _attempt(self, name: str, actor: Any, log_path: Path, offset: int = 0,
-                 status: tuple[int | None, int | None] | None = None) -> _Attempt:
+    def _attempt(
+        self,
+        name: str,
+        actor: Any,
+        log_path: Path,
+        offset: int = 0,
+        status: tuple[int | None, int | None] | None = None,
+    ) -> _Attempt:
         attempt = _Attempt(name, actor, log_path, offset)
         if status is not None:
             attempt.finish(status)
@@ -382,20 +472,30 @@ class RayExecutor:
             if attempt.unavailable < UNAVAILABLE_RETRIES:
                 self._reactor.call_later(1.0, lambda: self._read(attempt))
                 return
-            log.warning("ray: %s unreachable for %ds: the attempt is lost", attempt.name, UNAVAILABLE_RETRIES)
+            log.warning(
+                "ray: %s unreachable for %ds: the attempt is lost",
+                attempt.name,
+                UNAVAILABLE_RETRIES,
+            )
             attempt.finish((None, None))
             return
-        except RayError as exc:  # the actor died (its node died, or it was killed): the status is lost
-            log.warning("ray: %s died: %s", attempt.name, (str(exc) or type(exc).__name__).splitlines()[0])
+        except (
+            RayError
+        ) as exc:  # the actor died (its node died, or it was killed): the status is lost
+            log.warning(
+                "ray: %s died: %s", attempt.name, (str(exc) or type(exc).__name__).splitlines()[0]
+            )
             attempt.finish((None, None))
             return
         attempt.unavailable = 0
         if data:
-            fd = os.open(attempt.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            fd = os.open(
+                attempt.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
+            )
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
         attempt.offset = start + len(data)

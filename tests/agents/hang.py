@@ -10,9 +10,14 @@ import sys
 import time
 
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-child = subprocess.Popen([sys.executable, "-c",
-                          "import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                          "while True: time.sleep(3600)"])
+child = subprocess.Popen(
+    [
+        sys.executable,
+        "-c",
+        "import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "while True: time.sleep(3600)",
+    ]
+)
 with open(sys.argv[1] + ".tmp", "w") as f:
     f.write(f"{os.getpid()} {child.pid}\n")
 os.rename(sys.argv[1] + ".tmp", sys.argv[1])

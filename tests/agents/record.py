@@ -18,7 +18,10 @@ node = os.environ.get("ORCH_NODE", "-")
 
 def note(what: str) -> None:
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.write(fd, f"{what} {task} {attempt} {time.monotonic():.6f} {time.time():.6f} {os.getpid()} {node}\n".encode())
+    os.write(
+        fd,
+        f"{what} {task} {attempt} {time.monotonic():.6f} {time.time():.6f} {os.getpid()} {node}\n".encode(),
+    )
     os.close(fd)
 
 

@@ -18,7 +18,11 @@ import pytest
 from tests.e2e.stubs.base import StubServer
 
 BIN = Path(__file__).resolve().parent / "node_modules" / ".bin"
-PACKAGES = {"claude": "@anthropic-ai/claude-code", "codex": "@openai/codex", "gemini": "@google/gemini-cli"}
+PACKAGES = {
+    "claude": "@anthropic-ai/claude-code",
+    "codex": "@openai/codex",
+    "gemini": "@google/gemini-cli",
+}
 CLAUDE_KEY = "sk-ant-api03-orch-test-dummy"
 OPENAI_KEY = "sk-orch-test-dummy"
 CODEX_MODEL = "gpt-5.5"  # a model Codex knows, so it offers the apply_patch tool
@@ -51,10 +55,14 @@ def claude_env(stub: StubServer, home: Path, retries: int = 0) -> dict[str, str]
     """
     (home / "claude").mkdir(parents=True, exist_ok=True)
     return {
-        "HOME": str(home), "CLAUDE_CONFIG_DIR": str(home / "claude"),
-        "ANTHROPIC_BASE_URL": stub.url, "ANTHROPIC_API_KEY": CLAUDE_KEY,
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1", "DISABLE_AUTOUPDATER": "1",
+        "HOME": str(home),
+        "CLAUDE_CONFIG_DIR": str(home / "claude"),
+        "ANTHROPIC_BASE_URL": stub.url,
+        "ANTHROPIC_API_KEY": CLAUDE_KEY,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_ERROR_REPORTING": "1",
+        "DISABLE_AUTOUPDATER": "1",
         "CLAUDE_CODE_MAX_RETRIES": str(retries),
     }
 
@@ -72,7 +80,8 @@ def codex_env(stub: StubServer, home: Path, retries: int = 0) -> dict[str, str]:
         'env_key = "OPENAI_API_KEY"\n'
         'wire_api = "responses"\n'
         f"request_max_retries = {retries}\n"
-        f"stream_max_retries = {retries}\n")
+        f"stream_max_retries = {retries}\n"
+    )
     return {"HOME": str(home), "CODEX_HOME": str(codex_home), "OPENAI_API_KEY": OPENAI_KEY}
 
 
@@ -85,12 +94,16 @@ def gemini_env(stub: StubServer, home: Path) -> dict[str, str]:
     the machine).
     """
     (home / ".gemini").mkdir(parents=True, exist_ok=True)
-    (home / ".gemini" / "settings.json").write_text(json.dumps({
-        "security": {"auth": {"selectedType": "gemini-api-key"}},
-        "model": {"name": GEMINI_MODEL},
-        "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
-        "privacy": {"usageStatisticsEnabled": False},
-    }))
+    (home / ".gemini" / "settings.json").write_text(
+        json.dumps(
+            {
+                "security": {"auth": {"selectedType": "gemini-api-key"}},
+                "model": {"name": GEMINI_MODEL},
+                "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
+                "privacy": {"usageStatisticsEnabled": False},
+            }
+        )
+    )
     return {"HOME": str(home), "GEMINI_API_KEY": GEMINI_KEY, "GOOGLE_GEMINI_BASE_URL": stub.url}
 
 

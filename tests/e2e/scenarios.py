@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -19,13 +20,17 @@ def mixed_plan(rig: AgentRig) -> dict[str, dict[str, Any]]:
     stub.script("[answer]", Reply("The answer is 42.", tokens_in=1200, tokens_out=80))
     stub.script("[flaky]", stub.rate_limited, Reply("Recovered after a rate limit."))
     stub.script("[denied]", stub.unauthorized)
-    stub.script("[edit]", WriteFile("notes.txt", "written by the agent\n"), Reply("I wrote notes.txt."))
-    view = rig.run([
-        {"id": "answer", "prompt": "[answer] What is six times seven?"},
-        {"id": "flaky", "prompt": "[flaky] Say something."},
-        {"id": "denied", "prompt": "[denied] Say something."},
-        {"id": "edit", "prompt": "[edit] Write notes.txt."},
-    ])
+    stub.script(
+        "[edit]", WriteFile("notes.txt", "written by the agent\n"), Reply("I wrote notes.txt.")
+    )
+    view = rig.run(
+        [
+            {"id": "answer", "prompt": "[answer] What is six times seven?"},
+            {"id": "flaky", "prompt": "[flaky] Say something."},
+            {"id": "denied", "prompt": "[denied] Say something."},
+            {"id": "edit", "prompt": "[edit] Write notes.txt."},
+        ]
+    )
     tasks = view["by_id"]
     run_id = view["summary"]["run_id"]
     answer, flaky, denied, edit = (tasks[t] for t in ("answer", "flaky", "denied", "edit"))
@@ -40,8 +45,12 @@ def mixed_plan(rig: AgentRig) -> dict[str, dict[str, Any]]:
     assert denied["state"] == "failed" and denied["attempts"] == 1, denied
     assert len(stub.model_requests("[denied]")) == 1  # no retry reached the provider
 
-    assert edit["state"] == "completed" and edit["result"] == "I wrote notes.txt.", rig.log(run_id, "edit")
-    assert edit["files"] == ["notes.txt"] and not (rig.workdir / "notes.txt").exists()  # in its own worktree
+    assert edit["state"] == "completed" and edit["result"] == "I wrote notes.txt.", rig.log(
+        run_id, "edit"
+    )
+    assert (
+        edit["files"] == ["notes.txt"] and not (rig.workdir / "notes.txt").exists()
+    )  # in its own worktree
     diff = rig.daemon.orchctl("diff", run_id, "edit", check=True).stdout
     assert "+written by the agent" in diff, diff
     assert view["summary"]["state"] == "failed"
@@ -50,23 +59,33 @@ def mixed_plan(rig: AgentRig) -> dict[str, dict[str, Any]]:
 
 def concurrency(rig: AgentRig, tasks: int = 12, limit: int = 3) -> None:
     """`tasks` tasks at concurrency `limit`: the stub saw more than one session at once, and never more than `limit`."""
-    view = rig.run([{"id": f"t{i:02d}", "prompt": f"[t{i:02d}] Say hello."} for i in range(tasks)],
-                   concurrency=limit)
+    view = rig.run(
+        [{"id": f"t{i:02d}", "prompt": f"[t{i:02d}] Say hello."} for i in range(tasks)],
+        concurrency=limit,
+    )
     assert [t["state"] for t in view["tasks"]] == ["completed"] * tasks
     assert len({r.session for r in rig.stub.model_requests()}) == tasks
     assert 1 < rig.stub.peak_sessions <= limit, rig.stub.peak_sessions
 
 
-def not_installed(agent: str, tmp_path: Path, make_daemon: Callable[..., Daemon],
-                  monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def not_installed(
+    agent: str, tmp_path: Path, make_daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
     """With the CLI nowhere on orchd's PATH, the task fails at once, after one attempt."""
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     daemon = make_daemon()
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "missing", "workdir": str(tmp_path), "isolation": "none",
-        "defaults": {"agent": agent, "max_retries": 3}, "tasks": [{"id": "t", "prompt": "hello"}]})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "missing",
+            "workdir": str(tmp_path),
+            "isolation": "none",
+            "defaults": {"agent": agent, "max_retries": 3},
+            "tasks": [{"id": "t", "prompt": "hello"}],
+        },
+    )
     done = daemon.orchctl("submit", str(plan), "--wait", "--json", timeout=60)
     assert done.returncode == 1, done.stderr
     task = json.loads(done.stdout)["tasks"][0]
@@ -78,15 +97,29 @@ def not_installed(agent: str, tmp_path: Path, make_daemon: Callable[..., Daemon]
 def resumed(rig: AgentRig) -> None:
     """`resume = true`: a retry continues the agent's own session, with the work of the first attempt in it."""
     stub = rig.stub
-    stub.script("[resume]", WriteFile("half.txt", "first half\n"), stub.rate_limited, Reply("Finished the rest."))
-    view = rig.run([{"id": "long", "prompt": "[resume] Write half.txt, then finish.", "resume": True}])
+    stub.script(
+        "[resume]",
+        WriteFile("half.txt", "first half\n"),
+        stub.rate_limited,
+        Reply("Finished the rest."),
+    )
+    view = rig.run(
+        [{"id": "long", "prompt": "[resume] Write half.txt, then finish.", "resume": True}]
+    )
     task = view["by_id"]["long"]
-    assert task["state"] == "completed" and task["attempts"] == 2, rig.log(view["summary"]["run_id"], "long")
+    assert task["state"] == "completed" and task["attempts"] == 2, rig.log(
+        view["summary"]["run_id"], "long"
+    )
     first, _, retry = stub.model_requests("[resume]")
     assert retry.session == first.session  # the same conversation, continued
-    assert "half.txt" in json.dumps(retry.body) and "Continue where it left off" in json.dumps(retry.body)
+    assert "half.txt" in json.dumps(retry.body) and "Continue where it left off" in json.dumps(
+        retry.body
+    )
     assert task["files"] == ["half.txt"]  # the resumed attempt kept the first one's worktree
-    assert "+first half" in rig.daemon.orchctl("diff", view["summary"]["run_id"], "long", check=True).stdout
+    assert (
+        "+first half"
+        in rig.daemon.orchctl("diff", view["summary"]["run_id"], "long", check=True).stdout
+    )
 
 
 def long_prompt(rig: AgentRig) -> None:

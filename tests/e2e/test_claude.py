@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -27,20 +27,38 @@ def test_twelve_tasks_at_concurrency_three(rig: Callable) -> None:
 
 def test_usage_limit_parks_until_the_reset_without_spending_a_retry(rig: Callable) -> None:
     # a Claude subscription (OAuth token) reports its usage windows; the API-key rate limit does not
-    claude = rig("claude", env={"ANTHROPIC_API_KEY": "", "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-dummy"})
-    reset = int(time.time()) + 6  # margin for a loaded machine: a reset already past is a plain retry
-    claude.stub.script("[limited]", Fail(429, "rate_limit_error", "rate limited", {
-        "anthropic-ratelimit-unified-status": "rejected", "anthropic-ratelimit-unified-reset": str(reset),
-        "anthropic-ratelimit-unified-representative-claim": "five_hour"}), Reply("Back after the reset."))
-    task = claude.run([{"id": "limited", "prompt": "[limited] Say something."}], max_retries=0)["by_id"]["limited"]
+    claude = rig(
+        "claude", env={"ANTHROPIC_API_KEY": "", "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-dummy"}
+    )
+    reset = (
+        int(time.time()) + 6
+    )  # margin for a loaded machine: a reset already past is a plain retry
+    claude.stub.script(
+        "[limited]",
+        Fail(
+            429,
+            "rate_limit_error",
+            "rate limited",
+            {
+                "anthropic-ratelimit-unified-status": "rejected",
+                "anthropic-ratelimit-unified-reset": str(reset),
+                "anthropic-ratelimit-unified-representative-claim": "five_hour",
+            },
+        ),
+        Reply("Back after the reset."),
+    )
+    task = claude.run([{"id": "limited", "prompt": "[limited] Say something."}], max_retries=0)[
+        "by_id"
+    ]["limited"]
     assert task["state"] == "completed" and task["attempts"] == 2, task
     assert task["result"] == "Back after the reset."
     second = claude.stub.model_requests("[limited]")[-1]
     assert second.at >= reset - 0.5  # parked until the reset, not a backoff of 0.1s
 
 
-def test_not_installed_fails_at_once(tmp_path: Path, make_daemon: Callable[..., Daemon],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_installed_fails_at_once(
+    tmp_path: Path, make_daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
     scenarios.not_installed("claude", tmp_path, make_daemon, monkeypatch)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -23,8 +23,9 @@ def test_twelve_tasks_at_concurrency_three(rig: Callable) -> None:
     scenarios.concurrency(rig("codex", hold=2.0))
 
 
-def test_not_installed_fails_at_once(tmp_path: Path, make_daemon: Callable[..., Daemon],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_installed_fails_at_once(
+    tmp_path: Path, make_daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
     scenarios.not_installed("codex", tmp_path, make_daemon, monkeypatch)
 
 

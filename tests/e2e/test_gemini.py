@@ -16,8 +16,8 @@ reset (an hour, midnight Pacific for a daily quota) and cancels the run.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -31,7 +31,10 @@ pytestmark = pytest.mark.timeout(180)
 def test_success_tokens_rate_limit_auth_and_edit(rig: Callable) -> None:
     tasks = scenarios.mixed_plan(rig("gemini"))
     assert tasks["answer"]["cost_usd"] is None  # Gemini CLI reports tokens, not money
-    assert "GEMINI_API_KEY" in tasks["denied"]["reason"] and "API key not valid" in tasks["denied"]["reason"]
+    assert (
+        "GEMINI_API_KEY" in tasks["denied"]["reason"]
+        and "API key not valid" in tasks["denied"]["reason"]
+    )
 
 
 def test_twelve_tasks_at_concurrency_three(rig: Callable) -> None:
@@ -40,8 +43,9 @@ def test_twelve_tasks_at_concurrency_three(rig: Callable) -> None:
     scenarios.concurrency(rig("gemini", hold=2.0, env={"GEMINI_CLI_NO_RELAUNCH": "true"}))
 
 
-def test_not_installed_fails_at_once(tmp_path: Path, make_daemon: Callable[..., Daemon],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_installed_fails_at_once(
+    tmp_path: Path, make_daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
     scenarios.not_installed("gemini", tmp_path, make_daemon, monkeypatch)
 
 
@@ -51,7 +55,9 @@ def test_resume_continues_the_session(rig: Callable) -> None:
     # the stub names a session by its workspace and prompt, which a fresh session would share: the retry
     # proves it resumed by carrying the first attempt's write_file call and its result in its history
     first, _, retry = gemini.stub.model_requests("[resume]")
-    calls = [part for turn in retry.body["contents"] for part in turn["parts"] if "functionCall" in part]
+    calls = [
+        part for turn in retry.body["contents"] for part in turn["parts"] if "functionCall" in part
+    ]
     assert [c["functionCall"]["name"] for c in calls] == ["write_file"], retry.body["contents"]
     assert retry.body["contents"][0]["parts"][1:] == first.body["contents"][0]["parts"][1:]
 
@@ -60,19 +66,36 @@ def test_a_quota_gemini_gives_up_on_parks_the_task_until_it_resets(rig: Callable
     gemini = rig("gemini")
     gemini.stub.script("[hour]", gemini.stub.retry_in_an_hour)
     gemini.stub.script("[daily]", gemini.stub.daily_quota)
-    run_id = gemini.submit([{"id": "hour", "prompt": "[hour] Say something."},
-                            {"id": "daily", "prompt": "[daily] Say something."}])["run_id"]
+    run_id = gemini.submit(
+        [
+            {"id": "hour", "prompt": "[hour] Say something."},
+            {"id": "daily", "prompt": "[daily] Say something."},
+        ]
+    )["run_id"]
 
     def waiting() -> dict[str, dict] | None:
-        tasks = json.loads(gemini.daemon.orchctl("status", run_id, "--json", check=True).stdout)["runs"][0]["tasks"]
+        tasks = json.loads(gemini.daemon.orchctl("status", run_id, "--json", check=True).stdout)[
+            "runs"
+        ][0]["tasks"]
         return {t["id"]: t for t in tasks} if all(t["due_at"] for t in tasks) else None
 
-    tasks = wait_until(waiting, timeout=90, interval=0.5, what="both tasks to wait for their next attempt")
+    tasks = wait_until(
+        waiting, timeout=90, interval=0.5, what="both tasks to wait for their next attempt"
+    )
     for task in ("hour", "daily"):
-        attempt = json.loads(gemini.daemon.orchctl("why", run_id, task, "--json", check=True).stdout)["attempts"][0]
-        assert attempt["outcome"] == "park" and tasks[task]["state"] == "retrying", (attempt, tasks[task])
-        due = attempt["finished_at"] + 3600 if task == "hour" else next_quota_reset()  # midnight Pacific
-        assert tasks[task]["due_at"] == pytest.approx(due, abs=5)  # not the 0.2s backoff: no retry was spent
+        attempt = json.loads(
+            gemini.daemon.orchctl("why", run_id, task, "--json", check=True).stdout
+        )["attempts"][0]
+        assert attempt["outcome"] == "park" and tasks[task]["state"] == "retrying", (
+            attempt,
+            tasks[task],
+        )
+        due = (
+            attempt["finished_at"] + 3600 if task == "hour" else next_quota_reset()
+        )  # midnight Pacific
+        assert tasks[task]["due_at"] == pytest.approx(
+            due, abs=5
+        )  # not the 0.2s backoff: no retry was spent
         assert len(gemini.stub.model_requests(f"[{task}]")) == 1  # Gemini CLI gave up at once too
     gemini.daemon.orchctl("cancel", run_id, check=True)
 

@@ -26,8 +26,13 @@ PARTS = {
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _figures(out: Path, part: str) -> dict:
@@ -53,7 +58,9 @@ def test_part_smoke(part: str, tmp_path: Path) -> None:
     assert '"failed"' not in text, figures
     assert '"skipped"' not in text or not os.environ.get("CI"), figures
     if part == "sessions":  # the run is cancelled at the end, and none of its agents may remain
-        assert figures["orch"]["agents_left"] == 0 and figures["orch"]["cancelled"] == 20, figures["orch"]
+        assert figures["orch"]["agents_left"] == 0 and figures["orch"]["cancelled"] == 20, figures[
+            "orch"
+        ]
 
 
 def test_all_runs_the_parts_it_is_given(tmp_path: Path) -> None:

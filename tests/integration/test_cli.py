@@ -18,14 +18,21 @@ from tests.conftest import Daemon, write_plan
 
 
 def orchctl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchctl.main", *args], capture_output=True, text=True,
-                          timeout=120, env=env or os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-m", "orchctl.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env or os.environ.copy(),
+    )
 
 
 def test_bad_plan_exit_2_names_the_field(orchd: Daemon, tmp_path: Path) -> None:
     plan = tmp_path / "plan.toml"
-    plan.write_text('name = "x"\n[defaults]\nagent = "command"\n\n[[tasks]]\nid = "a"\ncommand = ["true"]\n'
-                    '\n[[tasks]]\nid = "b"\npromt = "typo"\ncommand = ["true"]\n')
+    plan.write_text(
+        'name = "x"\n[defaults]\nagent = "command"\n\n[[tasks]]\nid = "a"\ncommand = ["true"]\n'
+        '\n[[tasks]]\nid = "b"\npromt = "typo"\ncommand = ["true"]\n'
+    )
     result = orchd.orchctl("submit", str(plan))
     assert result.returncode == 2, result
     assert "tasks[1].promt" in result.stderr and "unknown field" in result.stderr
@@ -35,10 +42,20 @@ def test_bad_plan_exit_2_names_the_field(orchd: Daemon, tmp_path: Path) -> None:
 
 def test_bad_durations_duplicates_and_empty_plans(orchd: Daemon, tmp_path: Path) -> None:
     cases = {
-        "dur": ({"defaults": {"agent": "command", "timeout": "ten minutes"}, "tasks": [{"id": "a", "command": ["true"]}]},
-                "timeout"),
-        "dup": ({"defaults": {"agent": "command"}, "tasks": [{"id": "a", "command": ["true"]},
-                                                          {"id": "a", "command": ["true"]}]}, "duplicate"),
+        "dur": (
+            {
+                "defaults": {"agent": "command", "timeout": "ten minutes"},
+                "tasks": [{"id": "a", "command": ["true"]}],
+            },
+            "timeout",
+        ),
+        "dup": (
+            {
+                "defaults": {"agent": "command"},
+                "tasks": [{"id": "a", "command": ["true"]}, {"id": "a", "command": ["true"]}],
+            },
+            "duplicate",
+        ),
         "empty": ({"tasks": []}, "no tasks"),
     }
     for name, (plan, needle) in cases.items():
@@ -57,8 +74,14 @@ def test_no_start_without_daemon_exits_3(orch_home: Path) -> None:
 
 
 def test_autostart_and_socket_permissions(orch_home: Path, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "plan.json", {"workdir": str(tmp_path), "defaults": {"agent": "command"},
-                                               "tasks": [{"id": "a", "command": ["true"]}]})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command"},
+            "tasks": [{"id": "a", "command": ["true"]}],
+        },
+    )
     try:
         result = orchctl("submit", str(plan), "--wait", "--json")
         assert result.returncode == 0, result
@@ -76,8 +99,16 @@ def test_autostart_and_socket_permissions(orch_home: Path, tmp_path: Path) -> No
 def test_garbage_on_the_socket_gets_errors_and_daemon_keeps_serving(orchd: Daemon) -> None:
     rng = random.Random(7)
     address = f"ipc://{orchd.home}/run/orchd.sock"
-    samples = [b"", b"\x00\xff" * 10, b"{", b"[]", b'{"op":"Nope"}', b'{"op":"Status","run":5}',
-               json.dumps({"op": "Ping", "v": 99}).encode(), b'{"op":"Events","wait":"x"}']
+    samples = [
+        b"",
+        b"\x00\xff" * 10,
+        b"{",
+        b"[]",
+        b'{"op":"Nope"}',
+        b'{"op":"Status","run":5}',
+        json.dumps({"op": "Ping", "v": 99}).encode(),
+        b'{"op":"Events","wait":"x"}',
+    ]
     samples += [bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300))) for _ in range(200)]
     with pynng.Req0(dial=address, recv_timeout=10_000) as sock:
         for data in samples:
@@ -97,21 +128,36 @@ def _raw(address: str, data: bytes) -> bytes:
         return sock.recv()
 
 
-def test_secrets_in_orchd_environment_reach_agents_but_never_the_log(make_daemon, tmp_path: Path,
-                                                                    monkeypatch) -> None:
+def test_secrets_in_orchd_environment_reach_agents_but_never_the_log(
+    make_daemon, tmp_path: Path, monkeypatch
+) -> None:
     secret = "sk-test-0123456789abcdef"
     monkeypatch.setenv("FAKE_PROVIDER_API_KEY", secret)
     orchd = make_daemon()
-    check = ("import hashlib, os, sys; key = os.environ.get('FAKE_PROVIDER_API_KEY', '').encode(); "
-             "sys.exit(0 if hashlib.sha256(key).hexdigest() == sys.argv[1] else 5)")
+    check = (
+        "import hashlib, os, sys; key = os.environ.get('FAKE_PROVIDER_API_KEY', '').encode(); "
+        "sys.exit(0 if hashlib.sha256(key).hexdigest() == sys.argv[1] else 5)"
+    )
     digest = hashlib.sha256(secret.encode()).hexdigest()
-    plan = write_plan(tmp_path / "plan.json", {
-        "workdir": str(tmp_path), "defaults": {"agent": "command", "max_retries": 0},
-        "tasks": [{"id": "uses-key", "command": [sys.executable, "-c", check, digest]}]})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "max_retries": 0},
+            "tasks": [{"id": "uses-key", "command": [sys.executable, "-c", check, digest]}],
+        },
+    )
     result = orchd.orchctl("submit", str(plan), "--wait", "--json")
     assert result.returncode == 0, result.stdout + result.stderr  # the agent saw the key
-    outputs = [orchd.orchctl(*args, check=True).stdout for args in
-               (["status", "--json"], ["events", "--json"], ["replay", "--json"], ["runs", "--json"])]
+    outputs = [
+        orchd.orchctl(*args, check=True).stdout
+        for args in (
+            ["status", "--json"],
+            ["events", "--json"],
+            ["replay", "--json"],
+            ["runs", "--json"],
+        )
+    ]
     db_bytes = b"".join(p.read_bytes() for p in (orchd.home / "state").glob("events.db*"))
     assert secret.encode() not in db_bytes
     for text in outputs:

@@ -21,11 +21,19 @@ def submit(orchd: Daemon, plan: Path, *args: str) -> subprocess.CompletedProcess
 
 
 def test_logs_follow_delivers_every_line_once(orchd: Daemon, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "logs", "workdir": str(tmp_path), "defaults": {"agent": "command", "max_retries": 0},
-        "tasks": [{"id": "count", "command": agent("count", "2000")}]})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "logs",
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "max_retries": 0},
+            "tasks": [{"id": "count", "command": agent("count", "2000")}],
+        },
+    )
     run_id = json.loads(submit(orchd, plan, "--json").stdout)["run_id"]
-    wait_until(lambda: orchd.orchctl("logs", run_id, "count").returncode == 0, what="the attempt to start")
+    wait_until(
+        lambda: orchd.orchctl("logs", run_id, "count").returncode == 0, what="the attempt to start"
+    )
     follow = orchd.orchctl("logs", run_id, "count", "-f", timeout=60)
     assert follow.returncode == 0, follow.stderr
     assert follow.stdout.splitlines() == [f"line {i}" for i in range(1, 2001)]
@@ -38,10 +46,18 @@ def test_logs_follow_delivers_every_line_once(orchd: Daemon, tmp_path: Path) -> 
 def test_retry_runs_failed_tasks_again(orchd: Daemon, tmp_path: Path) -> None:
     marker = tmp_path / "ok"
     script = "import os,sys; sys.exit(0 if os.path.exists(sys.argv[1]) else 4)"
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "again", "workdir": str(tmp_path), "defaults": {"agent": "command", "max_retries": 0},
-        "tasks": [{"id": "needs-marker", "command": [sys.executable, "-c", script, str(marker)]},
-                  {"id": "fine", "command": ["true"]}]})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "again",
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "max_retries": 0},
+            "tasks": [
+                {"id": "needs-marker", "command": [sys.executable, "-c", script, str(marker)]},
+                {"id": "fine", "command": ["true"]},
+            ],
+        },
+    )
     first = submit(orchd, plan, "--wait", "--json")
     assert first.returncode == 1
     run_id = json.loads(first.stdout)["summary"]["run_id"]
@@ -58,30 +74,56 @@ def test_retry_runs_failed_tasks_again(orchd: Daemon, tmp_path: Path) -> None:
 
 
 def test_events_history_and_json(orchd: Daemon, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "ev", "workdir": str(tmp_path), "defaults": {"agent": "command", "max_retries": 0},
-        "tasks": [{"id": "a", "command": ["true"]}]})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "ev",
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "max_retries": 0},
+            "tasks": [{"id": "a", "command": ["true"]}],
+        },
+    )
     run_id = json.loads(submit(orchd, plan, "--wait", "--json").stdout)["summary"]["run_id"]
     lines = orchd.orchctl("events", "--run", run_id, "--json", check=True).stdout.splitlines()
     kinds = [json.loads(line)["kind"] for line in lines]
-    assert kinds == ["RunSubmitted", "AttemptLaunching", "AttemptStarted", "AttemptFinished", "TaskCompleted",
-                     "RunFinished"]
+    assert kinds == [
+        "RunSubmitted",
+        "AttemptLaunching",
+        "AttemptStarted",
+        "AttemptFinished",
+        "TaskCompleted",
+        "RunFinished",
+    ]
     seqs = [json.loads(line)["seq"] for line in lines]
     assert seqs == sorted(seqs)
-    later = orchd.orchctl("events", "--from", str(seqs[2]), "--json", check=True).stdout.splitlines()
+    later = orchd.orchctl(
+        "events", "--from", str(seqs[2]), "--json", check=True
+    ).stdout.splitlines()
     assert [json.loads(line)["seq"] for line in later] == seqs[3:]
     at = json.loads(orchd.orchctl("replay", "--at", str(seqs[2]), "--json", check=True).stdout)
     assert at["runs"][0]["tasks"][0]["state"] == "running"
 
 
 def test_json_outputs_match_their_schema_types(orchd: Daemon, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "plan.json", {
-        "workdir": str(tmp_path), "defaults": {"agent": "command"}, "tasks": [{"id": "a", "command": ["true"]}]})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command"},
+            "tasks": [{"id": "a", "command": ["true"]}],
+        },
+    )
     submit(orchd, plan, "--wait", "--json")
     # strict decoding into the types the schemas are generated from
-    msgspec.json.decode(orchd.orchctl("status", "--json", check=True).stdout, type=p.StatusReply, strict=True)
-    msgspec.json.decode(orchd.orchctl("replay", "--json", check=True).stdout, type=p.StatusReply, strict=True)
-    msgspec.json.decode(orchd.orchctl("runs", "--json", check=True).stdout, type=p.RunsReply, strict=True)
+    msgspec.json.decode(
+        orchd.orchctl("status", "--json", check=True).stdout, type=p.StatusReply, strict=True
+    )
+    msgspec.json.decode(
+        orchd.orchctl("replay", "--json", check=True).stdout, type=p.StatusReply, strict=True
+    )
+    msgspec.json.decode(
+        orchd.orchctl("runs", "--json", check=True).stdout, type=p.RunsReply, strict=True
+    )
     msgspec.json.decode(orchd.orchctl("daemon", "status", "--json", check=True).stdout, type=p.Pong)
 
 
@@ -94,16 +136,26 @@ def test_unknown_run_and_task_are_bad_input(orchd: Daemon) -> None:
 def test_retrying_task_is_not_started_early_after_restart(make_daemon, tmp_path: Path) -> None:
     orchd = make_daemon()
     log = tmp_path / "attempts"
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "later", "workdir": str(tmp_path),
-        "defaults": {"agent": "command", "max_retries": 1,
-                     "backoff": {"initial": "3s", "jitter": "none"}},
-        "tasks": [{"id": "flaky", "command": agent("flaky", str(log), "1")}]})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "later",
+            "workdir": str(tmp_path),
+            "defaults": {
+                "agent": "command",
+                "max_retries": 1,
+                "backoff": {"initial": "3s", "jitter": "none"},
+            },
+            "tasks": [{"id": "flaky", "command": agent("flaky", str(log), "1")}],
+        },
+    )
     run_id = json.loads(submit(orchd, plan, "--json").stdout)["run_id"]
     with orchd.client() as client:
+
         def retrying():
             task = client.call(p.Status(run=run_id)).runs[0].tasks[0]
             return task if task.state == "retrying" else None
+
         due = wait_until(retrying, what="the task to be retrying").due_at
     orchd.kill()
     orchd.start()
@@ -112,11 +164,17 @@ def test_retrying_task_is_not_started_early_after_restart(make_daemon, tmp_path:
     assert len(starts) == 2 and starts[1] >= due
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None and not os.environ.get("CI"),
-                    reason="systemd-analyze is not installed")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None and not os.environ.get("CI"),
+    reason="systemd-analyze is not installed",
+)
 def test_systemd_unit_verifies() -> None:
-    result = subprocess.run(["systemd-analyze", "verify", str(ROOT / "systemd" / "orchd.service")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(ROOT / "systemd" / "orchd.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "orchd.service" not in result.stderr, result.stderr  # no warnings about the unit
 
@@ -124,9 +182,14 @@ def test_systemd_unit_verifies() -> None:
 def test_audit_verifies_the_chain_and_names_a_tampered_event(orchd: Daemon, tmp_path: Path) -> None:
     import sqlite3
 
-    plan = write_plan(tmp_path / "plan.json", {
-        "workdir": str(tmp_path), "defaults": {"agent": "command"},
-        "tasks": [{"id": "a", "command": ["true"]}, {"id": "b", "command": ["true"]}]})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command"},
+            "tasks": [{"id": "a", "command": ["true"]}, {"id": "b", "command": ["true"]}],
+        },
+    )
     submit(orchd, plan, "--wait", "--json")
     ok = orchd.orchctl("audit")
     assert ok.returncode == 0 and ok.stdout.startswith("ok:"), ok.stdout + ok.stderr
@@ -148,15 +211,26 @@ def test_a_log_from_the_first_version_is_migrated(make_daemon, orch_home: Path) 
     assert view["summary"]["state"] == "failed"
     assert {t["id"]: t["state"] for t in view["tasks"]} == {"a": "completed", "b": "failed"}
     assert orchd.orchctl("audit").returncode == 0
-    kinds = [json.loads(line)["kind"] for line in orchd.orchctl("events", "--json", check=True).stdout.splitlines()]
+    kinds = [
+        json.loads(line)["kind"]
+        for line in orchd.orchctl("events", "--json", check=True).stdout.splitlines()
+    ]
     assert kinds[-1] == "FromTheFuture"  # kept, and skipped by the fold
 
 
 def test_why_tells_the_story_of_a_task(orchd: Daemon, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "plan.json", {
-        "workdir": str(tmp_path),
-        "defaults": {"agent": "command", "max_retries": 2, "backoff": {"initial": "0.1s", "jitter": "none"}},
-        "tasks": [{"id": "flaky", "command": agent("flaky", str(tmp_path / "log"), "1")}]})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "workdir": str(tmp_path),
+            "defaults": {
+                "agent": "command",
+                "max_retries": 2,
+                "backoff": {"initial": "0.1s", "jitter": "none"},
+            },
+            "tasks": [{"id": "flaky", "command": agent("flaky", str(tmp_path / "log"), "1")}],
+        },
+    )
     run_id = json.loads(submit(orchd, plan, "--wait", "--json").stdout)["summary"]["run_id"]
     story = orchd.orchctl("why", run_id, "flaky", check=True).stdout
     lines = story.splitlines()

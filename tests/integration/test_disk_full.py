@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_plan, wait_until
+from tests.conftest import wait_until, write_plan
 
 
 @pytest.fixture
@@ -19,8 +19,11 @@ def small_state(orch_home: Path):
     """ORCH_HOME/state on a 4 MiB tmpfs (needs root, as in CI)."""
     state = orch_home / "state"
     state.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         if os.environ.get("CI"):
             raise AssertionError(f"cannot mount a small tmpfs: {mounted.stderr}")
@@ -41,12 +44,21 @@ def fill(path: Path) -> None:
         os.close(fd)
 
 
-def test_disk_full_refuses_work_then_recovers(make_daemon, small_state: Path, tmp_path: Path) -> None:
+def test_disk_full_refuses_work_then_recovers(
+    make_daemon, small_state: Path, tmp_path: Path
+) -> None:
     orchd = make_daemon()
     tasks = [{"id": f"t{i}", "command": ["sleep", "0.1"]} for i in range(60)]
-    plan = write_plan(tmp_path / "plan.json", {"name": "full", "concurrency": 3, "workdir": str(tmp_path),
-                                               "defaults": {"agent": "command", "max_retries": 0},
-                                               "tasks": tasks})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "full",
+            "concurrency": 3,
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "max_retries": 0},
+            "tasks": tasks,
+        },
+    )
     run_id = json.loads(orchd.orchctl("submit", str(plan), "--json", check=True).stdout)["run_id"]
 
     def completed() -> int:
@@ -56,18 +68,32 @@ def test_disk_full_refuses_work_then_recovers(make_daemon, small_state: Path, tm
     wait_until(lambda: completed() >= 3, what="a few tasks to complete")
     ballast = small_state / "ballast"
     fill(ballast)
-    wait_until(lambda: "cannot write the event log" in orchd.log(), timeout=30, what="the journal to hit the full disk")
+    wait_until(
+        lambda: "cannot write the event log" in orchd.log(),
+        timeout=30,
+        what="the journal to hit the full disk",
+    )
     # a plan too big for whatever room the log file still has inside it (SQLite reuses freed WAL pages)
-    big = write_plan(tmp_path / "big.json", {"name": "big", "workdir": str(tmp_path),
-                                             "defaults": {"agent": "command"},
-                                             "tasks": [{"id": f"b{i}", "command": ["echo", "x" * 200]}
-                                                       for i in range(2000)]})
+    big = write_plan(
+        tmp_path / "big.json",
+        {
+            "name": "big",
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command"},
+            "tasks": [{"id": f"b{i}", "command": ["echo", "x" * 200]} for i in range(2000)],
+        },
+    )
     refused = orchd.orchctl("submit", str(big))
     assert refused.returncode == 1, refused
     assert "cannot write the event log" in refused.stderr
     ballast.unlink()
     assert orchd.orchctl("watch", run_id, timeout=120).returncode == 0
-    events = [json.loads(line) for line in orchd.orchctl("events", "--run", run_id, "--json", check=True).stdout.splitlines()]
+    events = [
+        json.loads(line)
+        for line in orchd.orchctl(
+            "events", "--run", run_id, "--json", check=True
+        ).stdout.splitlines()
+    ]
     done = collections.Counter(e["task_id"] for e in events if e["kind"] == "TaskCompleted")
     assert sorted(done) == sorted(t["id"] for t in tasks) and set(done.values()) == {1}
     launches = collections.Counter(e["task_id"] for e in events if e["kind"] == "AttemptLaunching")

@@ -16,8 +16,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 import pynng
@@ -43,11 +44,29 @@ TEMPLATES: list[dict[str, Any]] = [
     {"op": "Events", "after": 0, "limit": 5},
     {"op": "Replay", "at": 3},
     {"op": "Audit"},
-    {"op": "Submit", "plan": json.dumps({"defaults": {"agent": "command"}, "tasks": [{"id": "a", "command": ["true"]}]}),
-     "fmt": "json", "base_dir": "/"},
+    {
+        "op": "Submit",
+        "plan": json.dumps(
+            {"defaults": {"agent": "command"}, "tasks": [{"id": "a", "command": ["true"]}]}
+        ),
+        "fmt": "json",
+        "base_dir": "/",
+    },
 ]
-FIELDS = {"v": 1, "id": 1, "run": "x", "task": "x", "after": 0, "limit": 1, "wait": 0.0, "at": 0, "plan": "",
-          "source": "", "base_dir": "", "fmt": "json"}
+FIELDS = {
+    "v": 1,
+    "id": 1,
+    "run": "x",
+    "task": "x",
+    "after": 0,
+    "limit": 1,
+    "wait": 0.0,
+    "at": 0,
+    "plan": "",
+    "source": "",
+    "base_dir": "",
+    "fmt": "json",
+}
 
 
 def _valid(rng: random.Random) -> dict[str, Any]:
@@ -68,8 +87,14 @@ def _junk_value(rng: random.Random, depth: int = 0) -> Any:
     if kind == 3:
         return rng.choice([1.5, -0.0, 1e308, -1e308, 1e-320, rng.uniform(-1e6, 1e6)])
     if kind == 4:
-        return "".join(chr(rng.choice([rng.randint(0, 0x7F), rng.randint(0x80, 0xD7FF), rng.randint(0xE000, 0x10FFFF)]))
-                       for _ in range(rng.randint(0, 40)))
+        return "".join(
+            chr(
+                rng.choice(
+                    [rng.randint(0, 0x7F), rng.randint(0x80, 0xD7FF), rng.randint(0xE000, 0x10FFFF)]
+                )
+            )
+            for _ in range(rng.randint(0, 40))
+        )
     if kind == 5:
         return rng.choice(["", "\x00", "last", "@", "../..", "a" * 5000, "~nope"])
     if kind in (6, 7):
@@ -100,32 +125,80 @@ Gen = Callable[[random.Random], bytes]
 GENERATORS: dict[str, Gen] = {
     "random_bytes": lambda rng: rng.randbytes(rng.randint(0, 600)),
     "random_json": lambda rng: _dump(_junk_value(rng)),
-    "truncated": lambda rng: (lambda d: d[:rng.randrange(len(d))])(_dump(_valid(rng))),
+    "truncated": lambda rng: (lambda d: d[: rng.randrange(len(d))])(_dump(_valid(rng))),
     "mutated": lambda rng: _mutate(rng, _dump(_valid(rng))),
     "wrong_types": lambda rng: _dump({**_valid(rng), rng.choice(list(FIELDS)): _junk_value(rng)}),
-    "wrong_version": lambda rng: _dump({**_valid(rng), "v": rng.choice([0, 2, -1, 99, 2**40, "1", 1.5, [1]])}),
-    "unknown_kind": lambda rng: _dump({**_valid(rng), "op": rng.choice(["Nope", "", "ping", "Shutdown ", 7, None,
-                                                                       "_Request", "Error", "Pong"])}),
+    "wrong_version": lambda rng: _dump(
+        {**_valid(rng), "v": rng.choice([0, 2, -1, 99, 2**40, "1", 1.5, [1]])}
+    ),
+    "unknown_kind": lambda rng: _dump(
+        {
+            **_valid(rng),
+            "op": rng.choice(
+                ["Nope", "", "ping", "Shutdown ", 7, None, "_Request", "Error", "Pong"]
+            ),
+        }
+    ),
     "missing_op": lambda rng: _dump({k: v for k, v in _valid(rng).items() if k != "op"}),
-    "nested": lambda rng: (lambda n: b'{"op":"Status","run":' + b"[" * n + b"]" * n + b"}")(rng.choice([50, 500, 5000, 30_000])),
-    "bad_plan": lambda rng: _dump({"op": "Submit", "plan": _mutate(rng, _dump({"workdir": "/", "tasks": [
-        {"id": "a", "agent": "command", "command": ["true"], "timeout": "1s"}]})).decode("utf-8", "replace"),
-        "fmt": rng.choice([None, "json", "toml", "yaml"]), "base_dir": rng.choice(["/", "\x00", "/nonexistent", ""])}),
-    "bad_run": lambda rng: _dump({**_valid(rng), "op": rng.choice(["Status", "TaskInfo", "Cancel", "Retry", "Events"]),
-                                  "run": "~" + str(_junk_value(rng))[:200], "task": "a"}),
-    "over_limit": lambda rng: _dump({"op": "Ping", "id": 1, "pad": "x" * rng.randint(MAX_MESSAGE, 2 * MAX_MESSAGE - 64)}),
+    "nested": lambda rng: (lambda n: b'{"op":"Status","run":' + b"[" * n + b"]" * n + b"}")(
+        rng.choice([50, 500, 5000, 30_000])
+    ),
+    "bad_plan": lambda rng: _dump(
+        {
+            "op": "Submit",
+            "plan": _mutate(
+                rng,
+                _dump(
+                    {
+                        "workdir": "/",
+                        "tasks": [
+                            {"id": "a", "agent": "command", "command": ["true"], "timeout": "1s"}
+                        ],
+                    }
+                ),
+            ).decode("utf-8", "replace"),
+            "fmt": rng.choice([None, "json", "toml", "yaml"]),
+            "base_dir": rng.choice(["/", "\x00", "/nonexistent", ""]),
+        }
+    ),
+    "bad_run": lambda rng: _dump(
+        {
+            **_valid(rng),
+            "op": rng.choice(["Status", "TaskInfo", "Cancel", "Retry", "Events"]),
+            "run": "~" + str(_junk_value(rng))[:200],
+            "task": "a",
+        }
+    ),
+    "over_limit": lambda rng: _dump(
+        {"op": "Ping", "id": 1, "pad": "x" * rng.randint(MAX_MESSAGE, 2 * MAX_MESSAGE - 64)}
+    ),
     "far_over_limit": lambda rng: b"x" * rng.randint(2 * MAX_MESSAGE + 1, 4 * MAX_MESSAGE),
 }
 WEIGHTS = {"nested": 0.3, "over_limit": 0.3, "far_over_limit": 0.02}
 # What the fuzzer found once (each got an internal error or killed a server worker), sent first every time
 EDGES: list[bytes] = [
-    b'{"op":"Audit","\xe8":1}', b'{"op":"Status","run":"\xff"}', b'{"op":"Submi\xfft"}',
-    b'{"op":"Status","run":' + b"[" * 5000 + b"]" * 5000 + b"}", b'{"op":"Ping","x":' + b"{" * 20_000 + b"}" * 20_000 + b"}",
-    b'{"op":"Events","after":9223372036854775808}', b'{"op":"Events","after":18446744073709551615,"wait":0.1}',
-    b'{"op":"Replay","at":9223372036854775808}', b'{"op":"Submit","plan":"x","base_dir":"\\u0000"}',
-    json.dumps({"op": "Submit", "plan": json.dumps({"workdir": "a\x00b", "tasks": [{"id": "a", "prompt": "p"}]})}).encode(),
-    json.dumps({"op": "Submit", "plan": '[defaults]\nbackoff = { factor = nan }\n[[tasks]]\nid = "a"\nprompt = "p"\n',
-                "base_dir": "/"}).encode(),
+    b'{"op":"Audit","\xe8":1}',
+    b'{"op":"Status","run":"\xff"}',
+    b'{"op":"Submi\xfft"}',
+    b'{"op":"Status","run":' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"op":"Ping","x":' + b"{" * 20_000 + b"}" * 20_000 + b"}",
+    b'{"op":"Events","after":9223372036854775808}',
+    b'{"op":"Events","after":18446744073709551615,"wait":0.1}',
+    b'{"op":"Replay","at":9223372036854775808}',
+    b'{"op":"Submit","plan":"x","base_dir":"\\u0000"}',
+    json.dumps(
+        {
+            "op": "Submit",
+            "plan": json.dumps({"workdir": "a\x00b", "tasks": [{"id": "a", "prompt": "p"}]}),
+        }
+    ).encode(),
+    json.dumps(
+        {
+            "op": "Submit",
+            "plan": '[defaults]\nbackoff = { factor = nan }\n[[tasks]]\nid = "a"\nprompt = "p"\n',
+            "base_dir": "/",
+        }
+    ).encode(),
 ]
 
 
@@ -151,7 +224,9 @@ class Fuzzer:
         self.sent: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()  # error code -> count
         self.dropped: Counter[str] = Counter()
-        self.other: Counter[str] = Counter()  # replies that are not errors (a mutation left the request valid)
+        self.other: Counter[str] = (
+            Counter()
+        )  # replies that are not errors (a mutation left the request valid)
 
     def _open(self) -> pynng.Req0:
         self.closed_by_peer.clear()
@@ -169,8 +244,12 @@ class Fuzzer:
         """Send one message: its reply, or None when orchd dropped it (closed the connection)."""
         self.sent[kind] += 1
         self.socket.send(data)
-        if kind == "far_over_limit":  # nng drops these unread; waiting for a reply would only time out
-            assert self.closed_by_peer.wait(10), "orchd kept a connection open after a message over its cap"
+        if (
+            kind == "far_over_limit"
+        ):  # nng drops these unread; waiting for a reply would only time out
+            assert self.closed_by_peer.wait(10), (
+                "orchd kept a connection open after a message over its cap"
+            )
             self._reopen(kind)
             return None
         try:
@@ -202,15 +281,21 @@ def _real_requests(orchd: Daemon, plan: str | None) -> str | None:
     return None
 
 
-def test_fuzzed_messages_get_errors_and_orchd_keeps_serving(make_daemon: Callable[..., Daemon]) -> None:
+def test_fuzzed_messages_get_errors_and_orchd_keeps_serving(
+    make_daemon: Callable[..., Daemon],
+) -> None:
     seed = fuzz_seed()
     print(f"protocol fuzz seed {seed} (ORCH_FUZZ_SEED={seed} replays it)", file=sys.stderr)
     rng = random.Random(seed)
     orchd = make_daemon(max_message_bytes=MAX_MESSAGE)
     assert orchd.proc is not None
     pid = orchd.proc.pid
-    plan = json.dumps({"defaults": {"agent": "command", "max_retries": 0},
-                       "tasks": [{"id": "a", "command": ["true"]}, {"id": "b", "command": ["true"]}]})
+    plan = json.dumps(
+        {
+            "defaults": {"agent": "command", "max_retries": 0},
+            "tasks": [{"id": "a", "command": ["true"]}, {"id": "b", "command": ["true"]}],
+        }
+    )
     kinds = list(GENERATORS)
     weights = [WEIGHTS.get(k, 1.0) for k in kinds]
     fuzzer = Fuzzer(f"ipc://{orchd.home}/run/orchd.sock")
@@ -219,14 +304,25 @@ def test_fuzzed_messages_get_errors_and_orchd_keeps_serving(make_daemon: Callabl
     started = time.monotonic()
     try:
         for data in EDGES:
-            assert fuzzer.send("edge", data) is not None, data[:100]  # an answer, not an internal error
+            assert fuzzer.send("edge", data) is not None, data[
+                :100
+            ]  # an answer, not an internal error
         for n in range(1, FUZZ_MESSAGES + 1):
             kind = rng.choices(kinds, weights)[0]
             reply = fuzzer.send(kind, GENERATORS[kind](rng))
             if kind == "over_limit":
                 assert isinstance(reply, p.Error) and reply.code.value == "limit", reply
-                assert "max_message_bytes" in reply.message and str(MAX_MESSAGE) in reply.message, reply
-            elif kind in ("truncated", "wrong_version", "unknown_kind", "missing_op", "nested", "random_bytes"):
+                assert "max_message_bytes" in reply.message and str(MAX_MESSAGE) in reply.message, (
+                    reply
+                )
+            elif kind in (
+                "truncated",
+                "wrong_version",
+                "unknown_kind",
+                "missing_op",
+                "nested",
+                "random_bytes",
+            ):
                 assert isinstance(reply, p.Error), (kind, reply)
             if n % REAL_EVERY == 0:
                 run_id = _real_requests(orchd, plan if n % SUBMIT_EVERY == 0 else None)
@@ -238,12 +334,26 @@ def test_fuzzed_messages_get_errors_and_orchd_keeps_serving(make_daemon: Callabl
     elapsed = time.monotonic() - started
     assert orchd.proc.poll() is None, orchd.log()
     with orchd.client() as client:
-        wait_until(lambda: all(r.summary.state == "completed" for r in client.call(p.Status()).runs  # type: ignore[union-attr]
-                               if r.summary.run_id in runs), timeout=60, what="the real runs to complete")
-    print(f"fuzzed {sum(fuzzer.sent.values())} messages in {elapsed:.1f}s: sent {dict(fuzzer.sent)}; "
-          f"error replies {dict(fuzzer.errors)}; non-error replies {dict(fuzzer.other)}; "
-          f"dropped {dict(fuzzer.dropped)}; real runs {len(runs)}; "
-          f"RSS (KiB) every 1,000 messages: {rss}", file=sys.stderr)
-    assert set(fuzzer.dropped) <= {"far_over_limit"}, fuzzer.dropped  # everything else got an answer
+        wait_until(
+            lambda: all(
+                r.summary.state == "completed"
+                for r in client.call(p.Status()).runs  # type: ignore[union-attr]
+                if r.summary.run_id in runs
+            ),
+            timeout=60,
+            what="the real runs to complete",
+        )
+    print(
+        f"fuzzed {sum(fuzzer.sent.values())} messages in {elapsed:.1f}s: sent {dict(fuzzer.sent)}; "
+        f"error replies {dict(fuzzer.errors)}; non-error replies {dict(fuzzer.other)}; "
+        f"dropped {dict(fuzzer.dropped)}; real runs {len(runs)}; "
+        f"RSS (KiB) every 1,000 messages: {rss}",
+        file=sys.stderr,
+    )
+    assert set(fuzzer.dropped) <= {"far_over_limit"}, (
+        fuzzer.dropped
+    )  # everything else got an answer
     warm, end = rss[WARMUP // 1000], rss[-1]
-    assert end < warm * 1.5 + 32 * 1024, f"RSS grew from {warm} KiB after {WARMUP} messages to {end} KiB: {rss}"
+    assert end < warm * 1.5 + 32 * 1024, (
+        f"RSS grew from {warm} KiB after {WARMUP} messages to {end} KiB: {rss}"
+    )

@@ -44,7 +44,9 @@ def check(name: str, document: Any) -> Any:
 
 def output(orchd: Daemon, *args: str, ok: tuple[int, ...] = (0,)) -> Any:
     result = orchd.orchctl(*args)
-    assert result.returncode in ok, f"orchctl {' '.join(args)} -> {result.returncode}: {result.stderr}"
+    assert result.returncode in ok, (
+        f"orchctl {' '.join(args)} -> {result.returncode}: {result.stderr}"
+    )
     return json.loads(result.stdout)
 
 
@@ -67,19 +69,44 @@ def test_every_json_command_has_a_schema() -> None:
 
 def test_every_json_output_validates(orchd: Daemon, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "shapes", "workdir": str(repo), "isolation": "worktree",
-        "defaults": {"agent": "command", "max_retries": 1, "backoff": {"initial": "0.1s", "jitter": "none"}},
-        "tasks": [{"id": "edit", "command": agent("edit", "notes.txt=hello")},
-                  {"id": "flaky", "command": agent("flaky", str(tmp_path / "f"), "1")},
-                  {"id": "broken", "command": ["false"], "max_retries": 0}]})
-    waited = check("run.schema.json", output(orchd, "submit", str(plan), "--wait", "--json", ok=(1,)))
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "shapes",
+            "workdir": str(repo),
+            "isolation": "worktree",
+            "defaults": {
+                "agent": "command",
+                "max_retries": 1,
+                "backoff": {"initial": "0.1s", "jitter": "none"},
+            },
+            "tasks": [
+                {"id": "edit", "command": agent("edit", "notes.txt=hello")},
+                {"id": "flaky", "command": agent("flaky", str(tmp_path / "f"), "1")},
+                {"id": "broken", "command": ["false"], "max_retries": 0},
+            ],
+        },
+    )
+    waited = check(
+        "run.schema.json", output(orchd, "submit", str(plan), "--wait", "--json", ok=(1,))
+    )
     run_id = waited["summary"]["run_id"]
-    assert {t["id"]: t["state"] for t in waited["tasks"]} == {"edit": "completed", "flaky": "completed",
-                                                             "broken": "failed"}
-    quick = write_plan(tmp_path / "quick.json", {"workdir": str(tmp_path), "defaults": {"agent": "command"},
-                                                 "tasks": [{"id": "a", "command": ["true"]}]})
-    assert check("submitted.schema.json", output(orchd, "submit", str(quick), "--json"))["tasks"] == 1
+    assert {t["id"]: t["state"] for t in waited["tasks"]} == {
+        "edit": "completed",
+        "flaky": "completed",
+        "broken": "failed",
+    }
+    quick = write_plan(
+        tmp_path / "quick.json",
+        {
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command"},
+            "tasks": [{"id": "a", "command": ["true"]}],
+        },
+    )
+    assert (
+        check("submitted.schema.json", output(orchd, "submit", str(quick), "--json"))["tasks"] == 1
+    )
 
     check("status.schema.json", output(orchd, "status", "--json"))
     check("status.schema.json", output(orchd, "status", run_id, "--json"))

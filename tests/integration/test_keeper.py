@@ -32,7 +32,9 @@ class Orchd:
         self.reactor = Reactor().start()
         self.executor = LocalExecutor(self.reactor, home / "run" / "keeper.sock")
 
-    def start(self, argv: list[str], name: str, stdin: str | None = None, cwd: str | None = None) -> Process:
+    def start(
+        self, argv: list[str], name: str, stdin: str | None = None, cwd: str | None = None
+    ) -> Process:
         started: list = []
         done = threading.Event()
 
@@ -40,7 +42,9 @@ class Orchd:
             started.append(result)
             done.set()
 
-        self.executor.start(argv, dict(os.environ), cwd or str(self.home), self.log(name), stdin, on_started)
+        self.executor.start(
+            argv, dict(os.environ), cwd or str(self.home), self.log(name), stdin, on_started
+        )
         assert done.wait(30), "the keeper did not answer"
         if isinstance(started[0], OSError):
             raise started[0]
@@ -84,8 +88,11 @@ def keeper_pid(home: Path) -> int | None:
                 parent = int(Path(f"/proc/{name}/stat").read_text().rpartition(")")[2].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-            if (b"orchd.keeper" in cmdline and parent == os.getpid()
-                    and alive(int(name), start_ticks(int(name)) or 0)):
+            if (
+                b"orchd.keeper" in cmdline
+                and parent == os.getpid()
+                and alive(int(name), start_ticks(int(name)) or 0)
+            ):
                 return int(name)
     return None
 
@@ -97,8 +104,12 @@ def test_exit_codes_signals_cwd_and_stdin(orchd, tmp_path: Path) -> None:
     o.executor.signal(sleeper, signal.SIGTERM)
     assert o.wait(sleeper) == (None, signal.SIGTERM)
     (tmp_path / "here").mkdir()
-    p = o.start([sys.executable, "-c", "import os, sys; print(os.getcwd(), sys.stdin.read())"], "io",
-                stdin="from stdin", cwd=str(tmp_path / "here"))
+    p = o.start(
+        [sys.executable, "-c", "import os, sys; print(os.getcwd(), sys.stdin.read())"],
+        "io",
+        stdin="from stdin",
+        cwd=str(tmp_path / "here"),
+    )
     assert o.wait(p) == (0, None)
     assert o.log("io").read_text() == f"{tmp_path / 'here'} from stdin\n"
     assert oct(o.log("io").stat().st_mode & 0o777) == "0o600"
@@ -106,10 +117,14 @@ def test_exit_codes_signals_cwd_and_stdin(orchd, tmp_path: Path) -> None:
 
 def test_an_agent_gets_default_signals_and_its_own_group(orchd) -> None:
     o = orchd()
-    p = o.start(["grep", "SigIgn", "/proc/self/status"], "sig")  # dispositions as inherited through exec
+    p = o.start(
+        ["grep", "SigIgn", "/proc/self/status"], "sig"
+    )  # dispositions as inherited through exec
     assert o.wait(p) == (0, None)
     ignored = int(o.log("sig").read_text().split()[1], 16)
-    assert not ignored & (1 << (signal.SIGPIPE - 1)), "the agent inherited Python's SIG_IGN for SIGPIPE"
+    assert not ignored & (1 << (signal.SIGPIPE - 1)), (
+        "the agent inherited Python's SIG_IGN for SIGPIPE"
+    )
     group = o.start(["sh", "-c", "cut -d' ' -f5 /proc/$$/stat"], "pgid")  # its process group
     assert o.wait(group) == (0, None)
     assert int(o.log("pgid").read_text()) == group.pid  # the leader of its own process group
@@ -121,8 +136,13 @@ def test_what_an_agent_leaves_in_its_group_is_killed_when_it_exits(orchd, tmp_pa
     p = o.start(["sh", "-c", f"sleep 60 & echo $! > {pidfile}; exit 0"], "bg")
     assert o.wait(p) == (0, None)
     child = int(pidfile.read_text())
-    wait_until(lambda: not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text()
-               .rsplit(")", 1)[1].split()[0], what="the agent's background child to be killed")
+    wait_until(
+        lambda: (
+            not Path(f"/proc/{child}").exists()
+            or "Z" in Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        ),
+        what="the agent's background child to be killed",
+    )
 
 
 def test_a_program_that_is_not_there_fails_to_start_with_a_clear_reason(orchd) -> None:
@@ -140,7 +160,9 @@ def test_statuses_outlive_orchd(orchd, tmp_path: Path) -> None:
     """orchd dies with one attempt running and one ended but not yet durable; the next orchd gets both."""
     gate = tmp_path / "gate"
     first = orchd()
-    running = first.start(["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done; exit 7"], "running")
+    running = first.start(
+        ["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done; exit 7"], "running"
+    )
     ended = first.start(["sh", "-c", "exit 5"], "ended")
     assert first.wait(ended) == (5, None)  # told, never acknowledged (its end is not "durable")
     keeper = keeper_pid(tmp_path)
@@ -152,17 +174,23 @@ def test_statuses_outlive_orchd(orchd, tmp_path: Path) -> None:
     second = orchd()
     assert keeper_pid(tmp_path) == keeper  # the same keeper
     adopted = second.executor.find("r", "running", 1, running, first.log("running"))
-    assert adopted is not None and adopted.handle is second.executor  # the keeper's child: it will tell
+    assert (
+        adopted is not None and adopted.handle is second.executor
+    )  # the keeper's child: it will tell
     assert adopted.pid == running.pid
     gate.touch()
     assert second.wait(adopted) == (7, None)
     second.executor.forget(adopted)
     second.close()
-    wait_until(lambda: keeper_pid(tmp_path) is None, what="the keeper to exit with nothing left to keep")
+    wait_until(
+        lambda: keeper_pid(tmp_path) is None, what="the keeper to exit with nothing left to keep"
+    )
     assert read_exit_file(first.log("running")) is None  # acknowledged: no file needed
 
 
-def test_an_attempt_that_ends_while_no_orchd_listens_leaves_its_status(orchd, tmp_path: Path) -> None:
+def test_an_attempt_that_ends_while_no_orchd_listens_leaves_its_status(
+    orchd, tmp_path: Path
+) -> None:
     gate = tmp_path / "gate"
     first = orchd()
     p = first.start(["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done; exit 9"], "late")
@@ -191,7 +219,10 @@ def test_a_dead_keeper_is_replaced_and_its_orphans_are_still_watched(orchd, tmp_
     assert keeper_pid(tmp_path) not in (None, old)
     gate.touch()
     assert exited.wait(30), "the orphan's end went unnoticed"
-    assert o.executor.reap(orphan) == (None, None)  # its status died with its keeper: lost, not made up
+    assert o.executor.reap(orphan) == (
+        None,
+        None,
+    )  # its status died with its keeper: lost, not made up
 
 
 def _try_start(o: Orchd) -> Process | None:
@@ -202,7 +233,9 @@ def _try_start(o: Orchd) -> Process | None:
         return None
 
 
-def test_an_attempt_whose_pid_orchd_never_learned_is_found_by_its_log(orchd, tmp_path: Path) -> None:
+def test_an_attempt_whose_pid_orchd_never_learned_is_found_by_its_log(
+    orchd, tmp_path: Path
+) -> None:
     """orchd died between asking for the start and recording the pid; the attempt ends after the next
     orchd connected (so no exit file) but before that orchd looked for it: its status still arrives."""
     gate = tmp_path / "gate"

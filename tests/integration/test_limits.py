@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -19,8 +19,11 @@ from tests.conftest import Daemon, wait_until, write_plan
 
 
 def _plan(tasks: int = 1, **extra: object) -> dict:
-    return {"defaults": {"agent": "command", "max_retries": 0},
-            "tasks": [{"id": f"t{i}", "command": ["true"]} for i in range(tasks)], **extra}
+    return {
+        "defaults": {"agent": "command", "max_retries": 0},
+        "tasks": [{"id": f"t{i}", "command": ["true"]} for i in range(tasks)],
+        **extra,
+    }
 
 
 def _submit(orchd: Daemon, plan: dict, timeout: float = 30) -> p.Response:
@@ -39,19 +42,39 @@ def test_tasks_per_run(orchd: Daemon) -> None:
     assert error.code is ErrorCode.BAD_PLAN and f"more than {MAX_TASKS} tasks" in error.message
 
 
-def test_for_each_past_the_task_limit_stops_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_for_each_past_the_task_limit_stops_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("orchd.plan.MAX_TASKS", 5)
     for i in range(8):
         (tmp_path / f"f{i}.txt").write_text("x")
     with pytest.raises(PlanError, match=r"tasks\[0\].for_each: '\*.txt' matches more than 5 files"):
-        load_plan(json.dumps({"tasks": [{"id": "t-{stem}", "for_each": "*.txt", "agent": "command",
-                                         "command": ["true"]}]}), base_dir=tmp_path)
+        load_plan(
+            json.dumps(
+                {
+                    "tasks": [
+                        {
+                            "id": "t-{stem}",
+                            "for_each": "*.txt",
+                            "agent": "command",
+                            "command": ["true"],
+                        }
+                    ]
+                }
+            ),
+            base_dir=tmp_path,
+        )
 
 
 def test_prompt_size(orchd: Daemon, tmp_path: Path) -> None:
     task = {"id": "a", "agent": "claude", "prompt": "x" * MAX_PROMPT_BYTES}
-    assert load_plan(json.dumps({"tasks": [task]}), base_dir=tmp_path).tasks[0].prompt == task["prompt"]
-    error = _refusal(orchd, {"tasks": [{**task, "prompt": "é" * (MAX_PROMPT_BYTES // 2 + 1)}]})  # bytes, not chars
+    assert (
+        load_plan(json.dumps({"tasks": [task]}), base_dir=tmp_path).tasks[0].prompt
+        == task["prompt"]
+    )
+    error = _refusal(
+        orchd, {"tasks": [{**task, "prompt": "é" * (MAX_PROMPT_BYTES // 2 + 1)}]}
+    )  # bytes, not chars
     assert error.code is ErrorCode.BAD_PLAN
     assert f"tasks[0].prompt: is larger than {MAX_PROMPT_BYTES >> 10} KiB" in error.message
 
@@ -59,10 +82,14 @@ def test_prompt_size(orchd: Daemon, tmp_path: Path) -> None:
 def test_message_size(make_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
     limit = 64 << 10
     orchd = make_daemon(max_message_bytes=limit)
-    plan = write_plan(tmp_path / "big.json", _plan(1, name="x" * (limit + 100)))  # over the limit, under twice it
+    plan = write_plan(
+        tmp_path / "big.json", _plan(1, name="x" * (limit + 100))
+    )  # over the limit, under twice it
     result = orchd.orchctl("submit", str(plan))
     assert result.returncode == 2, result
-    assert f"over orchd's limit of {limit} bytes (max_message_bytes in config.toml)" in result.stderr
+    assert (
+        f"over orchd's limit of {limit} bytes (max_message_bytes in config.toml)" in result.stderr
+    )
     # far over: nng drops it unread, and the client says why it got no answer
     error = _refusal(orchd, _plan(1, name="x" * (3 << 20)), timeout=2)
     assert error.code is ErrorCode.UNAVAILABLE and "twice its max_message_bytes" in error.message
@@ -79,7 +106,9 @@ def test_runs_kept(make_daemon: Callable[..., Daemon]) -> None:
         except OrchError as exc:
             outcomes.append(exc)
 
-    threads = [threading.Thread(target=submit) for _ in range(6)]  # at once: none may slip past the count
+    threads = [
+        threading.Thread(target=submit) for _ in range(6)
+    ]  # at once: none may slip past the count
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -101,10 +130,19 @@ def test_runs_kept(make_daemon: Callable[..., Daemon]) -> None:
 
 def test_durations_past_what_epoll_can_wait(orchd: Daemon, tmp_path: Path) -> None:
     """A 30-day timeout once overflowed epoll.poll in the reactor thread and stalled every run."""
-    plan = write_plan(tmp_path / "p.json", {
-        "workdir": str(tmp_path), "defaults": {"agent": "command", "timeout": "30d", "max_retries": 1,
-                                               "backoff": {"initial": "40d", "max": "400d"}},
-        "tasks": [{"id": "a", "command": [sys.executable, "-c", "print('ok')"]}]})
+    plan = write_plan(
+        tmp_path / "p.json",
+        {
+            "workdir": str(tmp_path),
+            "defaults": {
+                "agent": "command",
+                "timeout": "30d",
+                "max_retries": 1,
+                "backoff": {"initial": "40d", "max": "400d"},
+            },
+            "tasks": [{"id": "a", "command": [sys.executable, "-c", "print('ok')"]}],
+        },
+    )
     result = orchd.orchctl("submit", str(plan), "--wait", "--json", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     with orchd.client() as client:
@@ -127,7 +165,9 @@ def test_long_polls_never_take_the_last_workers(make_daemon: Callable[..., Daemo
     def poll() -> None:
         with orchd.client(timeout=30) as client:
             started.wait()
-            while (reply := client.call(p.Events(after=10**9, wait=6.0))).busy:  # the main thread had the slot
+            while (
+                reply := client.call(p.Events(after=10**9, wait=6.0))
+            ).busy:  # the main thread had the slot
                 pass
             held.append(reply)
 
@@ -137,8 +177,11 @@ def test_long_polls_never_take_the_last_workers(make_daemon: Callable[..., Daemo
     started.wait()
     with orchd.client(timeout=5) as client:
         # a third long-poll is answered at once and told to come back; status is never queued behind them
-        busy = wait_until(lambda: (r := client.call(p.Events(after=10**9, wait=0.05))).busy and r, timeout=5,
-                          what="the long-poll slots to fill")
+        busy = wait_until(
+            lambda: (r := client.call(p.Events(after=10**9, wait=0.05))).busy and r,
+            timeout=5,
+            what="the long-poll slots to fill",
+        )
         assert busy.events == []
         assert client.call(p.Status()).runs == []
     for t in pollers:

@@ -14,8 +14,8 @@ import socket
 import stat
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -25,31 +25,61 @@ from tests.conftest import Daemon, wait_until, write_plan
 SECRET = "sekrit-4f1d2c9a8b7e"
 NOBODY = 65534
 # prints whether it has the key (never the key); exits 0 only when it is there
-HAS_KEY = ("import os, sys; ok = os.environ.get('FOO_API_KEY') == sys.argv[1][::-1]; "
-           "print('FOO_API_KEY present: ' + ('yes' if ok else 'no')); sys.exit(0 if ok else 1)")
+HAS_KEY = (
+    "import os, sys; ok = os.environ.get('FOO_API_KEY') == sys.argv[1][::-1]; "
+    "print('FOO_API_KEY present: ' + ('yes' if ok else 'no')); sys.exit(0 if ok else 1)"
+)
 
 
-def test_secret_reaches_the_agent_and_nothing_else(make_daemon: Callable[..., Daemon], tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_reaches_the_agent_and_nothing_else(
+    make_daemon: Callable[..., Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FOO_API_KEY", SECRET)
     orchd = make_daemon()
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "secrets", "workdir": str(tmp_path), "defaults": {"agent": "command", "max_retries": 0},
-        "tasks": [{"id": "has-key", "command": [sys.executable, "-c", HAS_KEY, SECRET[::-1]]},  # argv is logged
-                  {"id": "missing", "command": [str(tmp_path / "no-such-agent")]}]})
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "secrets",
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "max_retries": 0},
+            "tasks": [
+                {
+                    "id": "has-key",
+                    "command": [sys.executable, "-c", HAS_KEY, SECRET[::-1]],
+                },  # argv is logged
+                {"id": "missing", "command": [str(tmp_path / "no-such-agent")]},
+            ],
+        },
+    )
     result = orchd.orchctl("submit", str(plan), "--wait", "--json")
     assert result.returncode == 1, result  # `missing` fails, on purpose
     results = json.loads(orchd.orchctl("results", "last", "--json", check=True).stdout)
     assert "FOO_API_KEY present: yes" in json.dumps(results)  # the agent had it
     outputs = [result.stdout, result.stderr, json.dumps(results)]
-    for args in (["status", "--json"], ["status", "last", "--json"], ["events", "--json"], ["replay", "--json"],
-                 ["runs", "--json"], ["why", "last", "missing"], ["why", "last", "has-key"], ["audit"]):
+    for args in (
+        ["status", "--json"],
+        ["status", "last", "--json"],
+        ["events", "--json"],
+        ["replay", "--json"],
+        ["runs", "--json"],
+        ["why", "last", "missing"],
+        ["why", "last", "has-key"],
+        ["audit"],
+    ):
         outputs.append(orchd.orchctl(*args, check=True).stdout)
     # error messages: a plan naming the secret's variable, a bad run, a bad task
-    bad = write_plan(tmp_path / "bad.json", {"workdir": str(tmp_path), "defaults": {"agent": "command"},
-                                             "tasks": [{"id": "a", "command": ["true"], "env": {"FOO_API_KEY": SECRET}}]})
+    bad = write_plan(
+        tmp_path / "bad.json",
+        {
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command"},
+            "tasks": [{"id": "a", "command": ["true"], "env": {"FOO_API_KEY": SECRET}}],
+        },
+    )
     refused = orchd.orchctl("submit", str(bad))
-    assert refused.returncode == 2 and "env.FOO_API_KEY: looks like a secret" in refused.stderr, refused
+    assert refused.returncode == 2 and "env.FOO_API_KEY: looks like a secret" in refused.stderr, (
+        refused
+    )
     outputs += [refused.stdout, refused.stderr]
     for args in (["status", "no-such-run"], ["logs", "last", "no-such-task"]):
         failed = orchd.orchctl(*args)
@@ -83,7 +113,7 @@ def _nng_ping(path: str) -> str:
             return "answered"
     except PermissionError:
         return "denied"
-    except (ConnectionError, socket.timeout):
+    except (TimeoutError, ConnectionError):
         return "closed"
 
 
@@ -125,5 +155,9 @@ def test_other_users_are_kept_out(orchd: Daemon) -> None:
     for where, mode in ((orchd.home, 0o711), (run_dir, 0o711), (Path(path), 0o666)):
         os.chmod(where, mode)
     assert _as_user(NOBODY, path) == "closed"
-    wait_until(lambda: f"refused a connection from uid {NOBODY}" in orchd.log(), timeout=10, what="the warning")
+    wait_until(
+        lambda: f"refused a connection from uid {NOBODY}" in orchd.log(),
+        timeout=10,
+        what="the warning",
+    )
     assert _as_user(os.getuid(), path) == "answered"

@@ -37,11 +37,18 @@ def peak_concurrency(log: Path) -> int:
 
 def test_concurrency_cap_is_exact(orchd: Daemon, tmp_path: Path) -> None:
     log = tmp_path / "notes"
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "cap", "concurrency": 5, "workdir": str(tmp_path),
-        "defaults": {"agent": "command", "max_retries": 0},
-        "tasks": [{"id": f"t{i}", "command": agent("record", str(log), "0.3")} for i in range(50)],
-    })
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "cap",
+            "concurrency": 5,
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "max_retries": 0},
+            "tasks": [
+                {"id": f"t{i}", "command": agent("record", str(log), "0.3")} for i in range(50)
+            ],
+        },
+    )
     code, view = submit_wait(orchd, plan)
     assert code == 0, view
     assert view["summary"]["counts"]["completed"] == 50
@@ -50,12 +57,19 @@ def test_concurrency_cap_is_exact(orchd: Daemon, tmp_path: Path) -> None:
 
 def test_retries_with_backoff_then_success(orchd: Daemon, tmp_path: Path) -> None:
     log = tmp_path / "attempts"
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "flaky", "workdir": str(tmp_path),
-        "defaults": {"agent": "command", "max_retries": 3,
-                     "backoff": {"initial": "0.3s", "factor": 2.0, "max": "10s", "jitter": "none"}},
-        "tasks": [{"id": "flaky", "command": agent("flaky", str(log), "2")}],
-    })
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "flaky",
+            "workdir": str(tmp_path),
+            "defaults": {
+                "agent": "command",
+                "max_retries": 3,
+                "backoff": {"initial": "0.3s", "factor": 2.0, "max": "10s", "jitter": "none"},
+            },
+            "tasks": [{"id": "flaky", "command": agent("flaky", str(log), "2")}],
+        },
+    )
     code, view = submit_wait(orchd, plan)
     assert code == 0
     task = tasks_by_id(view)["flaky"]
@@ -67,14 +81,23 @@ def test_retries_with_backoff_then_success(orchd: Daemon, tmp_path: Path) -> Non
 
 def test_retry_budget_exhausted_fails_task_not_siblings(orchd: Daemon, tmp_path: Path) -> None:
     log = tmp_path / "notes"
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "budget", "workdir": str(tmp_path),
-        "defaults": {"agent": "command", "max_retries": 2,
-                     "backoff": {"initial": "0.05s", "jitter": "none"}},
-        "tasks": [{"id": "bad", "command": agent("record", str(log), "0", "3")},
-                  {"id": "good1", "command": agent("record", str(log), "0.1")},
-                  {"id": "good2", "command": agent("record", str(log), "0.1")}],
-    })
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "budget",
+            "workdir": str(tmp_path),
+            "defaults": {
+                "agent": "command",
+                "max_retries": 2,
+                "backoff": {"initial": "0.05s", "jitter": "none"},
+            },
+            "tasks": [
+                {"id": "bad", "command": agent("record", str(log), "0", "3")},
+                {"id": "good1", "command": agent("record", str(log), "0.1")},
+                {"id": "good2", "command": agent("record", str(log), "0.1")},
+            ],
+        },
+    )
     code, view = submit_wait(orchd, plan)
     assert code == 1
     assert view["summary"]["state"] == "failed"
@@ -100,11 +123,15 @@ def gone(pid: int) -> bool:
 
 def test_hanging_agent_is_killed_at_timeout_with_its_group(orchd: Daemon, tmp_path: Path) -> None:
     pidfile = tmp_path / "pids"
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "hang", "workdir": str(tmp_path),
-        "defaults": {"agent": "command", "max_retries": 0, "timeout": "1s"},
-        "tasks": [{"id": "hang", "command": agent("hang", str(pidfile))}],
-    })
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "hang",
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "max_retries": 0, "timeout": "1s"},
+            "tasks": [{"id": "hang", "command": agent("hang", str(pidfile))}],
+        },
+    )
     code, view = submit_wait(orchd, plan)
     assert code == 1
     task = tasks_by_id(view)["hang"]
@@ -115,19 +142,29 @@ def test_hanging_agent_is_killed_at_timeout_with_its_group(orchd: Daemon, tmp_pa
 
 
 def test_cancel_running_run_leaves_no_process(orchd: Daemon, tmp_path: Path) -> None:
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "cancel", "concurrency": 3, "workdir": str(tmp_path),
-        "defaults": {"agent": "command", "max_retries": 0},
-        "tasks": [{"id": f"h{i}", "command": agent("hang", str(tmp_path / f"pids{i}"))} for i in range(6)],
-    })
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "cancel",
+            "concurrency": 3,
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "max_retries": 0},
+            "tasks": [
+                {"id": f"h{i}", "command": agent("hang", str(tmp_path / f"pids{i}"))}
+                for i in range(6)
+            ],
+        },
+    )
     result = orchd.orchctl("submit", str(plan), "--json", check=True)
     run_id = json.loads(result.stdout)["run_id"]
     wait_until(lambda: len(list(tmp_path.glob("pids?"))) == 3, what="three agents running")
     orchd.orchctl("cancel", run_id, check=True)
     with orchd.client() as client:
+
         def ended():
             view = client.call(p.Status(run=run_id)).runs[0]
             return view if view.summary.state != "running" else None
+
         view = wait_until(ended, timeout=30, what="the run to end")
     assert view.summary.state == "cancelled"
     assert {t.state for t in view.tasks} == {"cancelled"}
@@ -141,16 +178,31 @@ def test_two_runs_share_the_global_cap(make_daemon, tmp_path: Path) -> None:
     log = tmp_path / "notes"
     plans = []
     for name in ("a", "b"):
-        plans.append(write_plan(tmp_path / f"{name}.json", {
-            "name": name, "concurrency": 4, "workdir": str(tmp_path),
-            "defaults": {"agent": "command", "max_retries": 0},
-            "tasks": [{"id": f"{name}{i}", "command": agent("record", str(log), "0.2")} for i in range(12)],
-        }))
-    ids = [json.loads(orchd.orchctl("submit", str(pl), "--json", check=True).stdout)["run_id"] for pl in plans]
+        plans.append(
+            write_plan(
+                tmp_path / f"{name}.json",
+                {
+                    "name": name,
+                    "concurrency": 4,
+                    "workdir": str(tmp_path),
+                    "defaults": {"agent": "command", "max_retries": 0},
+                    "tasks": [
+                        {"id": f"{name}{i}", "command": agent("record", str(log), "0.2")}
+                        for i in range(12)
+                    ],
+                },
+            )
+        )
+    ids = [
+        json.loads(orchd.orchctl("submit", str(pl), "--json", check=True).stdout)["run_id"]
+        for pl in plans
+    ]
     with orchd.client() as client:
+
         def done():
             runs = client.call(p.Status()).runs
             return all(r.summary.state == "completed" for r in runs) and len(runs) == 2
+
         wait_until(done, timeout=120, what="both runs to complete")
     assert peak_concurrency(log) <= 4
     # fairness: b's first task starts before a has finished all of its tasks
@@ -170,12 +222,23 @@ def test_two_runs_share_the_global_cap(make_daemon, tmp_path: Path) -> None:
 
 def test_replay_equals_status(orchd: Daemon, tmp_path: Path) -> None:
     log = tmp_path / "attempts"
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "replay", "workdir": str(tmp_path),
-        "defaults": {"agent": "command", "max_retries": 1, "backoff": {"initial": "0.05s", "jitter": "none"}},
-        "tasks": [{"id": "ok", "command": ["true"]}, {"id": "flaky", "command": agent("flaky", str(log), "1")},
-                  {"id": "bad", "command": ["false"]}],
-    })
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "replay",
+            "workdir": str(tmp_path),
+            "defaults": {
+                "agent": "command",
+                "max_retries": 1,
+                "backoff": {"initial": "0.05s", "jitter": "none"},
+            },
+            "tasks": [
+                {"id": "ok", "command": ["true"]},
+                {"id": "flaky", "command": agent("flaky", str(log), "1")},
+                {"id": "bad", "command": ["false"]},
+            ],
+        },
+    )
     submit_wait(orchd, plan)
     status = json.loads(orchd.orchctl("status", "--json", check=True).stdout)
     replay = json.loads(orchd.orchctl("replay", "--json", check=True).stdout)
@@ -193,11 +256,18 @@ def test_replay_equals_status(orchd: Daemon, tmp_path: Path) -> None:
 def test_runs_resume_after_restart(make_daemon, tmp_path: Path) -> None:
     orchd = make_daemon()
     log = tmp_path / "notes"
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "restart", "concurrency": 2, "workdir": str(tmp_path),
-        "defaults": {"agent": "command", "max_retries": 0},
-        "tasks": [{"id": f"t{i}", "command": agent("record", str(log), "0.5")} for i in range(6)],
-    })
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "restart",
+            "concurrency": 2,
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "max_retries": 0},
+            "tasks": [
+                {"id": f"t{i}", "command": agent("record", str(log), "0.5")} for i in range(6)
+            ],
+        },
+    )
     run_id = json.loads(orchd.orchctl("submit", str(plan), "--json", check=True).stdout)["run_id"]
     wait_until(lambda: log.exists() and "start" in log.read_text(), what="a task to start")
     orchd.kill()
@@ -209,18 +279,30 @@ def test_runs_resume_after_restart(make_daemon, tmp_path: Path) -> None:
 
 def test_every_attempt_has_its_log_and_no_other_log_is_made(orchd: Daemon, tmp_path: Path) -> None:
     # a run creates the next ready task's log ahead of its launch: for that attempt, never another
-    plan = write_plan(tmp_path / "plan.json", {
-        "name": "logs", "concurrency": 1, "workdir": str(tmp_path),
-        "defaults": {"agent": "command", "max_retries": 1,
-                     "backoff": {"initial": "0.05s", "factor": 1.0, "jitter": "none"}},
-        "tasks": [{"id": "first", "command": ["true"]},
-                  {"id": "flaky", "command": agent("flaky", str(tmp_path / "attempts"), "1")},
-                  *({"id": f"t{i}", "command": ["true"]} for i in range(4))],
-    })
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "logs",
+            "concurrency": 1,
+            "workdir": str(tmp_path),
+            "defaults": {
+                "agent": "command",
+                "max_retries": 1,
+                "backoff": {"initial": "0.05s", "factor": 1.0, "jitter": "none"},
+            },
+            "tasks": [
+                {"id": "first", "command": ["true"]},
+                {"id": "flaky", "command": agent("flaky", str(tmp_path / "attempts"), "1")},
+                *({"id": f"t{i}", "command": ["true"]} for i in range(4)),
+            ],
+        },
+    )
     code, view = submit_wait(orchd, plan)
     assert code == 0, view
     run_id = view["summary"]["run_id"]
     made = sorted(f.name for f in (orchd.home / "state" / "logs" / run_id).iterdir())
-    attempts = sorted(f"{t['id']}.{n}.log" for t in view["tasks"] for n in range(1, t["attempts"] + 1))
+    attempts = sorted(
+        f"{t['id']}.{n}.log" for t in view["tasks"] for n in range(1, t["attempts"] + 1)
+    )
     assert tasks_by_id(view)["flaky"]["attempts"] == 2
     assert made == attempts

@@ -11,8 +11,9 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -35,8 +36,13 @@ def ray_or_skip() -> None:
 
 def node_args(sessions: int, **extra: Any) -> dict[str, Any]:
     """Arguments of `Cluster.add_node` for a node that runs `sessions` sessions at once."""
-    return {"num_cpus": 1, "resources": {RESOURCE: sessions}, "object_store_memory": NODE_MEMORY,
-            "node_ip_address": "127.0.0.1", **extra}
+    return {
+        "num_cpus": 1,
+        "resources": {RESOURCE: sessions},
+        "object_store_memory": NODE_MEMORY,
+        "node_ip_address": "127.0.0.1",
+        **extra,
+    }
 
 
 @dataclass
@@ -53,7 +59,11 @@ class RayCluster:
     def live_actors(self, prefix: str) -> list[str]:
         """Names of the actors whose name starts with `prefix` that are not dead."""
         table = self.cluster.global_state.actor_table(None)
-        return [a["Name"] for a in table.values() if a.get("Name", "").startswith(prefix) and a["State"] != "DEAD"]
+        return [
+            a["Name"]
+            for a in table.values()
+            if a.get("Name", "").startswith(prefix) and a["State"] != "DEAD"
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +74,14 @@ def cluster() -> Iterator[RayCluster]:
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's unix socket paths are limited
     saved = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = temp
-    head = node_args(0, num_cpus=0, include_dashboard=False, temp_dir=os.path.join(temp, "ray"),
-                     # notice a dead node in ~3 s, not ~30 s
-                     _system_config={"health_check_period_ms": 1000, "health_check_failure_threshold": 3})
+    head = node_args(
+        0,
+        num_cpus=0,
+        include_dashboard=False,
+        temp_dir=os.path.join(temp, "ray"),
+        # notice a dead node in ~3 s, not ~30 s
+        _system_config={"health_check_period_ms": 1000, "health_check_failure_threshold": 3},
+    )
     ray_cluster = Cluster(initialize_head=True, head_node_args=head)
     try:
         workers = {ray_cluster.add_node(**node_args(cap)).node_id: cap for cap in CAPS}

@@ -22,8 +22,14 @@ class Recorded:
         """The text of `NAME.jsonl` (or of NAME itself when it has a suffix)."""
         return (self.fixtures / (name if "." in name else f"{name}.jsonl")).read_text()
 
-    def classify(self, tmp_path: Path, output: str, exit_code: int | None = 1, signal: int | None = None,
-                 task: TaskSpec | None = None) -> Outcome:
+    def classify(
+        self,
+        tmp_path: Path,
+        output: str,
+        exit_code: int | None = 1,
+        signal: int | None = None,
+        task: TaskSpec | None = None,
+    ) -> Outcome:
         """The outcome of an attempt that printed `output` and ended with `exit_code` (or `signal`)."""
         log = tmp_path / "attempt.log"
         log.write_text(output)

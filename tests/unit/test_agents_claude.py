@@ -54,14 +54,18 @@ def test_a_usage_limit_that_has_already_reset_retries(tmp_path: Path) -> None:
     assert classify(tmp_path, past).outcome == RETRY
 
 
-@pytest.mark.parametrize("name, words", [
-    ("auth", "ANTHROPIC_API_KEY"),
-    ("billing", "credits"),
-    ("prompt_too_long", "split the task"),
-    ("resume_missing", "resume = false"),
-])
-def test_auth_billing_invalid_requests_and_lost_sessions_are_permanent(tmp_path: Path, name: str,
-                                                                       words: str) -> None:
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("auth", "ANTHROPIC_API_KEY"),
+        ("billing", "credits"),
+        ("prompt_too_long", "split the task"),
+        ("resume_missing", "resume = false"),
+    ],
+)
+def test_auth_billing_invalid_requests_and_lost_sessions_are_permanent(
+    tmp_path: Path, name: str, words: str
+) -> None:
     outcome = classify(tmp_path, fixture(name))
     assert outcome.outcome == PERMANENT
     assert words in outcome.reason
@@ -87,16 +91,37 @@ def test_a_success_result_with_a_failing_exit_code_is_not_success(tmp_path: Path
 
 
 def test_launch_builds_print_mode_argv_with_model_permissions_and_prompt_last() -> None:
-    task = TaskSpec(id="t", agent="claude", cwd="/w", prompt="-x looks like a flag", model="sonnet",
-                    agent_args=["--max-turns", "5"])
+    task = TaskSpec(
+        id="t",
+        agent="claude",
+        cwd="/w",
+        prompt="-x looks like a flag",
+        model="sonnet",
+        agent_args=["--max-turns", "5"],
+    )
     launch = claude.launch(task, 1)
-    assert launch.argv == ["claude", "-p", "--output-format", "stream-json", "--verbose", "--model", "sonnet",
-                           "--permission-mode", "acceptEdits", "--max-turns", "5", "--", "-x looks like a flag"]
+    assert launch.argv == [
+        "claude",
+        "-p",
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--model",
+        "sonnet",
+        "--permission-mode",
+        "acceptEdits",
+        "--max-turns",
+        "5",
+        "--",
+        "-x looks like a flag",
+    ]
     assert launch.cwd == "/w"
 
 
 def test_launch_keeps_the_permission_mode_the_plan_chose() -> None:
-    task = TaskSpec(id="t", agent="claude", cwd="/w", prompt="p", agent_args=["--dangerously-skip-permissions"])
+    task = TaskSpec(
+        id="t", agent="claude", cwd="/w", prompt="p", agent_args=["--dangerously-skip-permissions"]
+    )
     assert "acceptEdits" not in claude.launch(task, 1).argv
 
 

@@ -57,27 +57,36 @@ def test_a_usage_limit_without_a_time_retries(tmp_path: Path) -> None:
 def test_reset_time_of_today_and_tomorrow() -> None:
     now = dt.datetime(2026, 5, 1, 10, 0)
     assert reset_time("Try again at 11:30 AM.", now) == now.replace(hour=11, minute=30).timestamp()
-    assert reset_time("try again at 9:05 AM", now) == (now.replace(hour=9, minute=5)
-                                                       + dt.timedelta(days=1)).timestamp()
+    assert (
+        reset_time("try again at 9:05 AM", now)
+        == (now.replace(hour=9, minute=5) + dt.timedelta(days=1)).timestamp()
+    )
     assert reset_time("try again at 12:15 PM", now) == now.replace(hour=12, minute=15).timestamp()
     assert reset_time("Try again later.", now) is None
 
 
-@pytest.mark.parametrize("name, words", [
-    ("auth", "OPENAI_API_KEY"),
-    ("quota", "credits"),
-    ("context_too_long", "split the task"),
-    ("resume_missing", "resume = false"),
-])
-def test_auth_billing_context_and_lost_sessions_are_permanent(tmp_path: Path, name: str, words: str) -> None:
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("auth", "OPENAI_API_KEY"),
+        ("quota", "credits"),
+        ("context_too_long", "split the task"),
+        ("resume_missing", "resume = false"),
+    ],
+)
+def test_auth_billing_context_and_lost_sessions_are_permanent(
+    tmp_path: Path, name: str, words: str
+) -> None:
     outcome = classify(tmp_path, fixture(name))
     assert outcome.outcome == PERMANENT
     assert words in outcome.reason
 
 
 def test_a_missing_key_is_permanent(tmp_path: Path) -> None:
-    failed = ('{"type":"thread.started","thread_id":"x"}\n{"type":"turn.started"}\n'
-              '{"type":"turn.failed","error":{"message":"Missing environment variable: `OPENAI_API_KEY`."}}\n')
+    failed = (
+        '{"type":"thread.started","thread_id":"x"}\n{"type":"turn.started"}\n'
+        '{"type":"turn.failed","error":{"message":"Missing environment variable: `OPENAI_API_KEY`."}}\n'
+    )
     assert classify(tmp_path, failed).outcome == PERMANENT
 
 
@@ -94,15 +103,30 @@ def test_not_installed_is_permanent(tmp_path: Path) -> None:
 
 
 def test_launch_builds_exec_argv_with_sandbox_model_and_prompt_last() -> None:
-    task = TaskSpec(id="t", agent="codex", cwd="/w", prompt="resume", model="gpt-5.5", agent_args=["--oss"])
+    task = TaskSpec(
+        id="t", agent="codex", cwd="/w", prompt="resume", model="gpt-5.5", agent_args=["--oss"]
+    )
     assert codex.launch(task, 1).argv == [
-        "codex", "exec", "--json", "--skip-git-repo-check", "-c", 'sandbox_mode="workspace-write"',
-        "--model", "gpt-5.5", "--oss", "--", "resume"]
+        "codex",
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "-c",
+        'sandbox_mode="workspace-write"',
+        "--model",
+        "gpt-5.5",
+        "--oss",
+        "--",
+        "resume",
+    ]
 
 
 def test_launch_keeps_the_sandbox_the_plan_chose() -> None:
-    for args in (["--sandbox", "read-only"], ["-c", "sandbox_mode=danger-full-access"],
-                 ["--dangerously-bypass-approvals-and-sandbox"]):
+    for args in (
+        ["--sandbox", "read-only"],
+        ["-c", "sandbox_mode=danger-full-access"],
+        ["--dangerously-bypass-approvals-and-sandbox"],
+    ):
         task = TaskSpec(id="t", agent="codex", cwd="/w", prompt="p", agent_args=args)
         assert 'sandbox_mode="workspace-write"' not in codex.launch(task, 1).argv
 
@@ -111,7 +135,7 @@ def test_resume_runs_exec_resume_with_the_thread() -> None:
     argv = codex.launch(TASK, 2, resume="01a211c4-20a0-74e0-b19c-c1f0798262b2").argv
     at = argv.index("resume")
     assert argv[:2] == ["codex", "exec"] and "--json" in argv[:at]
-    assert argv[at + 1:at + 3] == ["01a211c4-20a0-74e0-b19c-c1f0798262b2", "--"]
+    assert argv[at + 1 : at + 3] == ["01a211c4-20a0-74e0-b19c-c1f0798262b2", "--"]
     assert argv[-1].endswith(TASK.prompt) and "Continue" in argv[-1]
 
 

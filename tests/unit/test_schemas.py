@@ -13,7 +13,9 @@ from orchd import schemas
 def test_schema_file_is_current(name: str) -> None:
     path = schemas.SCHEMA_DIR / name
     assert path.exists(), f"schemas/{name} is missing: run `python -m orchd.schemas`"
-    assert path.read_text() == schemas.generate()[name], f"schemas/{name} is stale: run `python -m orchd.schemas`"
+    assert path.read_text() == schemas.generate()[name], (
+        f"schemas/{name} is stale: run `python -m orchd.schemas`"
+    )
 
 
 def test_plan_schema_rejects_unknown_fields() -> None:

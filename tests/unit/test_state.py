@@ -14,9 +14,15 @@ from orchd.plan import BackoffSpec, RunSpec, TaskSpec
 
 
 def spec(n: int = 2, retries: int = 1) -> RunSpec:
-    return RunSpec(name="r", concurrency=2, workdir="/w",
-                   tasks=[TaskSpec(id=f"t{i}", agent="command", cwd="/w", command=["true"], max_retries=retries)
-                          for i in range(n)])
+    return RunSpec(
+        name="r",
+        concurrency=2,
+        workdir="/w",
+        tasks=[
+            TaskSpec(id=f"t{i}", agent="command", cwd="/w", command=["true"], max_retries=retries)
+            for i in range(n)
+        ],
+    )
 
 
 def records(events: list[ev.Event], t0: float = 1000.0) -> list[ev.Record]:
@@ -31,7 +37,9 @@ def story() -> list[ev.Event]:
         ev.AttemptFinished("r1", "t0", 1, "retry", exit_code=1, reason="exit code 1"),
         ev.TaskRetrying("r1", "t0", due_at=2000.0, delay=1.0, reason="exit code 1"),
         ev.AttemptLaunching("r1", "t0", 2, ["true"], "/w", "/l/2"),
-        ev.AttemptFinished("r1", "t0", 2, "success", exit_code=0, report=ev.AgentReport(result="ok", cost_usd=0.5)),
+        ev.AttemptFinished(
+            "r1", "t0", 2, "success", exit_code=0, report=ev.AgentReport(result="ok", cost_usd=0.5)
+        ),
         ev.TaskCompleted("r1", "t0"),
         ev.CancelRequested("r1", []),
         ev.TaskCancelled("r1", "t1"),
@@ -58,9 +66,17 @@ def test_retrying_shows_due_time_and_retry_resets_budget() -> None:
     state = st.replay(records(events))
     view = st.task_view(state.runs["r1"].tasks["t0"])
     assert view.state == "retrying" and view.due_at == 2000.0
-    state = st.replay(records([*events, ev.AttemptLaunching("r1", "t0", 2, [], "/w", "/l"),
-                               ev.AttemptFinished("r1", "t0", 2, "retry"), ev.TaskFailed("r1", "t0", "x"),
-                               ev.RetryRequested("r1", ["t0"])]))
+    state = st.replay(
+        records(
+            [
+                *events,
+                ev.AttemptLaunching("r1", "t0", 2, [], "/w", "/l"),
+                ev.AttemptFinished("r1", "t0", 2, "retry"),
+                ev.TaskFailed("r1", "t0", "x"),
+                ev.RetryRequested("r1", ["t0"]),
+            ]
+        )
+    )
     task = state.runs["r1"].tasks["t0"]
     assert task.state == "pending" and task.retries_spent == 0
 
@@ -100,8 +116,14 @@ def test_running_totals_of_a_resumed_session_count_once() -> None:
     from orchd.state import AttemptState, _spent
 
     def attempt(n: int, session: str, cost: float, tokens: int) -> AttemptState:
-        return AttemptState(n=n, log_path="", launched_at=0.0, report=AgentReport(
-            session_id=session, cost_usd=cost, tokens_in=tokens, session_totals=["cost_usd"]))
+        return AttemptState(
+            n=n,
+            log_path="",
+            launched_at=0.0,
+            report=AgentReport(
+                session_id=session, cost_usd=cost, tokens_in=tokens, session_totals=["cost_usd"]
+            ),
+        )
 
     attempts = [attempt(1, "s1", 0.10, 100), attempt(2, "s1", 0.25, 50), attempt(3, "s2", 0.05, 10)]
     assert _spent(attempts, "cost_usd") == 0.25 + 0.05  # latest of s1, plus s2
@@ -113,7 +135,9 @@ def test_a_fold_from_stored_rows_skips_unknown_kinds_and_refuses_damaged_payload
     rows = [(1, 0.0, b'{"kind":"FromTheFuture","run_id":"r","anything":[1]}')]
     assert st.fold_rows(rows).seq == 1  # kept in the log, skipped by the fold
     with pytest.raises(msgspec.ValidationError):
-        st.fold_rows([(1, 0.0, b'{"kind":"RunFinished","run_id":5}')])  # a known kind that does not decode
+        st.fold_rows(
+            [(1, 0.0, b'{"kind":"RunFinished","run_id":5}')]
+        )  # a known kind that does not decode
 
 
 def test_a_copy_of_a_run_folds_on_its_own_and_shares_only_frozen_parts() -> None:
@@ -121,9 +145,16 @@ def test_a_copy_of_a_run_folds_on_its_own_and_shares_only_frozen_parts() -> None
     run = state.runs["r1"]
     mine = st.copy_run(run)
     assert mine == run and mine.spec is run.spec and mine.tasks["t0"].spec is run.tasks["t0"].spec
-    st.apply(st.State(runs={"r1": mine}), ev.Record(4, 1003.0, "AttemptFinished", ev.AttemptFinished(
-        "r1", "t0", 1, "success", exit_code=0)))
-    st.apply(st.State(runs={"r1": mine}), ev.Record(5, 1004.0, "TaskCompleted", ev.TaskCompleted("r1", "t0")))
+    st.apply(
+        st.State(runs={"r1": mine}),
+        ev.Record(
+            4, 1003.0, "AttemptFinished", ev.AttemptFinished("r1", "t0", 1, "success", exit_code=0)
+        ),
+    )
+    st.apply(
+        st.State(runs={"r1": mine}),
+        ev.Record(5, 1004.0, "TaskCompleted", ev.TaskCompleted("r1", "t0")),
+    )
     assert mine.tasks["t0"].state == "completed" and mine.tasks["t0"].attempts[0].exit_code == 0
     assert run.tasks["t0"].state == "running" and run.tasks["t0"].attempts[0].exit_code is None
     assert run.unfinished == 2 and mine.unfinished == 1

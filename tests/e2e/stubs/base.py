@@ -85,12 +85,16 @@ class StubServer:
         self._in_flight: dict[str, int] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"{type(self).__name__}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{type(self).__name__}",
+            daemon=True,
+        )
 
     # ------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> "StubServer":
+    def __enter__(self) -> StubServer:
         self._thread.start()
         return self
 
@@ -158,11 +162,11 @@ class StubServer:
         """The agent session a request belongs to (None: not a model request)."""
         raise NotImplementedError
 
-    def route(self, http: "Handler", request: Request) -> None:
+    def route(self, http: Handler, request: Request) -> None:
         """Answer one request."""
         raise NotImplementedError
 
-    def _handler_class(self) -> type["Handler"]:
+    def _handler_class(self) -> type[Handler]:
         stub = self
 
         class Bound(Handler):
@@ -186,7 +190,14 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode("utf-8", "replace")
         headers = {k.lower(): v for k, v in self.headers.items()}
-        request = Request(self.command, self.path, headers, body, self.owner.session_of(headers, body), time.time())
+        request = Request(
+            self.command,
+            self.path,
+            headers,
+            body,
+            self.owner.session_of(headers, body),
+            time.time(),
+        )
         self.owner.requests.append(request)
         self.owner.enter_session(request.session)
         try:
@@ -207,15 +218,20 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(payload)
 
-    def send_sse(self, events: list[tuple[str | None, Any]], headers: dict[str, str] | None = None) -> None:
+    def send_sse(
+        self, events: list[tuple[str | None, Any]], headers: dict[str, str] | None = None
+    ) -> None:
         """Answer with a complete server-sent-event stream of (event name, JSON data) pairs."""
         chunks = []
         for name, data in events:
             chunks.append((f"event: {name}\n" if name else "") + f"data: {json.dumps(data)}\n\n")
         payload = "".join(chunks).encode()
         self.send_response(200)
-        for name, value in {"content-type": "text/event-stream", "cache-control": "no-cache",
-                            **(headers or {})}.items():
+        for name, value in {
+            "content-type": "text/event-stream",
+            "cache-control": "no-cache",
+            **(headers or {}),
+        }.items():
             self.send_header(name, value)
         self.send_header("content-length", str(len(payload)))
         self.end_headers()

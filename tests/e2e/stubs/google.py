@@ -33,38 +33,81 @@ from typing import Any
 from tests.e2e.stubs.base import Fail, Handler, Reply, Request, StubServer, WriteFile
 
 _ids = itertools.count(1)
-_PATH_RE = re.compile(r"^/v1(?:beta|alpha)?/models/([^:/?]+):(streamGenerateContent|generateContent)")
+_PATH_RE = re.compile(
+    r"^/v1(?:beta|alpha)?/models/([^:/?]+):(streamGenerateContent|generateContent)"
+)
 _WORKSPACE_RE = re.compile(r"Workspace Directories:\*\*\\n\s*- (\S+?)\\n")
 
 
 def error_document(step: Fail) -> dict[str, Any]:
     """The body of a Google API error for `step` (its `kind` is the gRPC status name, e.g. RESOURCE_EXHAUSTED)."""
-    return {"error": {"code": step.status, "message": step.message, "status": step.kind, "details": [],
-                      **step.fields}}
+    return {
+        "error": {
+            "code": step.status,
+            "message": step.message,
+            "status": step.kind,
+            "details": [],
+            **step.fields,
+        }
+    }
 
 
 class GoogleStub(StubServer):
     """Serves the Gemini API's generateContent and streamGenerateContent from the scripted steps."""
 
-    rate_limited = Fail(429, "RESOURCE_EXHAUSTED",
-                        "Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_requests, "
-                        "limit: 0, model: gemini-2.5-flash")
+    rate_limited = Fail(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_requests, "
+        "limit: 0, model: gemini-2.5-flash",
+    )
     # the Gemini API answers a bad key with 400, not 401
-    unauthorized = Fail(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", fields={
-        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                     "domain": "googleapis.com"}]})
+    unauthorized = Fail(
+        400,
+        "INVALID_ARGUMENT",
+        "API key not valid. Please pass a valid API key.",
+        fields={
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                }
+            ]
+        },
+    )
     # quotas Gemini CLI gives up on at once: one that resets in an hour (it says so), a daily one
-    retry_in_an_hour = Fail(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota. Please retry in 3600s.")
-    daily_quota = Fail(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.", fields={"details": [
-        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
-            {"quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
-             "quotaId": "GenerateRequestsPerDayPerProjectPerModel"}]}]})
+    retry_in_an_hour = Fail(
+        429, "RESOURCE_EXHAUSTED", "You exceeded your current quota. Please retry in 3600s."
+    )
+    daily_quota = Fail(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota.",
+        fields={
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [
+                        {
+                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
+                            "quotaId": "GenerateRequestsPerDayPerProjectPerModel",
+                        }
+                    ],
+                }
+            ]
+        },
+    )
 
     def session_of(self, headers: dict[str, str], body: Any) -> str | None:
         if not isinstance(body, dict) or not body.get("contents") or _routing(body):
             return None
         first = body["contents"][0]
-        prompt = [p for p in first.get("parts", []) if not str(p.get("text", "")).startswith("<session_context>")]
+        prompt = [
+            p
+            for p in first.get("parts", [])
+            if not str(p.get("text", "")).startswith("<session_context>")
+        ]
         key = json.dumps([_workspace(json.dumps(first)), prompt], sort_keys=True)
         return hashlib.sha1(key.encode()).hexdigest()[:16]
 
@@ -88,8 +131,11 @@ class GoogleStub(StubServer):
         if method == "streamGenerateContent":
             # the content, then an empty part that carries the finish reason and the usage
             last = _response({"text": ""}, model, tokens_in, tokens_out)
-            first = {"candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0}],
-                     "modelVersion": model, "responseId": last["responseId"]}
+            first = {
+                "candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0}],
+                "modelVersion": model,
+                "responseId": last["responseId"],
+            }
             http.send_sse([(None, first), (None, last)])
         else:
             http.send_json(200, _response(part, model, tokens_in, tokens_out))
@@ -109,17 +155,36 @@ def _router_choice() -> dict[str, Any]:
     return {"text": json.dumps({"complexity_reasoning": "a simple task", "complexity_score": 1})}
 
 
-def _response(part: dict[str, Any], model: str, tokens_in: int = 100, tokens_out: int = 20) -> dict[str, Any]:
+def _response(
+    part: dict[str, Any], model: str, tokens_in: int = 100, tokens_out: int = 20
+) -> dict[str, Any]:
     """A complete GenerateContentResponse holding one part."""
-    return {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": tokens_in, "candidatesTokenCount": tokens_out,
-                              "totalTokenCount": tokens_in + tokens_out},
-            "modelVersion": model, "responseId": f"stub{next(_ids):08d}"}
+    return {
+        "candidates": [
+            {"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": {
+            "promptTokenCount": tokens_in,
+            "candidatesTokenCount": tokens_out,
+            "totalTokenCount": tokens_in + tokens_out,
+        },
+        "modelVersion": model,
+        "responseId": f"stub{next(_ids):08d}",
+    }
 
 
 def _turn(step: Reply | WriteFile, cwd: str) -> tuple[dict[str, Any], int, int]:
     """The part the model answers `step` with (text, or a `write_file` call), and the tokens in and out."""
     if isinstance(step, WriteFile):
         path = step.path if step.path.startswith("/") else f"{cwd}/{step.path}"
-        return {"functionCall": {"name": "write_file", "args": {"file_path": path, "content": step.content}}}, 100, 20
+        return (
+            {
+                "functionCall": {
+                    "name": "write_file",
+                    "args": {"file_path": path, "content": step.content},
+                }
+            },
+            100,
+            20,
+        )
     return {"text": step.text}, step.tokens_in, step.tokens_out
