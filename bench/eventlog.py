@@ -147,7 +147,7 @@ def measure_journal(
     """(wall s, CPU s) of `appends` durable one-event appends from `writers` threads, each with at most
     `in_flight` appends not yet durable (1: append, wait, append...); the rows written (the events of
     one commit share its `ts`: the rows also tell how well commits were grouped)."""
-    from orchd.actors.journal import Journal
+    from orchd.journal import Journal
 
     conn, state = _open_log(scratch / f"journal-{in_flight}.db", writers)
     per_writer = appends // writers

@@ -18,10 +18,11 @@ import pykka
 
 from orchd import __version__, store
 from orchd.actors.context import Context
-from orchd.actors.journal import Journal
 from orchd.actors.supervisor import SupervisorActor
 from orchd.errors import OrchError
-from orchd.executors.local import Executor, LocalExecutor
+from orchd.executors.base import Executor
+from orchd.executors.local import LocalExecutor
+from orchd.journal import Journal
 from orchd.paths import Paths, resolve
 from orchd.reactor import Reactor
 from orchd.server import Server

@@ -11,8 +11,8 @@ from typing import Any
 import pykka
 
 from orchd import store
-from orchd.actors.journal import Journal
-from orchd.executors.local import Executor
+from orchd.executors.base import Executor
+from orchd.journal import Journal
 from orchd.paths import Paths
 from orchd.reactor import Reactor
 

@@ -38,7 +38,7 @@ from orchd.actors.session import Session, SessionEnded, SessionEvent
 from orchd.agents import adapter_for
 from orchd.agents.base import CANCELLED, LOST, PARK, PERMANENT, RETRYABLE, SUCCESS, Outcome
 from orchd.errors import OrchError
-from orchd.executors.local import Process
+from orchd.executors.base import Process
 from orchd.plan import TaskSpec
 
 log = logging.getLogger(__name__)

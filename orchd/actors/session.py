@@ -38,7 +38,7 @@ from orchd.agents.base import (
     Outcome,
     tail,
 )
-from orchd.executors.local import Process
+from orchd.executors.base import Process
 from orchd.plan import TaskSpec
 
 log = logging.getLogger(__name__)

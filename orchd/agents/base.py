@@ -81,7 +81,7 @@ def with_prompt(argv: list[str], prompt: str, cwd: str, from_stdin: list[str] = 
 def describe_exit(exit: Exit) -> str:
     """`exit code 3` or `killed by SIGKILL`."""
     if exit.signal is not None:
-        from orchd.executors.local import SIGNALS
+        from orchd.executors.base import SIGNALS
 
         return f"killed by {SIGNALS.get(exit.signal, f'signal {exit.signal}')}"
     return f"exit code {exit.exit_code}"

@@ -31,7 +31,8 @@ import ray
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
 
 from orchd.errors import OrchError
-from orchd.executors.local import Process, Started, start_on_thread, start_ticks
+from orchd.executors.base import Process, Started, start_on_thread
+from orchd.keeper import start_ticks
 from orchd.paths import Paths
 from orchd.reactor import Reactor
 

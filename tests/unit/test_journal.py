@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from orchd import events as ev
+from orchd import journal as journal_module
 from orchd import state as st
 from orchd import store
-from orchd.actors import journal as journal_module
-from orchd.actors.journal import Journal
+from orchd.journal import Journal
 from orchd.plan import RunSpec, TaskSpec
 
 
