@@ -317,7 +317,7 @@ class Conversation:
     def line(self, line: bytes) -> bytes:
         event = parse(line)
         lines = describe(event, self.tools) if event is not None else None
-        if lines is None:
+        if lines is None or event is None:
             out = line
         elif event.get("type") == "message" and event.get("delta") and lines:
             out, self._streaming = lines[0].encode(), True
@@ -360,7 +360,7 @@ def latest_activity(log_path: str | None, limit: int = 200) -> str:
             if text:
                 return one_line(text, limit)
             continue
-        lines = [t for t in describe(event, tools) or [] if t.strip()]
-        if lines:
-            return one_line(lines[-1], limit)
+        said = [t for t in describe(event, tools) or [] if t.strip()]
+        if said:
+            return one_line(said[-1], limit)
     return ""

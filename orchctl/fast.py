@@ -87,7 +87,9 @@ def _submit_and_wait(plan: str) -> int | None:
     run_id = reply["run_id"]
     end = _ended(run_id)
     status = _status(run_id) if end else None
-    if status is None:  # trouble after the submission: the full CLI waits, without submitting again
+    if (
+        end is None or status is None
+    ):  # trouble after the submission: the full CLI waits, without submitting again
         from orchctl.main import main as full
 
         full(["wait", run_id, "--json"])

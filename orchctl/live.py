@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -199,7 +199,7 @@ class WatchView:
             return Group(Text(f"waiting for run {self.tracker.run_id}…"))
         limit = max(1, self.console.size.height - CHROME)
         counts, tasks, hidden = pick(run, limit, self.only)
-        parts = [self.header(run, counts), self.rows(run, tasks)]
+        parts: list[RenderableType] = [self.header(run, counts), self.rows(run, tasks)]
         if hidden:
             parts.append(Text(f"… {hidden} more", style="dim"))
         shown = "all" if self.only is None else self.only

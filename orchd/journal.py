@@ -101,7 +101,7 @@ class Journal:
         self._thread.join()
 
     def _take(self) -> list:
-        batch = []
+        batch: list = []
         with self._adding:
             while self._pending and len(batch) < MAX_BATCH:
                 batch.append(self._pending.popleft())

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -119,10 +120,34 @@ def _schema(types: Any) -> dict[str, Any]:
     return {"$defs": defs, "anyOf": list(parts)}
 
 
+def _normalised(node: Any) -> Any:
+    """Every description dedented as `inspect.cleandoc` does it.
+
+    msgspec copies docstrings into descriptions, and its versions differ in whether they dedent
+    them (0.18 keeps the indentation of a docstring's later lines, 0.23 removes it); cleandoc is
+    idempotent. They also order the members of an `anyOf` differently, so those are sorted. The
+    files are then the same whichever version wrote them.
+    """
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key == "description" and isinstance(value, str):
+                out[key] = inspect.cleandoc(value)
+            elif key in ("anyOf", "oneOf") and isinstance(value, list):
+                members = [_normalised(member) for member in value]
+                out[key] = sorted(members, key=lambda m: json.dumps(m, sort_keys=True))
+            else:
+                out[key] = _normalised(value)
+        return out
+    if isinstance(node, list):
+        return [_normalised(value) for value in node]
+    return node
+
+
 def generate() -> dict[str, str]:
     """File name -> schema text, for every schema."""
     return {
-        name: json.dumps(_schema(make()), indent=2, sort_keys=True) + "\n"
+        name: json.dumps(_normalised(_schema(make())), indent=2, sort_keys=True) + "\n"
         for name, make in SCHEMAS.items()
     }
 

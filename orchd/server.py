@@ -14,6 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any, cast
 
 import msgspec
 import pykka
@@ -52,6 +53,12 @@ def peer_uid(pipe: pynng.Pipe) -> int | None:
 def admits(uid: int | None, own_uid: int) -> bool:
     """Only orchd's own user may connect; where the peer is unknown, the 0600 socket is the only guard."""
     return uid is None or uid == own_uid
+
+
+def _encoded(views: list[msgspec.Raw]) -> list[st.RunView]:
+    """Run views encoded ahead (`RunViews`), in the place of the RunViews they encode: msgspec
+    writes a Raw as it is, so the reply is the same as if it held the views."""
+    return cast("list[st.RunView]", views)
 
 
 class Server:
@@ -182,12 +189,14 @@ class Server:
                 with journal.lock:
                     return p.StatusReply(
                         seq=journal.state.seq,
-                        runs=[self._views.of(r) for r in journal.state.runs.values()],
+                        runs=_encoded([self._views.of(r) for r in journal.state.runs.values()]),
                     )
-            case p.Status(run=name):
+            case p.Status(run=str(name)):
                 with journal.lock:
                     run = self._run(name)
-                    return p.StatusReply(seq=journal.state.seq, runs=[self._views.of(run)])
+                    return p.StatusReply(
+                        seq=journal.state.seq, runs=_encoded([self._views.of(run)])
+                    )
             case p.Runs():
                 with journal.lock:
                     return p.RunsReply(
@@ -328,7 +337,7 @@ class Server:
 
     def _record(self, events: list[ev.Event]) -> None:
         """Append events and wait until they are durable."""
-        future = pykka.ThreadingFuture()
+        future: pykka.ThreadingFuture[tuple[object, OrchError | None]] = pykka.ThreadingFuture()
         self.ctx.journal.append(events, lambda records, error: future.set((records, error)))
         try:
             _, error = future.get(timeout=REPLY_TIMEOUT)
@@ -339,8 +348,9 @@ class Server:
         if error is not None:
             raise error
 
-    def _ask(self, message_for: Callable[[pykka.Future], object]) -> object:
-        future = pykka.ThreadingFuture()
+    def _ask(self, message_for: Callable[[pykka.Future[Any]], object]) -> Any:
+        """Tell the supervisor the message `message_for` makes and wait for its reply."""
+        future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
         self.ctx.supervisor.tell(message_for(future))
         try:
             return future.get(timeout=REPLY_TIMEOUT)

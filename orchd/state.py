@@ -129,7 +129,8 @@ def fold(state: State, items: Iterable[tuple[int, float, Any]], stored: bool = F
             try:
                 event = decode(event)
             except msgspec.ValidationError:
-                event = ev.unknown_kind(event)
+                ev.unknown_kind(event)  # raises unless it is a kind from a newer version
+                continue
         if event is None:  # a kind from a newer version: kept in the log, skipped here
             continue
         kind = type(event)

@@ -13,7 +13,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 
 import msgspec
@@ -208,8 +208,9 @@ def audit(conn: sqlite3.Connection) -> Audit:
 
 def _where(
     after: int, upto: int | None, run_id: str | None, task_id: str | None, kinds: Sequence[str] = ()
-) -> tuple[str, list]:
-    clauses, params = ["seq > ?"], [after]
+) -> tuple[str, list[object]]:
+    clauses: list[str] = ["seq > ?"]
+    params: list[object] = [after]
     if kinds:
         clauses.append(f"kind IN ({', '.join('?' * len(kinds))})")
         params.extend(kinds)
@@ -324,7 +325,9 @@ def _chunk_items(
     return zip(range(lo + 1, hi + 1), map(_unscale, _decode_times(times)), events)
 
 
-def _chunks(conn: sqlite3.Connection, upto: int) -> Iterator[tuple[int, int, tuple | None]]:
+def _chunks(
+    conn: sqlite3.Connection, upto: int
+) -> Generator[tuple[int, int, tuple | None], None, None]:
     """(lo, hi, row of _CHUNK_SQL) for each chunk of the events up to `upto`, read ahead by a
     thread of its own on a connection of its own; the row is None when that read failed, and for
     a database with no file (in memory)."""

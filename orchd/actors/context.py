@@ -46,5 +46,5 @@ class Actor(pykka.ThreadingActor):
     """
 
     @staticmethod
-    def _create_actor_inbox() -> queue.SimpleQueue:  # type: ignore[override]
+    def _create_actor_inbox() -> queue.SimpleQueue:
         return queue.SimpleQueue()

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -321,8 +322,8 @@ def error_words(log_path: str, limit: int = 1000) -> str:
 
 
 def with_prompt_option(
-    argv: list[str], option: str, prompt: str, cwd: str, from_stdin: list[str] = ()
-) -> Launch:  # type: ignore[assignment]
+    argv: list[str], option: str, prompt: str, cwd: str, from_stdin: Sequence[str] = ()
+) -> Launch:
     """`argv OPTION=PROMPT` (one argument, so a prompt that starts with "-" stays the prompt), or, for a
     prompt too long for one argument, `argv FROM_STDIN` with the prompt on stdin."""
     if len(prompt.encode()) > ARG_LIMIT:

@@ -116,7 +116,7 @@ def _report(events: list[dict[str, Any]]) -> AgentReport:
     answer = "\n".join(str(p.get("text") or "") for p in texts if p.get("messageID") == last)
     steps = [e.get("part") or {} for e in events if e.get("type") == "step_finish"]
     tokens = [s.get("tokens") or {} for s in steps]
-    costs = [s.get("cost") for s in steps if isinstance(s.get("cost"), (int, float))]
+    costs: list[float] = [c for s in steps if isinstance(c := s.get("cost"), (int, float))]
     return AgentReport(
         result=clip(answer.strip()),
         session_id=session,
