@@ -44,35 +44,33 @@ def chain(
     return hashlib.sha256(prev + head + body).digest()
 
 
-def _backfill_hashes(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE events ADD COLUMN hash BLOB")
+# Applied in order, each once, each in its own transaction, and recorded in the `migrations`
+# table (the way llm and sqlite-migrate keep theirs): add one with `@migration` at the end, never
+# edit or reorder one that has shipped.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = []
+migration = MIGRATIONS.append
+
+
+@migration
+def m001_events(db: sqlite_utils.Database) -> None:
+    db.table("events").create(
+        {"seq": int, "ts": float, "run_id": str, "task_id": str, "kind": str, "payload": bytes},
+        pk="seq",
+        not_null={"ts", "run_id", "kind", "payload"},
+    )
+    db.table("events").create_index(["run_id", "seq"], index_name="events_run")
+
+
+@migration
+def m002_hash_chain(db: sqlite_utils.Database) -> None:
+    db.table("events").add_column("hash", bytes)
     prev = GENESIS
-    rows = conn.execute(
+    rows = db.execute(
         "SELECT seq, ts, run_id, task_id, kind, payload FROM events ORDER BY seq"
     ).fetchall()
     for seq, ts, run_id, task_id, kind, payload in rows:
         prev = chain(prev, seq, ts, run_id, task_id, kind, payload)
-        conn.execute("UPDATE events SET hash = ? WHERE seq = ?", (prev, seq))
-
-
-# Applied in order, each once, each in its own transaction; recorded in the `migrations` table.
-MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
-    (
-        "m001_events",
-        """
-        CREATE TABLE events (
-            seq INTEGER PRIMARY KEY,
-            ts REAL NOT NULL,
-            run_id TEXT NOT NULL,
-            task_id TEXT,
-            kind TEXT NOT NULL,
-            payload BLOB NOT NULL
-        );
-        CREATE INDEX events_run ON events (run_id, seq);
-        """,
-    ),
-    ("m002_hash_chain", _backfill_hashes),
-]
+        db.execute("UPDATE events SET hash = ? WHERE seq = ?", (prev, seq))
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -92,26 +90,23 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply the migrations this database lacks; return their names."""
     db = sqlite_utils.Database(conn)
-    if "migrations" not in db.table_names():
-        conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
-    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    record = db.table("migrations")
+    if not record.exists():
+        record.create({"name": str, "applied_at": float}, pk="name", not_null={"applied_at"})
+    done = {row["name"] for row in record.rows}
     applied = []
-    for name, sql in MIGRATIONS:
-        if name in done:
+    for step in MIGRATIONS:
+        if step.__name__ in done:
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if callable(sql):
-                sql(conn)
-            else:
-                for statement in filter(str.strip, sql.split(";")):
-                    conn.execute(statement)
-            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
+            step(db)
+            record.insert({"name": step.__name__, "applied_at": time.time()})
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        applied.append(name)
+        applied.append(step.__name__)
     return applied
 
 
