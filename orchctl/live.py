@@ -28,6 +28,7 @@ from orchctl.activity import latest_activity, one_line
 from orchd import events as ev
 from orchd import protocol as p
 from orchd import state as st
+from orchd import views
 
 FILTERS: tuple[str | None, ...] = (
     None,
@@ -109,7 +110,7 @@ def tokens(tokens_in: int | None, tokens_out: int | None) -> str:
     return f"{short(tokens_in)}/{short(tokens_out)}"
 
 
-def activity(task: st.TaskState, view: st.TaskView) -> str:
+def activity(task: st.TaskState, view: views.TaskView) -> str:
     """What a task is doing or why it stopped, in a few words."""
     if task.state == "running":
         return latest_activity(view.log_path) or "starting…"
@@ -177,7 +178,7 @@ class WatchView:
         )
         now = time.time()
         for task in tasks:
-            view = st.task_view(task, run)
+            view = views.task_view(task, run)
             duration = view.duration
             if duration is None and view.started_at is not None and task.state == "running":
                 duration = now - view.started_at

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from orchd import events as ev
 from orchd import state as st
+from orchd import views
 
 COLOURS = {
     "pending": "bright_black",
@@ -58,7 +59,7 @@ def counts_text(counts: dict[str, int]) -> Text:
     return text
 
 
-def runs_table(runs: Iterable[st.RunSummary]) -> Table:
+def runs_table(runs: Iterable[views.RunSummary]) -> Table:
     table = Table(box=None, header_style="bold")
     for col in ("RUN", "STATE", "TASKS", "PROGRESS", "SUBMITTED", "DURATION", "COST", "WORKTREES"):
         table.add_column(col)
@@ -95,7 +96,7 @@ def fitted(value: object) -> Text:
     return Text(" ".join(str(value or "").split()), no_wrap=True, overflow="ellipsis")
 
 
-def task_rows(tasks: list[st.TaskView], limit: int | None = None) -> Table:
+def task_rows(tasks: list[views.TaskView], limit: int | None = None) -> Table:
     table = task_table(["TASK", "STATE", "ATTEMPT", "DURATION", "EXIT", "COST"], "DETAIL")
     now = time.time()
     ordered = sorted(tasks, key=lambda t: ORDER.get(t.state, 9))
@@ -123,7 +124,7 @@ def task_rows(tasks: list[st.TaskView], limit: int | None = None) -> Table:
     return table
 
 
-def summary_line(run: st.RunSummary) -> Text:
+def summary_line(run: views.RunSummary) -> Text:
     end = run.finished_at or time.time()
     text = Text.assemble(
         (run.run_id, "bold"),
@@ -137,11 +138,11 @@ def summary_line(run: st.RunSummary) -> Text:
     return text
 
 
-def run_status(view: st.RunView) -> Group:
+def run_status(view: views.RunView) -> Group:
     return Group(summary_line(view.summary), task_rows(view.tasks))
 
 
-def results_table(view: st.RunView) -> Table:
+def results_table(view: views.RunView) -> Table:
     """One row per task; cost and token columns only when an agent reported them."""
     header, rows = results_rows(view)
     table = task_table(header[:-1], header[-1])
@@ -151,7 +152,7 @@ def results_table(view: st.RunView) -> Table:
     return table
 
 
-def results_rows(view: st.RunView) -> tuple[list[str], list[list]]:
+def results_rows(view: views.RunView) -> tuple[list[str], list[list]]:
     """The review table's header and cells (plain text); cost, token and file columns only where they apply."""
     priced = any(t.cost_usd is not None or t.tokens_in is not None for t in view.tasks)
     branched = any(t.branch for t in view.tasks)
@@ -174,7 +175,7 @@ def results_rows(view: st.RunView) -> tuple[list[str], list[list]]:
     return header, rows
 
 
-def final_report(view: st.RunView, limit: int = 40) -> Group:
+def final_report(view: views.RunView, limit: int = 40) -> Group:
     """What `watch` and `submit --wait` print when a run ends: the results table, then the summary line.
 
     A large run shows only the tasks that did not complete (at most `limit`), and says how to see the rest.
@@ -184,13 +185,13 @@ def final_report(view: st.RunView, limit: int = 40) -> Group:
     notable = [t for t in view.tasks if t.state != "completed"][:limit]
     rest = len(view.tasks) - len(notable)
     parts: list = (
-        [results_table(st.RunView(summary=view.summary, tasks=notable))] if notable else []
+        [results_table(views.RunView(summary=view.summary, tasks=notable))] if notable else []
     )
     parts.append(Text(f"… {rest} more tasks (orchctl results {view.summary.run_id})", style="dim"))
     return Group(*parts, summary_line(view.summary))
 
 
-def results_markdown(view: st.RunView) -> str:
+def results_markdown(view: views.RunView) -> str:
     """The review table as GitHub Markdown, to paste into a pull request."""
     header, rows = results_rows(view)
     s = view.summary
@@ -225,7 +226,7 @@ def event_line(run: st.RunState, event: ev.Event) -> str | None:
     """A plain line for a task's change of state (for logs, CI, pipes), or None."""
     if not isinstance(event, (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled, ev.TaskRetrying)):
         return None
-    task = st.task_view(run.tasks[event.task_id])
+    task = views.task_view(run.tasks[event.task_id])
     done = sum(1 for t in run.tasks.values() if t.state in st.TERMINAL)
     width = len(str(len(run.tasks)))
     head = f"[{done:>{width}}/{len(run.tasks)}] {task.id} {task.state}"
@@ -261,7 +262,7 @@ def story_line(row: ev.Row, event: ev.Event | None) -> str | None:
     return None
 
 
-def what_next(task: st.TaskView) -> str:
+def what_next(task: views.TaskView) -> str:
     """What happens next to a task, in words."""
     if task.state == "pending":
         return "waiting for a session slot"

@@ -15,7 +15,8 @@ import msgspec
 from orchd import PROTOCOL_VERSION
 from orchd.errors import ErrorCode, OrchError
 from orchd.events import Row
-from orchd.state import AttemptState, RunSummary, RunView, TaskView
+from orchd.state import AttemptState
+from orchd.views import RunSummary, RunView, TaskView
 from orchd.workspace import MergeResult
 
 MAX_WAIT = 30.0  # seconds a long-poll may hold a request

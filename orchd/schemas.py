@@ -47,7 +47,7 @@ def _events() -> Any:
 
 
 def _run() -> Any:
-    from orchd.state import RunView
+    from orchd.views import RunView
 
     return RunView
 

@@ -20,7 +20,7 @@ import msgspec
 import pykka
 import pynng
 
-from orchd import __version__, store, workspace
+from orchd import __version__, store, views, workspace
 from orchd import events as ev
 from orchd import protocol as p
 from orchd import state as st
@@ -55,10 +55,10 @@ def admits(uid: int | None, own_uid: int) -> bool:
     return uid is None or uid == own_uid
 
 
-def _encoded(views: list[msgspec.Raw]) -> list[st.RunView]:
+def _encoded(encoded: list[msgspec.Raw]) -> list[views.RunView]:
     """Run views encoded ahead (`RunViews`), in the place of the RunViews they encode: msgspec
     writes a Raw as it is, so the reply is the same as if it held the views."""
-    return cast("list[st.RunView]", views)
+    return cast("list[views.RunView]", encoded)
 
 
 class Server:
@@ -201,14 +201,14 @@ class Server:
                 with journal.lock:
                     return p.RunsReply(
                         seq=journal.state.seq,
-                        runs=[st.run_summary(r) for r in journal.state.runs.values()],
+                        runs=[views.run_summary(r) for r in journal.state.runs.values()],
                     )
             case p.TaskInfo(run=name, task=task_id):
                 with journal.lock:
                     run = self._run(name)
                     task = self._task(run, task_id)
                     return p.TaskReply(
-                        run_id=run.run_id, task=st.task_view(task), attempts=list(task.attempts)
+                        run_id=run.run_id, task=views.task_view(task), attempts=list(task.attempts)
                     )
             case p.Cancel() | p.Retry():
                 return self._change(request)
@@ -217,7 +217,7 @@ class Server:
             case p.Replay(at=at):
                 state = store.fold(conn, upto=None if at is None else _seq(at))
                 return p.StatusReply(
-                    seq=state.seq, runs=[st.run_view(r) for r in state.runs.values()]
+                    seq=state.seq, runs=[views.run_view(r) for r in state.runs.values()]
                 )
             case p.Audit():
                 result = store.audit(conn)
@@ -300,7 +300,7 @@ class Server:
                 ws = workspace.workspace_of(self.ctx.paths.worktrees, run.run_id, t.spec)
                 if ws is not None and t.state == "completed":
                     by_repo.setdefault(ws.repo, []).append(
-                        (t.spec.id, ws, st.task_view(t, run).files)
+                        (t.spec.id, ws, views.task_view(t, run).files)
                     )
             if not any(t.spec.repo for t in run.tasks.values()):
                 raise OrchError(
@@ -454,7 +454,7 @@ class RunViews:
             if hit is not None and hit[0] == run.seq:
                 self._cache.move_to_end(run.run_id)
                 return hit[1]
-        raw = msgspec.Raw(p.encode(st.run_view(run)))
+        raw = msgspec.Raw(p.encode(views.run_view(run)))
         with self._lock:
             old = self._cache.pop(run.run_id, None)
             self._bytes -= len(old[1]) if old else 0

@@ -21,6 +21,7 @@ import sqlite_utils
 
 from orchd import events as ev
 from orchd import state as st
+from orchd.audit import ExactlyOnce
 from orchd.events import Row
 
 GENESIS = b"\x00" * 32  # the "previous hash" of the first event
@@ -171,10 +172,10 @@ class Audit(msgspec.Struct, frozen=True):
 
 
 def audit(conn: sqlite3.Connection) -> Audit:
-    """Recompute the hash chain over the whole log and check that nothing ran twice (`state.ExactlyOnce`);
+    """Recompute the hash chain over the whole log and check that nothing ran twice (`audit.ExactlyOnce`);
     name the first event that does not verify."""
     prev, expected, count = GENESIS, 1, 0
-    rules = st.ExactlyOnce()
+    rules = ExactlyOnce()
     cursor = conn.execute(
         "SELECT seq, ts, run_id, task_id, kind, payload, hash FROM events ORDER BY seq"
     )

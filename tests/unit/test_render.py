@@ -15,7 +15,7 @@ from rich.console import Console
 from orchctl import activity, live, render
 from orchctl.main import cli, handle_errors
 from orchd import events as ev
-from orchd import state as st
+from orchd import views
 from orchd.plan import RunSpec, TaskSpec
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "agents"
@@ -225,7 +225,7 @@ def test_progress_line_and_final_report(tmp_path: Path) -> None:
         "1m30s"
     )
     console = Console(record=True, width=160, color_system=None)
-    console.print(render.final_report(st.run_view(tracker.run)))
+    console.print(render.final_report(views.run_view(tracker.run)))
     report = console.export_text()
     assert (
         " t3 " in report

@@ -7,7 +7,7 @@ import random
 import msgspec
 import pytest
 
-from orchd import backoff
+from orchd import backoff, views
 from orchd import events as ev
 from orchd import state as st
 from orchd.plan import BackoffSpec, RunSpec, TaskSpec
@@ -55,7 +55,7 @@ def test_fold_tells_the_story() -> None:
     assert t0.attempts[0].pid == 10 and t0.attempts[0].outcome == "retry"
     assert t1.state == "cancelled" and not t1.cancel_requested
     assert run.state == "cancelled" and state.seq == len(story())
-    view = st.run_view(run)
+    view = views.run_view(run)
     assert view.summary.counts["completed"] == 1 and view.summary.counts["cancelled"] == 1
     assert view.summary.cost_usd == 0.5
     assert st.run_outcome(run) == "cancelled"
@@ -64,7 +64,7 @@ def test_fold_tells_the_story() -> None:
 def test_retrying_shows_due_time_and_retry_resets_budget() -> None:
     events = story()[:5]
     state = st.replay(records(events))
-    view = st.task_view(state.runs["r1"].tasks["t0"])
+    view = views.task_view(state.runs["r1"].tasks["t0"])
     assert view.state == "retrying" and view.due_at == 2000.0
     state = st.replay(
         records(
@@ -96,8 +96,8 @@ def test_events_round_trip_through_json() -> None:
 
 
 def test_replay_is_deterministic_and_views_are_stable() -> None:
-    a = msgspec.json.encode([st.run_view(r) for r in st.replay(records(story())).runs.values()])
-    b = msgspec.json.encode([st.run_view(r) for r in st.replay(records(story())).runs.values()])
+    a = msgspec.json.encode([views.run_view(r) for r in st.replay(records(story())).runs.values()])
+    b = msgspec.json.encode([views.run_view(r) for r in st.replay(records(story())).runs.values()])
     assert a == b
 
 
@@ -113,7 +113,8 @@ def test_backoff_exponential_capped_and_jittered() -> None:
 def test_running_totals_of_a_resumed_session_count_once() -> None:
     """Claude's cost and Codex's tokens are session totals: a resumed session's figure includes the first attempt's."""
     from orchd.events import AgentReport
-    from orchd.state import AttemptState, _spent
+    from orchd.state import AttemptState
+    from orchd.views import _spent
 
     def attempt(n: int, session: str, cost: float, tokens: int) -> AttemptState:
         return AttemptState(

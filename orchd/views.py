@@ -1,0 +1,152 @@
+"""What `status`, `replay`, `results` and `--json` show of a run, computed from the fold alone.
+
+Pure, like the fold: `replay` of the log therefore equals `status` of the live daemon.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+import msgspec
+
+from orchd.state import TASK_STATES, AttemptState, RunState, TaskState
+
+
+class TaskView(msgspec.Struct, omit_defaults=False):
+    """One task as `status --json` shows it."""
+
+    id: str
+    state: str
+    agent: str
+    attempts: int
+    max_attempts: int
+    reason: str
+    due_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    duration: float | None
+    exit_code: int | None
+    pid: int | None
+    log_path: str | None
+    result: str
+    cost_usd: float | None
+    tokens_in: int | None
+    tokens_out: int | None
+    files: list[str]  # worktree isolation: files the task's branch changed
+    branch: str | None  # worktree isolation: the task's branch, while it exists
+
+
+class RunSummary(msgspec.Struct, omit_defaults=False):
+    """One run without its tasks, as `runs --json` shows it."""
+
+    run_id: str
+    name: str
+    state: str
+    submitted_at: float
+    finished_at: float | None
+    concurrency: int
+    workdir: str
+    tasks: int
+    counts: dict[str, int]
+    cost_usd: float | None
+    tokens_in: int | None
+    tokens_out: int | None
+    worktrees: int  # worktree isolation: tasks whose worktree is still on disk (`orchctl clean` removes them)
+
+
+class RunView(msgspec.Struct, omit_defaults=False):
+    """One run with its tasks, as `status RUN --json` shows it."""
+
+    summary: RunSummary
+    tasks: list[TaskView]
+
+
+def _sum(values: Iterable[float | int | None]) -> float | int | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def _spent(attempts: list[AttemptState], field: str) -> float | int | None:
+    """Cost or tokens over a task's attempts; a figure that is the agent session's running total
+    (a resumed session reports what it spent from its start) counts once per session, its latest."""
+    per_attempt: list[float | int | None] = []
+    per_session: dict[str, float | int] = {}
+    for attempt in attempts:
+        value = getattr(attempt.report, field)
+        if (
+            value is not None
+            and field in attempt.report.session_totals
+            and attempt.report.session_id
+        ):
+            per_session[attempt.report.session_id] = value
+        else:
+            per_attempt.append(value)
+    return _sum([*per_attempt, *per_session.values()])
+
+
+def task_view(task: TaskState, run: RunState | None = None) -> TaskView:
+    """The view of one task (of `run`, which tells where its branch is)."""
+    attempts = task.attempts
+    first = attempts[0] if attempts else None
+    last = attempts[-1] if attempts else None
+    lost = sum(1 for a in attempts if a.outcome == "lost")
+    started = first.started_at or first.launched_at if first else None
+    end = task.finished_at
+    return TaskView(
+        id=task.spec.id,
+        state=task.state,
+        agent=task.spec.agent,
+        attempts=len(attempts),
+        max_attempts=task.spec.max_retries + 1 + lost,
+        reason=task.reason,
+        due_at=task.due_at if task.state == "retrying" else None,
+        started_at=started,
+        finished_at=end,
+        duration=(end - started) if (end is not None and started is not None) else None,
+        exit_code=last.exit_code if last else None,
+        pid=last.pid if last and last.outcome is None else None,
+        log_path=last.log_path if last else None,
+        result=last.report.result if last else "",
+        cost_usd=_spent(attempts, "cost_usd"),
+        tokens_in=_spent(attempts, "tokens_in"),  # type: ignore[arg-type]
+        tokens_out=_spent(attempts, "tokens_out"),  # type: ignore[arg-type]
+        files=last.report.files if last else [],
+        branch=(
+            f"orch/{run.run_id}/{task.spec.id}"
+            if run is not None
+            and attempts
+            and not run.branches_removed
+            and task.spec.repo is not None
+            else None
+        ),
+    )
+
+
+def run_summary(run: RunState, views: list[TaskView] | None = None) -> RunSummary:
+    """The view of a run without its tasks."""
+    views = [task_view(t, run) for t in run.tasks.values()] if views is None else views
+    counts = Counter(v.state for v in views)
+    return RunSummary(
+        run_id=run.run_id,
+        name=run.spec.name,
+        state=run.state,
+        submitted_at=run.submitted_at,
+        finished_at=run.finished_at,
+        concurrency=run.spec.concurrency,
+        workdir=run.spec.workdir,
+        tasks=len(views),
+        counts={s: counts.get(s, 0) for s in TASK_STATES},
+        cost_usd=_sum(v.cost_usd for v in views),
+        tokens_in=_sum(v.tokens_in for v in views),  # type: ignore[arg-type]
+        tokens_out=_sum(v.tokens_out for v in views),  # type: ignore[arg-type]
+        worktrees=0
+        if run.worktrees_removed
+        else sum(1 for t in run.tasks.values() if t.attempts and t.spec.repo),
+    )
+
+
+def run_view(run: RunState) -> RunView:
+    """The view of a run with all its tasks."""
+    views = [task_view(t, run) for t in run.tasks.values()]
+    return RunView(summary=run_summary(run, views), tasks=views)
