@@ -22,7 +22,7 @@ def test_a_failed_run_actor_is_restarted_from_the_log(orch_home, tmp_path) -> No
             % tmp_path
         )
         conn = daemon.ctx.reader()
-        reply = daemon.server._submit(Submit(plan=plan, source="p.json", base_dir=str(tmp_path)))
+        reply = daemon.server.dispatcher._submit(Submit(plan=plan, source="p.json", base_dir=str(tmp_path)))
         runs = daemon.supervisor.proxy().runs.get()
         first = runs[reply.run_id]
         first.tell(
