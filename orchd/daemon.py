@@ -18,6 +18,7 @@ import pykka
 
 from orchd import __version__, store
 from orchd.actors.context import Context
+from orchd.actors.pool import Dispatcher
 from orchd.actors.supervisor import SupervisorActor
 from orchd.errors import OrchError
 from orchd.executors.base import Executor
@@ -116,11 +117,13 @@ class Daemon:
         log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
         self.journal = Journal(self.conn, state).start()
         self.reactor = Reactor().start()
+        self.dispatcher = Dispatcher(threads=2, blocking=4, name="sessions")
         self.ctx = Context(
             paths=paths,
             journal=self.journal,
             reactor=self.reactor,
             executor=make_executor(self.config, self.reactor, paths),
+            dispatcher=self.dispatcher,
             kill_grace=self.config.kill_grace,
         )
         self.supervisor = SupervisorActor.start(self.ctx, self.config.max_sessions)
@@ -146,6 +149,7 @@ class Daemon:
             self.ctx.executor, "close", lambda: None
         )()  # a remote executor lets go of waiting sessions
         pykka.ActorRegistry.stop_all()
+        self.dispatcher.stop()
         self.journal.stop()
         self.reactor.stop()
         self.conn.close()

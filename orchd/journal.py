@@ -141,7 +141,11 @@ class Journal:
     def _commit(self, batch: list) -> None:
         flat = [e for events, _, _ in batch for e in events]
         try:
-            recs, self._tail = store.append(self._conn, flat, self._tail)
+            recs: list[ev.Record] = []
+            if (
+                flat
+            ):  # an empty append is a barrier: its callback runs once all before it are durable
+                recs, self._tail = store.append(self._conn, flat, self._tail)
         except (sqlite3.Error, OSError) as exc:
             error = OrchError(f"cannot write the event log: {exc}", ErrorCode.STORAGE)
             self.failed = error

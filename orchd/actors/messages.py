@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pykka
 
+from orchd import events as ev
+from orchd.errors import OrchError
 from orchd.plan import RunSpec
 
 
@@ -47,6 +50,24 @@ class RunDone:
     """Run → supervisor: the run has finished; stop its actor."""
 
     run_id: str
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Supervisor → run, first: take the run over from the log (and from the sessions still alive)."""
+
+
+@dataclass(frozen=True)
+class Committed:
+    """Journal → run: events of the run are durable (or, `error`, could not be written). `then` is
+    what the actor that recorded them (`origin`) does next; a successor of it skips that."""
+
+    records: list[ev.Record] | None
+    error: OrchError | None
+    events: Sequence[ev.Event]
+    then: Callable[[], None] | None
+    origin: Any
+    durable: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)

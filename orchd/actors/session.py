@@ -1,16 +1,16 @@
-"""Session: one attempt's process, from start to exit.
+"""SessionActor: one attempt's process, from its start to the moment its end is durable.
 
-A session has no thread of its own: it lives on its run actor's thread, which
-hands it what happens to its attempt (`SessionEvent`: started, exited, timed
-out, time to kill) as messages in the run's mailbox. The executor starts the
-process without blocking, and the reactor watches it, so a run with 64 attempts
-running has no thread per attempt (measured: thread start-up and the hand-offs
-between 64 threads were most of orchd's cost per task).
+Each attempt is a pykka actor of its own, supervised by its run actor, without a
+thread of its own: its inbox runs on the daemon's small shared pool (pool.py).
+The executor starts the process without blocking and the reactor watches it; they
+`tell` the session what happened (started, exited, time is up), and the session
+tells its run how the attempt ended (`SessionEnded`). It stays alive until the run
+says that end is durable (`Recorded`), so a run actor that fails and restarts from
+the log finds its sessions still there and takes them over (`Reattach`).
 """
 
 from __future__ import annotations
 
-import _thread
 import errno
 import logging
 import signal
@@ -25,147 +25,213 @@ import msgspec
 from orchd import events as ev
 from orchd import workspace
 from orchd.actors.context import Context
-from orchd.agents.base import (
+from orchd.actors.pool import PooledActor, tell, teller
+from orchd.agents.base import AgentAdapter, Launch, tail
+from orchd.decide import (
     CANCELLED,
     LOST,
     PERMANENT,
     RETRY,
     SUCCESS,
     TIMEOUT,
-    AgentAdapter,
+    Ended,
     Exit,
-    Launch,
     Outcome,
-    tail,
 )
 from orchd.executors.base import Process
 from orchd.plan import TaskSpec
+from orchd.reactor import Timer
 
 log = logging.getLogger(__name__)
 
 PREP_EXITS = (workspace.SETUP_FAILED, workspace.CANNOT_RUN, workspace.NOT_FOUND)
 TRANSIENT = (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM)
 
-STARTED, EXITED, TIMED_OUT, KILL, CHECKED = "started", "exited", "timed out", "kill", "checked"
+
+# ------------------------------------------------------------ messages a session takes
+
+
+@dataclass(frozen=True)
+class Start:
+    """Run → session: the attempt's AttemptLaunching is durable: start its process."""
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Run → session: the user cancelled the task: stop the attempt (TERM, then KILL)."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Run → session: the attempt's end is durable: let go of it, and stop."""
+
+
+@dataclass(frozen=True)
+class Reattach:
+    """A restarted run → session: report to me (again) how the attempt ended."""
 
 
 @dataclass(frozen=True)
 class SessionEnded:
+    """Session → run: the attempt ended."""
+
     task_id: str
     attempt: int
-    exit: Exit | None
-    outcome: Outcome
-    duration: float
-    process: Process | None = None  # for the executor to forget once the attempt's end is durable
+    ended: Ended
 
 
-class SessionEvent:
-    """Something that happened to a session's attempt, for its run actor to hand to it."""
-
-    __slots__ = ("session", "value", "what")
-
-    def __init__(self, session: Session, what: str, value: Any = None) -> None:
-        self.session, self.what, self.value = session, what, value
+@dataclass(frozen=True)
+class _Started:
+    result: Process | OSError
 
 
-class Session:
-    """Owns one attempt's process from start to exit; reports to its run with `on_end`."""
+@dataclass(frozen=True)
+class _Exited:
+    pass
+
+
+@dataclass(frozen=True)
+class _TimedOut:
+    pass
+
+
+@dataclass(frozen=True)
+class _Kill:
+    pass
+
+
+@dataclass(frozen=True)
+class _Checked:
+    exit: Exit
+    reading: Outcome | BaseException
+
+
+class SessionActor(PooledActor):
+    """Owns one attempt's process from start to exit; tells its run how it ended."""
 
     def __init__(
         self,
         ctx: Context,
-        run: Any,
+        run_id: str,
         task: TaskSpec,
         attempt: int,
         launch: Launch,
         adapter: AgentAdapter,
         env: dict[str, str],
         log_path: Path,
-        on_end: Callable[[SessionEnded], None],
         prep: workspace.Prep | None = None,
         adopt: Process | None = None,
         elapsed: float = 0.0,
-        record: Callable[[list[ev.Event]], None] = lambda events: None,
-        run_id: str = "",
     ) -> None:
-        self.ctx, self.run, self.task, self.attempt = ctx, run, task, attempt
+        super().__init__(ctx.dispatcher)
+        self.ctx, self.run_id, self.task, self.attempt = ctx, run_id, task, attempt
         self.launch, self.adapter, self.env, self.log_path = launch, adapter, env, log_path
-        self.on_end, self.record, self.run_id = on_end, record, run_id
         self.prep = (
             prep  # worktree isolation: the attempt's process prepares it, then execs the agent
         )
-        self.process: Process | None = (
-            adopt  # a process that outlived the previous orchd, to watch again
-        )
+        self.process: Process | None = adopt  # a process that outlived the previous orchd
         self.adopted = adopt is not None
         self.elapsed = elapsed  # seconds the attempt ran before this session took it over
         self.stopping: str | None = None  # TIMEOUT or CANCELLED once we began to stop it
-        self.timers: list = []
+        self.timers: list[Timer] = []
         self.started = time.monotonic()
+        self.ended: SessionEnded | None = None  # told to the run, not yet durable
+        self.key = (run_id, task.id, attempt)
 
-    def _later(self, what: str) -> Callable[..., None]:
-        """A callback (for another thread) that brings `what` back to this session on its run's thread."""
-        run = self.run
-        return lambda value=None: run.tell(SessionEvent(self, what, value))
+    # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
-        """Start the attempt's process (on the journal's thread, once its AttemptLaunching is
-        durable; on the run's thread for an adopted one, to watch it again)."""
+    def on_start(self) -> None:
+        self.ctx.sessions[self.key] = self.actor_ref
         if self.adopted:
             self._watch()
-            return
+
+    def on_stop(self) -> None:
+        self._forget()
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        """A fault in orch's own handling of the attempt: its process is stopped and the attempt
+        ends as lost (retried without spending a retry), so that no task stays running for ever."""
+        log.error("session %s/%s.%d failed: %s", *self.key, exception_value)
+        self._forget()
+        if self.process is not None:
+            self.ctx.executor.signal(self.process, signal.SIGKILL)
+        if self.ended is None:
+            reason = f"orch's session of the attempt failed ({exception_value!r})"
+            self._end(None, Outcome(LOST, reason=reason))
+
+    def _forget(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        if self.ctx.sessions.get(self.key) is self.actor_ref:
+            del self.ctx.sessions[self.key]
+
+    # ------------------------------------------------------------ messages
+
+    def on_receive(self, message: Any) -> None:
+        kind = type(message)
+        if kind is _Started:
+            self._started(message.result)
+        elif kind is _Exited:
+            self._exited()
+        elif kind is _Checked:
+            self._checked(message.exit, message.reading)
+        elif kind is Start:
+            self._start()
+        elif kind is Cancel:
+            self._terminate(CANCELLED)
+        elif kind is _TimedOut:
+            self._terminate(TIMEOUT)
+        elif kind is _Kill and self.process is not None:
+            self.ctx.executor.signal(self.process, signal.SIGKILL)
+        elif kind is Recorded:
+            if self.process is not None:
+                self.ctx.executor.forget(self.process)
+            self.actor_ref.stop(block=False)
+        elif kind is Reattach and self.ended is not None:
+            self._report()
+
+    def _tell(self, message: Any) -> Callable[..., None]:
+        """A callback (for another thread) that brings `message` back to this session."""
+        return teller(self.actor_ref, message)
+
+    # ------------------------------------------------------------ the attempt
+
+    def _start(self) -> None:
+        """Start the attempt's process, once its AttemptLaunching is durable."""
         if self.stopping == CANCELLED:  # cancelled before it started: it never will
-            self._later(CHECKED)((None, Outcome(CANCELLED, reason="cancelled by the user")))
+            self._end(None, Outcome(CANCELLED, reason="cancelled by the user"))
             return
-        if (
-            self.ctx.stopping
-        ):  # orchd is stopping (and has killed what ran): a restart records it lost
+        if self.ctx.stopping:  # orchd is stopping: a restart records it lost, as a killed one
             return
         if self.prep is None:
             argv, cwd = self.launch.argv, self.launch.cwd
         else:
             argv, cwd = workspace.wrap(self.prep, self.launch.argv), self.prep.workdir
-        started = self._later(STARTED)
+        ref = self.actor_ref
+
+        def started(result: Process | OSError) -> None:
+            tell(ref, _Started(result))
+
         try:
             self.ctx.executor.start(argv, self.env, cwd, self.log_path, self.launch.stdin, started)
-        except Exception as exc:  # not on the run's thread: say it here, or the attempt would hang
+        except Exception as exc:
             log.exception("cannot start %s", self.task.id)
-            started(OSError(errno.EIO, f"orch could not start it: {exc}"))
-
-    def handle(self, event: SessionEvent) -> None:
-        if event.what == STARTED:
-            self._started(event.value)
-        elif event.what == EXITED:
-            self._exited()
-        elif event.what == TIMED_OUT:
-            self._terminate(TIMEOUT)
-        elif event.what == KILL and self.process is not None:
-            self.ctx.executor.signal(self.process, signal.SIGKILL)
-        elif event.what == CHECKED:
-            self._end(*event.value)
-
-    def cancel(self) -> None:
-        self._terminate(CANCELLED)
+            self._not_started(OSError(errno.EIO, f"orch could not start it: {exc}"))
 
     def _started(self, result: Process | OSError) -> None:
         if isinstance(result, OSError):
             self._not_started(result)
             return
-        self.process = p = (
-            result  # its pid goes to the log straight from here (the run folds it when durable)
+        self.process = p = result
+        started = ev.AttemptStarted(
+            self.run_id,
+            self.task.id,
+            self.attempt,
+            pid=p.pid,
+            pgid=p.pgid,
+            start_ticks=p.start_ticks,
         )
-        self.record(
-            [
-                ev.AttemptStarted(
-                    self.run_id,
-                    self.task.id,
-                    self.attempt,
-                    pid=p.pid,
-                    pgid=p.pgid,
-                    start_ticks=p.start_ticks,
-                )
-            ]
-        )
+        self.ctx.record(self.run_id, [started], lazy=True, origin=self)  # nothing waits for it
         self._watch()
         if self.stopping is not None:  # cancelled while it was starting
             self._signal_stop()
@@ -185,12 +251,12 @@ class Session:
 
     def _watch(self) -> None:
         assert self.process is not None
-        self.ctx.executor.watch(self.process, self._later(EXITED))
+        self.ctx.executor.watch(self.process, self._tell(_Exited()))
         remaining = max(0.0, self.task.timeout - self.elapsed)
-        self.timers.append(self.ctx.reactor.call_later(remaining, self._later(TIMED_OUT)))
+        self.timers.append(self.ctx.reactor.call_later(remaining, self._tell(_TimedOut())))
 
     def _terminate(self, why: str) -> None:
-        if self.stopping is not None:
+        if self.stopping is not None or self.ended is not None:
             return
         self.stopping = why
         if self.process is not None:
@@ -199,36 +265,45 @@ class Session:
     def _signal_stop(self) -> None:
         assert self.process is not None
         self.ctx.executor.signal(self.process, signal.SIGTERM)
-        self.timers.append(self.ctx.reactor.call_later(self.ctx.kill_grace, self._later(KILL)))
+        self.timers.append(self.ctx.reactor.call_later(self.ctx.kill_grace, self._tell(_Kill())))
 
     def _exited(self) -> None:
         assert self.process is not None
         exit_code, sig = self.ctx.executor.reap(self.process)
         exit = Exit(exit_code, sig, str(self.log_path))
-        if self.stopping == CANCELLED:
-            outcome = Outcome(CANCELLED, reason="cancelled by the user")
-        elif self.stopping == TIMEOUT:
-            outcome = Outcome(TIMEOUT, reason=f"timed out after {self.task.timeout:g}s")
-        elif (why := self._prep_failure(exit)) is not None:
-            outcome = why
-        elif exit_code is None and sig is None:
-            outcome = Outcome(
+        reading = self._prep_failure(exit)
+        if reading is None and exit_code is None and sig is None:
+            reading = Outcome(
                 LOST,
                 reason="the attempt ended while orchd was down and left no exit status"
                 if self.adopted
                 else "the attempt's process was lost (its node died): no exit status",
             )
-        else:
-            outcome = self.adapter.classify(self.task, exit)
-            if outcome.outcome == SUCCESS and self.prep is not None:
-                # committing runs git: off the run's thread, so that the run goes on dispatching
-                done = self._later(CHECKED)
-                _thread.start_new_thread(lambda: done((exit, self._commit(outcome))), ())
-                return
-        self._end(exit, outcome)
+        if reading is None:  # read even when orch stopped it: what it cost counts
+            reading = self.adapter.classify(self.task, exit)
+        if reading.outcome == SUCCESS and self.prep is not None and self.stopping is None:
+            # committing runs git: on the blocking pool, so that sessions go on
+            verdict = reading
+            self.ctx.dispatcher.blocking(lambda: self._commit(verdict), self._tell_checked(exit))
+            return
+        self._end(exit, reading)
+
+    def _tell_checked(self, exit: Exit) -> Callable[[Outcome | BaseException], None]:
+        ref = self.actor_ref
+
+        def checked(result: Outcome | BaseException) -> None:
+            tell(ref, _Checked(exit, result))
+
+        return checked
+
+    def _checked(self, exit: Exit, reading: Outcome | BaseException) -> None:
+        if isinstance(reading, BaseException):  # orch's commit failed in a way it did not foresee
+            reading = Outcome(RETRY, reason=f"could not commit the task's changes: {reading!r}")
+        self._end(exit, reading)
 
     def _prep_failure(self, exit: Exit) -> Outcome | None:
-        """The wrappers' own failure (workspace, setup, agent not startable), told by its exit code and last line."""
+        """The wrapper's own failure (workspace, setup, agent not startable), told by its exit code
+        and last line."""
         if exit.exit_code not in PREP_EXITS:
             return None
         lines = tail(exit.log_path, 2048).rstrip().splitlines()
@@ -242,28 +317,27 @@ class Session:
             RETRY if exit.exit_code == workspace.SETUP_FAILED else PERMANENT, reason=reason
         )
 
-    def _commit(self, outcome: Outcome) -> Outcome:
+    def _commit(self, reading: Outcome) -> Outcome:
         """Commit a successful attempt's changes to the task's branch, listing the files it changed."""
         assert self.prep is not None
-        message = f"orch: {self.task.id}\n\n{outcome.report.result[:4000]}".rstrip() + "\n"
+        message = f"orch: {self.task.id}\n\n{reading.report.result[:4000]}".rstrip() + "\n"
         try:
             files = workspace.commit(self.prep.workspace, message, self.prep.copy)
         except workspace.GitError as exc:
             return Outcome(RETRY, reason=f"could not commit the task's changes: {exc.message}")
         return msgspec.structs.replace(
-            outcome, report=msgspec.structs.replace(outcome.report, files=files)
+            reading, report=msgspec.structs.replace(reading.report, files=files)
         )
 
-    def _end(self, exit: Exit | None, outcome: Outcome) -> None:
+    def _end(self, exit: Exit | None, reading: Outcome) -> None:
         for timer in self.timers:
             timer.cancel()
-        self.on_end(
-            SessionEnded(
-                self.task.id,
-                self.attempt,
-                exit,
-                outcome,
-                time.monotonic() - self.started,
-                self.process,
-            )
-        )
+        duration = self.elapsed + time.monotonic() - self.started
+        ended = Ended(self.attempt, reading, exit=exit, stopped=self.stopping, duration=duration)
+        self.ended = SessionEnded(self.task.id, self.attempt, ended)
+        self._report()
+
+    def _report(self) -> None:
+        """Tell the run how the attempt ended; if the run is restarting, its successor asks again."""
+        assert self.ended is not None
+        self.ctx.tell_run(self.run_id, self.ended)

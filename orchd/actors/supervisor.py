@@ -25,6 +25,7 @@ from orchd.actors.messages import (
     Enqueue,
     Grant,
     Release,
+    Resume,
     RetryTasks,
     RunCrashed,
     RunDone,
@@ -48,7 +49,7 @@ class SupervisorActor(Actor):
         self.running: Counter[str] = Counter()
         self.total = 0
         self.order: deque[str] = deque()  # run ids, rotated for fairness
-        self.runs: dict[str, Any] = {}  # run id -> RunActor ref
+        self.runs = ctx.runs  # run id -> its RunActor's ref (shared: messages for a run find it)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Enqueue):
@@ -110,6 +111,7 @@ class SupervisorActor(Actor):
         ref = self.runs.get(run_id)
         if ref is None or not ref.is_alive():
             ref = self.runs[run_id] = RunActor.start(self.ctx, run_id)
+            ref.tell(Resume())  # after it is in `runs`: what the journal tells the run reaches it
         return ref
 
     def _dispatch(self) -> None:

@@ -11,14 +11,37 @@ from typing import Any, Protocol
 
 import msgspec
 
+# How an attempt ended, and the types of what adapters read: one vocabulary, in orchd.decide
+# (re-exported here: adapters and their tests import them from this module).
+from orchd.decide import (
+    CANCELLED,
+    LOST,
+    PARK,
+    PERMANENT,
+    RETRY,
+    RETRYABLE,
+    SUCCESS,
+    TIMEOUT,
+    Exit,
+    Outcome,
+    describe_exit,
+)
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
 
-# How an attempt ended, as adapters classify it.
-SUCCESS, RETRY, PARK, PERMANENT = "success", "retry", "park", "permanent"
-# Outcomes the session itself decides.
-TIMEOUT, CANCELLED, LOST = "timeout", "cancelled", "lost"
-RETRYABLE = frozenset({RETRY, TIMEOUT})
+__all__ = [
+    "CANCELLED",
+    "LOST",
+    "PARK",
+    "PERMANENT",
+    "RETRY",
+    "RETRYABLE",
+    "SUCCESS",
+    "TIMEOUT",
+    "Exit",
+    "Outcome",
+    "describe_exit",
+]
 
 
 class Launch(msgspec.Struct, frozen=True):
@@ -28,23 +51,6 @@ class Launch(msgspec.Struct, frozen=True):
     cwd: str
     env: dict[str, str] = {}
     stdin: str | None = None  # text for the process's standard input (a prompt too long for argv)
-
-
-class Exit(msgspec.Struct, frozen=True):
-    """How the attempt's process ended."""
-
-    exit_code: int | None
-    signal: int | None
-    log_path: str
-
-
-class Outcome(msgspec.Struct, frozen=True):
-    """The classification of an ended attempt, with what the agent reported."""
-
-    outcome: str
-    reason: str = ""
-    report: AgentReport = AgentReport()
-    park_until: float | None = None  # for PARK: when the provider said to come back
 
 
 class AgentAdapter(Protocol):
@@ -77,15 +83,6 @@ def with_prompt(argv: list[str], prompt: str, cwd: str, from_stdin: list[str] = 
     if len(prompt.encode()) > ARG_LIMIT:
         return Launch(argv=[*argv, *from_stdin], cwd=cwd, stdin=prompt)
     return Launch(argv=[*argv, "--", prompt], cwd=cwd)
-
-
-def describe_exit(exit: Exit) -> str:
-    """`exit code 3` or `killed by SIGKILL`."""
-    if exit.signal is not None:
-        from orchd.executors.base import SIGNALS
-
-        return f"killed by {SIGNALS.get(exit.signal, f'signal {exit.signal}')}"
-    return f"exit code {exit.exit_code}"
 
 
 def tail(log_path: str, limit: int = 4096) -> str:

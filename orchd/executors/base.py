@@ -6,16 +6,14 @@ Sessions see only `Executor` and `Process`; `local` (the keeper) and `ray` imple
 from __future__ import annotations
 
 import _thread
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from orchd.decide import SIGNALS
+
 Started = Callable[["Process | OSError"], None]
-
-
-SIGNALS = {sig.value: sig.name for sig in signal.Signals}
 
 
 def exit_file(log_path: Path) -> Path:

@@ -1,0 +1,182 @@
+"""What happens to a task after an attempt ends: one pure decision, read as a table.
+
+A session gathers what is known of its ended attempt (`Ended`: how its process
+exited, whether orch stopped it and why, and what its output says: the adapter's
+reading of the agent's stream, the preparing wrapper's last words, or the error
+that kept it from starting). `decide` turns that, the task's folded state and the
+time into the events to record; the run actor records them and carries them out
+(a `TaskRetrying` arms a timer at its `due_at`; a terminal event closes the task).
+Nothing here does I/O or reads a clock.
+
+| how the attempt ended (first row that matches)       | outcome   | the task                                     |
+|------------------------------------------------------|-----------|----------------------------------------------|
+| orch stopped it: the user cancelled                  | cancelled | cancelled                                    |
+| orch stopped it: its timeout passed                  | timeout   | retrying after backoff (a retry spent), else failed |
+| its output says it succeeded                         | success   | completed                                    |
+| the user asked to cancel meanwhile                   | cancelled | cancelled                                    |
+| its output says: permanent (auth, billing, ...)      | permanent | failed, with what to do                      |
+| nothing says how it ended (lost)                     | lost      | retrying at once, no retry spent; the MAX_LOST-th lost attempt fails it |
+| its output names a reset time (park)                 | park      | retrying at that time (at most MAX_PARK ahead), no retry spent; from the (MAX_PARKS+1)-th park in a row a retry is spent |
+| anything else (retry)                                | retry     | retrying after backoff (a retry spent), else failed |
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+
+import msgspec
+
+from orchd import backoff
+from orchd import events as ev
+from orchd.state import TaskState
+
+# How an attempt ended. Adapters read the first four from an agent's output.
+SUCCESS, RETRY, PARK, PERMANENT = "success", "retry", "park", "permanent"
+# ... and these come from orch itself: it stopped the attempt, or nothing says how it ended.
+TIMEOUT, CANCELLED, LOST = "timeout", "cancelled", "lost"
+RETRYABLE = frozenset({RETRY, TIMEOUT})  # outcomes that spend a retry
+
+MAX_LOST = 5  # lost attempts spend no retry, but a task that keeps losing them fails
+MAX_PARKS = 3  # parks in a row that spend no retry; later ones do (a misread reset cannot loop)
+MAX_PARK = 7 * 24 * 3600.0  # the longest a park waits (a weekly usage limit), whatever was read
+
+SIGNALS = {sig.value: sig.name for sig in signal.Signals}
+
+
+class Exit(msgspec.Struct, frozen=True):
+    """How an attempt's process ended."""
+
+    exit_code: int | None
+    signal: int | None
+    log_path: str
+
+
+class Outcome(msgspec.Struct, frozen=True):
+    """What an ended attempt's output says (or orch knows) of how it ended, with what the agent reported."""
+
+    outcome: str
+    reason: str = ""
+    report: ev.AgentReport = ev.AgentReport()
+    park_until: float | None = None  # for PARK: when the provider said to come back
+
+
+class Ended(msgspec.Struct, frozen=True):
+    """Everything known of one ended attempt: what `decide` decides from."""
+
+    attempt: int
+    reading: Outcome  # what its output says (or LOST when nothing does)
+    exit: Exit | None = None  # None: it never started, or its exit status is lost
+    stopped: str | None = None  # CANCELLED or TIMEOUT: orch stopped it, and why
+    duration: float = 0.0
+
+
+def describe_exit(exit: Exit) -> str:
+    """`exit code 3` or `killed by SIGKILL`."""
+    if exit.signal is not None:
+        return f"killed by {SIGNALS.get(exit.signal, f'signal {exit.signal}')}"
+    return f"exit code {exit.exit_code}"
+
+
+def outcome(task: TaskState, ended: Ended, timeout: float) -> Outcome:
+    """How the attempt ended, all things considered (the table's first column)."""
+    if ended.stopped == CANCELLED:
+        return Outcome(CANCELLED, reason="cancelled by the user", report=ended.reading.report)
+    if ended.stopped == TIMEOUT:
+        return Outcome(TIMEOUT, reason=f"timed out after {timeout:g}s", report=ended.reading.report)
+    reading = ended.reading
+    if task.cancel_requested and reading.outcome != SUCCESS:
+        return Outcome(CANCELLED, reason="cancelled by the user", report=reading.report)
+    return reading
+
+
+def decide(
+    run_id: str, task: TaskState, ended: Ended, now: float, rand: random.Random | None = None
+) -> list[ev.Event]:
+    """The events that record how `task`'s attempt ended and what the task does next.
+
+    `task` is the task as folded before these events; `rand` draws the backoff's jitter.
+    """
+    o = outcome(task, ended, task.spec.timeout)
+    x = ended.exit
+    finished = ev.AttemptFinished(
+        run_id,
+        task.spec.id,
+        ended.attempt,
+        o.outcome,
+        exit_code=x.exit_code if x else None,
+        signal=x.signal if x else None,
+        reason=o.reason,
+        duration=round(ended.duration, 6),
+        report=o.report,
+    )
+    return [finished, _next(run_id, task, o, now, rand)]
+
+
+def _next(
+    run_id: str, task: TaskState, o: Outcome, now: float, rand: random.Random | None
+) -> ev.Event:
+    tid = task.spec.id
+    if o.outcome == SUCCESS:
+        return ev.TaskCompleted(run_id, tid)
+    if o.outcome == CANCELLED:
+        return ev.TaskCancelled(run_id, tid)
+    if o.outcome == PERMANENT:
+        return ev.TaskFailed(run_id, tid, reason=o.reason)
+    if o.outcome == LOST:
+        if _ended_so(task, LOST) + 1 >= MAX_LOST:
+            return ev.TaskFailed(run_id, tid, reason=f"{o.reason} (lost {MAX_LOST} attempts)")
+        return _retrying(run_id, tid, o.reason, now, 0.0, spends=False)
+    if o.outcome == PARK and o.park_until is not None:
+        wait = min(max(0.0, o.park_until - now), MAX_PARK)
+        if _parks_in_a_row(task) < MAX_PARKS:
+            return _retrying(run_id, tid, o.reason, now, wait, spends=False)
+        reason = f"{o.reason} (parked {MAX_PARKS + 1} times in a row: counted as a retry)"
+        if task.retries_spent < task.spec.max_retries:
+            return _retrying(run_id, tid, reason, now, wait, spends=True)
+        return ev.TaskFailed(run_id, tid, reason=_gave_up(reason, task))
+    if task.retries_spent < task.spec.max_retries:  # retry, timeout, a park without a time
+        delay = backoff.delay(task.spec.backoff, task.retries_spent + 1, rand)
+        return _retrying(run_id, tid, o.reason, now, delay, spends=True)
+    return ev.TaskFailed(run_id, tid, reason=_gave_up(o.reason, task))
+
+
+def lost_in_restart(run_id: str, task: TaskState, attempt: int, now: float) -> list[ev.Event]:
+    """An attempt that was running when orchd stopped, of which nothing is left: lost."""
+    reason = "orchd restarted while the attempt ran; its outcome is lost"
+    return decide(run_id, task, Ended(attempt, Outcome(LOST, reason=reason)), now)
+
+
+def _retrying(
+    run_id: str, task_id: str, reason: str, now: float, delay: float, spends: bool
+) -> ev.TaskRetrying:
+    return ev.TaskRetrying(
+        run_id,
+        task_id,
+        due_at=now + delay,
+        delay=round(delay, 6),
+        reason=reason,
+        spends_retry=spends,
+    )
+
+
+def _gave_up(reason: str, task: TaskState) -> str:
+    attempts = len(task.attempts)
+    return f"{reason} (gave up after {attempts} attempt{'s' * (attempts != 1)})"
+
+
+def _ended_so(task: TaskState, outcome: str) -> int:
+    """How many of the task's earlier attempts ended with `outcome`."""
+    return sum(1 for a in task.attempts if a.outcome == outcome)
+
+
+def _parks_in_a_row(task: TaskState) -> int:
+    """How many of the task's latest ended attempts parked, one after the other."""
+    count = 0
+    for attempt in reversed(task.attempts):
+        if attempt.outcome is None:  # the attempt that just ended: not folded yet
+            continue
+        if attempt.outcome != PARK:
+            break
+        count += 1
+    return count

@@ -1,0 +1,139 @@
+"""decide(): what a task does after an attempt ends, as a table, checked against the fold."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from orchd import decide as d
+from orchd import events as ev
+from orchd import state as st
+from orchd.decide import Ended, Exit, Outcome
+from orchd.plan import BackoffSpec, RunSpec, TaskSpec
+
+NOW = 10_000.0
+BACKOFF = BackoffSpec(initial=2.0, factor=2.0, max=300.0, jitter="none")
+
+
+def task_after(
+    history: list[str], retries_spent: int = 0, max_retries: int = 2, cancel: bool = False
+) -> tuple[st.State, st.TaskState]:
+    """The fold of a run whose task `t` ended attempts with `history`'s outcomes, then launched one more."""
+    spec = TaskSpec(
+        id="t", agent="command", cwd="/w", command=["x"], max_retries=max_retries, backoff=BACKOFF
+    )
+    events: list[ev.Event] = [ev.RunSubmitted("r", RunSpec("r", 1, "/w", [spec]))]
+    for n, outcome in enumerate(history, start=1):
+        events.append(ev.AttemptLaunching("r", "t", n, ["x"], "/w", f"/l/{n}"))
+        events.append(ev.AttemptFinished("r", "t", n, outcome))
+        events.append(ev.TaskRetrying("r", "t", due_at=NOW, delay=0.0, spends_retry=False))
+    if cancel:
+        events.append(ev.CancelRequested("r", ["t"]))
+    events.append(ev.AttemptLaunching("r", "t", len(history) + 1, ["x"], "/w", "/l/last"))
+    state = st.replay([ev.Record(i + 1, NOW, ev.kind_of(e), e) for i, e in enumerate(events)])
+    task = state.runs["r"].tasks["t"]
+    task.retries_spent = retries_spent  # however they were spent
+    return state, task
+
+
+def ended(outcome: str, stopped: str | None = None, park_in: float | None = None) -> Ended:
+    park = NOW + park_in if park_in is not None else None
+    exit = Exit(0 if outcome == d.SUCCESS else 1, None, "/l/last")
+    return Ended(1, Outcome(outcome, reason=f"it said {outcome}", park_until=park), exit, stopped)
+
+
+# (history, retries spent, cancel requested, how it ended) -> (recorded outcome, task state, retry spent, delay)
+TABLE = [
+    # success wins over a cancel that came too late to stop it
+    ([], 0, False, ended(d.SUCCESS), d.SUCCESS, "completed", False, None),
+    ([], 0, True, ended(d.SUCCESS), d.SUCCESS, "completed", False, None),
+    # orch stopped it
+    ([], 0, False, ended(d.SUCCESS, stopped=d.CANCELLED), d.CANCELLED, "cancelled", False, None),
+    ([], 0, False, ended(d.RETRY, stopped=d.TIMEOUT), d.TIMEOUT, "retrying", True, 2.0),
+    (
+        [d.TIMEOUT, d.TIMEOUT],
+        2,
+        False,
+        ended(d.RETRY, stopped=d.TIMEOUT),
+        d.TIMEOUT,
+        "failed",
+        False,
+        None,
+    ),
+    # a cancel requested while it ran turns any other end into cancelled
+    ([], 0, True, ended(d.RETRY), d.CANCELLED, "cancelled", False, None),
+    ([], 0, True, ended(d.PERMANENT), d.CANCELLED, "cancelled", False, None),
+    # the output's reading
+    ([], 0, False, ended(d.PERMANENT), d.PERMANENT, "failed", False, None),
+    ([], 0, False, ended(d.RETRY), d.RETRY, "retrying", True, 2.0),
+    ([d.RETRY], 1, False, ended(d.RETRY), d.RETRY, "retrying", True, 4.0),
+    ([d.RETRY, d.RETRY], 2, False, ended(d.RETRY), d.RETRY, "failed", False, None),
+    # parks spend no retry, wait until the named time, at most MAX_PARK ahead
+    ([], 0, False, ended(d.PARK, park_in=3600.0), d.PARK, "retrying", False, 3600.0),
+    ([], 2, False, ended(d.PARK, park_in=3600.0), d.PARK, "retrying", False, 3600.0),
+    ([], 0, False, ended(d.PARK, park_in=1e9), d.PARK, "retrying", False, d.MAX_PARK),
+    # ... until MAX_PARKS in a row: then a park spends a retry, and fails the task without one left
+    ([d.PARK] * 3, 0, False, ended(d.PARK, park_in=60.0), d.PARK, "retrying", True, 60.0),
+    ([d.PARK] * 3, 2, False, ended(d.PARK, park_in=60.0), d.PARK, "failed", False, None),
+    (
+        [d.PARK, d.RETRY, d.PARK],
+        1,
+        False,
+        ended(d.PARK, park_in=60.0),
+        d.PARK,
+        "retrying",
+        False,
+        60.0,
+    ),
+    # lost: retried at once without spending a retry, but the MAX_LOST-th lost attempt fails
+    ([], 2, False, ended(d.LOST), d.LOST, "retrying", False, 0.0),
+    ([d.LOST] * 3, 0, False, ended(d.LOST), d.LOST, "retrying", False, 0.0),
+    ([d.LOST] * 4, 0, False, ended(d.LOST), d.LOST, "failed", False, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("history", "spent", "cancel", "end", "outcome", "then", "spends", "delay"), TABLE
+)
+def test_decide(history, spent, cancel, end, outcome, then, spends, delay) -> None:
+    state, task = task_after(history, retries_spent=spent, cancel=cancel)
+    end = Ended(len(history) + 1, end.reading, end.exit, end.stopped)
+    events = d.decide("r", task, end, NOW, random.Random(1))
+    finished, after = events
+    assert type(finished) is ev.AttemptFinished and finished.outcome == outcome
+    assert finished.attempt == len(history) + 1
+    if delay is not None:
+        assert type(after) is ev.TaskRetrying
+        assert after.spends_retry is spends and after.delay == pytest.approx(delay)
+        assert after.due_at == pytest.approx(NOW + delay)
+    # checked against the fold: the events are what the state then shows
+    seq = state.seq
+    st.replay([ev.Record(seq + i + 1, NOW, ev.kind_of(e), e) for i, e in enumerate(events)], state)
+    folded = state.runs["r"].tasks["t"]
+    assert folded.state == then
+    assert folded.current is None and folded.attempts[-1].outcome == outcome
+    assert folded.retries_spent == spent + spends
+
+
+def test_a_task_that_gave_up_says_how_many_attempts() -> None:
+    _, task = task_after([d.RETRY, d.RETRY], retries_spent=2)
+    events = d.decide("r", task, Ended(3, Outcome(d.RETRY, reason="exit code 1")), NOW)
+    assert events[-1] == ev.TaskFailed("r", "t", reason="exit code 1 (gave up after 3 attempts)")
+
+
+def test_an_attempt_lost_in_a_restart_is_retried_at_once() -> None:
+    _, task = task_after([])
+    finished, retrying = d.lost_in_restart("r", task, 1, NOW)
+    assert finished.outcome == d.LOST and "orchd restarted" in finished.reason
+    assert retrying == ev.TaskRetrying(
+        "r", "t", due_at=NOW, delay=0.0, reason=finished.reason, spends_retry=False
+    )
+
+
+def test_a_stopped_attempt_keeps_what_its_output_reported() -> None:
+    _, task = task_after([])
+    report = ev.AgentReport(cost_usd=1.25, tokens_in=10)
+    reading = Outcome(d.RETRY, reason="whatever", report=report)
+    finished = d.decide("r", task, Ended(1, reading, stopped=d.TIMEOUT), NOW)[0]
+    assert finished.outcome == d.TIMEOUT and finished.report.cost_usd == 1.25
