@@ -186,7 +186,7 @@ class SessionActor(PooledActor):
         elif kind is Recorded:
             if self.process is not None:
                 self.ctx.executor.forget(self.process)
-            self.actor_ref.stop(block=False)
+            self._stop()  # at once: what else it may be told is of no use now
         elif kind is Reattach and self.ended is not None:
             self._report()
 
