@@ -1,0 +1,258 @@
+"""What an agent's output stream says, read one line at a time: typed signals and readable lines.
+
+Pure (no I/O, no clock): orchd feeds a running attempt's new output to its
+agent's `StreamParser` as it is written and acts on the signals (a rejected
+credential, a usage limit, a rate limit, what was spent so far); orchctl and the
+dashboard render the same events as a conversation with `describe`. One parser
+per stream family, used by both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+# What kind of API failure a stream names: one vocabulary for every agent.
+AUTH, BILLING, INVALID, MODEL, CONTEXT = "auth", "billing", "invalid", "model", "context"
+RATE_LIMIT, USAGE_LIMIT, OVERLOAD, NETWORK = "rate_limit", "usage_limit", "overload", "network"
+CATEGORIES = (AUTH, BILLING, INVALID, MODEL, CONTEXT, RATE_LIMIT, USAGE_LIMIT, OVERLOAD, NETWORK)
+
+
+class Signal(msgspec.Struct, frozen=True, tag=True, tag_field="signal"):
+    """Something an agent's stream said that orch may act on."""
+
+
+class ApiError(Signal, frozen=True):
+    """The provider's API refused or failed a request (`retrying`: the agent will try again itself)."""
+
+    category: str  # one of CATEGORIES, or "" when the stream does not say
+    status: int | None = None  # the HTTP status, when the stream gives it
+    message: str = ""
+    retrying: bool = False
+    attempt: int | None = None  # the agent's own retry count, and its limit
+    max_retries: int | None = None
+    retry_in: float | None = (
+        None  # seconds until the agent's next try (Retry-After, or its backoff)
+    )
+
+
+class Limit(Signal, frozen=True):
+    """A usage limit (a subscription's window, a daily quota): nothing passes until `resets_at`."""
+
+    resets_at: float | None  # unix seconds; None when the stream names no time
+    message: str = ""
+
+
+class Spend(Signal, frozen=True):
+    """What the attempt has spent so far (running totals, None where the stream does not say)."""
+
+    cost_usd: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+
+class Activity(Signal, frozen=True):
+    """The latest thing the agent did, on one line (a tool call, a message)."""
+
+    text: str
+
+
+# ------------------------------------------------------------ failures told in words
+
+# What kind of failure an agent's error text names, most decisive first: a billing message beats a 429.
+FAILURE_PATTERNS = (
+    (
+        CONTEXT,
+        r"context.{0,20}(window|length)|prompt is too long|maximum context|too many tokens|"
+        r"ContextWindowExceeded",
+    ),
+    (
+        BILLING,
+        r"credit balance|insufficient.{0,10}(credit|quota|fund|balance)|out of (free )?credits|"
+        r"billing|payment required|\b402\b",
+    ),
+    (
+        AUTH,
+        r"api.?key (not valid|is invalid)|invalid.{0,20}(api.?key|token|credential)|incorrect api key|"
+        r"authenticat|unauthori[sz]ed|\b401\b|\b403\b|forbidden|not logged in|\blogin\b",
+    ),
+    (MODEL, r"model.{0,40}(not found|does not exist|not supported)|ModelNotFound|NotFoundError"),
+    (INVALID, r"BadRequestError|invalid.?request|INVALID_ARGUMENT|\b400\b"),
+    (RATE_LIMIT, r"rate.?limit|too many requests|\b429\b|RESOURCE_EXHAUSTED|quota|usage limit"),
+    (
+        OVERLOAD,
+        r"overloaded|unavailable|internal server error|server error|\b50[0-9]\b|\b529\b|capacity",
+    ),
+    (
+        NETWORK,
+        r"ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|fetch failed|connect|network|"
+        r"timed? ?out|socket hang up",
+    ),
+)
+FAILURE_KINDS = tuple((kind, re.compile(pattern, re.I)) for kind, pattern in FAILURE_PATTERNS)
+STATUS_CATEGORIES = {400: INVALID, 401: AUTH, 402: BILLING, 403: AUTH, 404: MODEL, 413: INVALID}
+
+
+def failure_kind(text: str) -> str | None:
+    """The category (one of CATEGORIES) that an agent's error text names, or None."""
+    return next((kind for kind, pattern in FAILURE_KINDS if pattern.search(text)), None)
+
+
+def status_category(status: int | None) -> str:
+    """The category of an HTTP error status ("" for none known)."""
+    if status is None:
+        return ""
+    if status == 429:
+        return RATE_LIMIT
+    if status >= 500:
+        return OVERLOAD
+    return STATUS_CATEGORIES.get(status, "")
+
+
+# ------------------------------------------------------------ readable lines
+
+RESULT_CHARS = 300  # a tool's output is cut to this in the conversation
+# the argument that says most about a tool call, by the names agents give it
+MAIN_ARGUMENTS = (
+    "command",
+    "cmd",
+    "file_path",
+    "path",
+    "filePath",
+    "absolute_path",
+    "pattern",
+    "query",
+    "url",
+    "description",
+    "prompt",
+    "paths",
+    "args",
+)
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def main_argument(arguments: Any) -> str:
+    """The most telling argument of a tool call (its command, file, pattern…), as text."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return arguments
+    if not isinstance(arguments, dict):
+        return "" if arguments is None else str(arguments)
+    for key in MAIN_ARGUMENTS:
+        value = arguments.get(key)
+        if value:
+            return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return next((str(v) for v in arguments.values() if isinstance(v, str) and v), "")
+
+
+def tool_call(name: str, arguments: Any) -> str:
+    argument = main_argument(arguments)
+    return f"→ {name} {argument}".rstrip()
+
+
+def text_of(content: Any) -> str:
+    """The text of a tool result's content: a string, or a list of text parts."""
+    if isinstance(content, list):
+        return " ".join(
+            text_of(part.get("text", "") if isinstance(part, dict) else part) for part in content
+        )
+    return "" if content is None else str(content)
+
+
+def usage_text(tokens_in: Any, tokens_out: Any) -> str:
+    return (
+        f"{tokens_in} in / {tokens_out} out"
+        if tokens_in is not None or tokens_out is not None
+        else ""
+    )
+
+
+def parse(line: bytes | str) -> dict | None:
+    """The JSON event on `line` (an object with a string `type`), or None."""
+    line = line.strip()
+    if line[:1] not in (b"{", "{"):
+        return None
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) and isinstance(value.get("type"), str) else None
+
+
+def number(value: Any) -> float | None:
+    """`value` if it is a number (not a bool), else None."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# ------------------------------------------------------------ the incremental parser
+
+Describe = Callable[[dict, dict[str, str]], list[str] | None]
+MAX_LINE = 4 << 20  # a line longer than this is skipped, not buffered for ever
+
+
+class StreamParser:
+    """Reads one attempt's output as it is written: complete lines only, each once.
+
+    Subclasses read one event at a time (`on_event`, `on_text`) into signals; the
+    running totals they keep (`spend`, `session_id`) are the attempt's so far.
+    """
+
+    describe: Describe | None = None  # the family's readable lines for one event
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self._skipping = False  # inside a line over MAX_LINE
+        self.tools: dict[str, str] = {}  # tool call id -> name (for the readable lines)
+        self.session_id = ""
+        self.cost_usd: float | None = None
+        self.tokens_in: int | None = None
+        self.tokens_out: int | None = None
+        self.activity = ""
+
+    def feed(self, data: bytes) -> list[Signal]:
+        """The signals in the complete lines of `data` (with what was left of the last feed)."""
+        data = self._partial + data
+        end = data.rfind(b"\n") + 1
+        self._partial = data[end:]
+        if len(self._partial) > MAX_LINE:
+            self._partial, self._skipping = b"", True
+        signals: list[Signal] = []
+        for line in data[:end].splitlines():
+            if self._skipping:  # the tail of an over-long line
+                self._skipping = False
+                continue
+            event = parse(line)
+            if event is None:
+                text = line.decode("utf-8", "replace").strip()
+                if text:
+                    signals.extend(self.on_text(text))
+                continue
+            signals.extend(self.on_event(event))
+            if self.describe is not None:
+                said = [t for t in self.describe(event, self.tools) or [] if t.strip()]
+                if said:
+                    self.activity = one_line(said[-1])
+        return signals
+
+    def spend(self) -> Spend:
+        return Spend(self.cost_usd, self.tokens_in, self.tokens_out)
+
+    def on_event(self, event: dict) -> list[Signal]:
+        """Signals of one JSON event (none by default)."""
+        return []
+
+    def on_text(self, text: str) -> list[Signal]:
+        """Signals of one line that is not a JSON event (the activity by default)."""
+        self.activity = one_line(text)
+        return []
