@@ -13,6 +13,7 @@ from typing import Union
 import msgspec
 
 from orchd.plan import RunSpec
+from orchd.streams.base import ApiError, Limit, Spend
 
 
 class AgentReport(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
@@ -91,6 +92,36 @@ class AttemptFinished(_Event, frozen=True):
     report: AgentReport = AgentReport()
 
 
+class AttemptSignaled(_Event, frozen=True):
+    """What a running attempt's stream said that is worth keeping: an API error (or a retry of one),
+    a usage limit, or what it has spent so far (at most every few seconds)."""
+
+    task_id: str
+    attempt: int
+    signal: ApiError | Limit | Spend
+
+
+class ProviderHeld(_Event, frozen=True):
+    """No new session of `provider` starts until it is released, or until `until` (unix seconds).
+
+    `cause`: auth, billing (until the user acts: `orchctl retry`), usage_limit (until its reset).
+    `run_id`/`task_id` name the attempt that showed it.
+    """
+
+    provider: str
+    cause: str
+    reason: str
+    until: float | None = None
+    task_id: str | None = None
+
+
+class ProviderReleased(_Event, frozen=True):
+    """A held provider may start sessions again (its reset came, or the user retried)."""
+
+    provider: str
+    reason: str = ""
+
+
 class TaskRetrying(_Event, frozen=True):
     """The task will be attempted again at `due_at` (unix seconds)."""
 
@@ -144,6 +175,9 @@ Event = Union[
     AttemptStarted,
     AttemptAdopted,
     AttemptFinished,
+    AttemptSignaled,
+    ProviderHeld,
+    ProviderReleased,
     TaskRetrying,
     TaskCompleted,
     TaskFailed,

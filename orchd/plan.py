@@ -23,6 +23,7 @@ AGENTS = ("claude", "codex", "gemini", "aider", "opencode", "cursor", "amp", "co
 MAX_TASKS = 100_000
 MAX_PROMPT_BYTES = 1 << 20
 MAX_PLAN_BYTES = 64 << 20
+PROVIDER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 SECRET_NAME_RE = re.compile(r"(_KEY|_TOKEN)$|SECRET|PASSWORD|CREDENTIAL", re.I)
 
@@ -66,6 +67,9 @@ class TaskSpec(
         None  # worktree isolation: the top level of the cwd's git repository (set at submit)
     )
     base_commit: str | None = None  # ... and the commit its branch starts from
+    provider: str | None = None  # the account it spends: the plan's name, else resolved at submit
+    budget_usd: float | None = None  # the most this task may spend, over all its attempts
+    stall: float | None = None  # seconds without output after which an attempt is stopped
 
 
 class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -78,6 +82,7 @@ class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False)
     base: str | None = (
         None  # worktree isolation: the branch, tag or commit the plan named (default HEAD)
     )
+    budget_usd: float | None = None  # no session starts once the run has spent this much
 
 
 # ------------------------------------------------------------ raw (what users write)
@@ -106,6 +111,9 @@ class RawTaskFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     copy: list[str] | None = None
     setup: list[list[str]] | None = None
     prompt: str | None = None
+    provider: str | None = None
+    budget_usd: float | None = None
+    stall: Duration | None = None
 
 
 class RawTask(RawTaskFields, forbid_unknown_fields=True, kw_only=True):
@@ -125,6 +133,7 @@ class RawPlan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     workdir: str = "."
     isolation: Literal["worktree", "none"] | None = None
     base: str | None = None
+    budget_usd: float | None = None
     defaults: RawTaskFields = msgspec.field(default_factory=RawTaskFields)
     tasks: list[RawTask] = []
 
@@ -350,8 +359,15 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
             tasks.append(task)
             if len(tasks) > MAX_TASKS:
                 raise PlanError(f"{source}: the plan has more than {MAX_TASKS} tasks")
+    if raw.budget_usd is not None and not 0 < raw.budget_usd < float("inf"):
+        raise where.error("budget_usd", f"must be a positive amount, got {raw.budget_usd}")
     return RunSpec(
-        name=name, concurrency=raw.concurrency, workdir=str(workdir), tasks=tasks, base=raw.base
+        name=name,
+        concurrency=raw.concurrency,
+        workdir=str(workdir),
+        tasks=tasks,
+        base=raw.base,
+        budget_usd=raw.budget_usd,
     )
 
 
@@ -530,6 +546,26 @@ def _task(
                 f"{path if origin == 'task' else 'defaults'}.setup[{j}]",
                 'is empty (each setup step is an argv list, e.g. ["uv", "sync"])',
             )
+    provider, origin = _pick(raw, defaults, "provider", None)
+    if provider is not None and not PROVIDER_RE.match(provider):
+        raise where.error(
+            f"{path if origin == 'task' else 'defaults'}.provider",
+            f"invalid provider name {provider!r}: use letters, digits, '.', '_', '-', ':', '@'",
+        )
+    budget, origin = _pick(raw, defaults, "budget_usd", None)
+    if budget is not None and not 0 < budget < float("inf"):
+        raise where.error(
+            f"{path if origin == 'task' else 'defaults'}.budget_usd",
+            f"must be a positive amount, got {budget}",
+        )
+    stall_raw, origin = _pick(raw, defaults, "stall", None)
+    stall = None
+    if stall_raw is not None:
+        stall = _duration(stall_raw, f"{path if origin == 'task' else 'defaults'}.stall", where)
+        if stall <= 0:
+            raise where.error(
+                f"{path if origin == 'task' else 'defaults'}.stall", "must be more than 0"
+            )
     return TaskSpec(
         id=task_id,
         agent=agent,
@@ -548,4 +584,7 @@ def _task(
         isolation=isolation or ("none" if agent == "command" else "worktree"),
         copy=list(copy),
         setup=[list(a) for a in setup],
+        provider=provider,
+        budget_usd=budget,
+        stall=stall,
     )

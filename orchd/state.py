@@ -19,6 +19,7 @@ import msgspec
 
 from orchd import events as ev
 from orchd.plan import RunSpec, TaskSpec
+from orchd.streams.base import ApiError, Limit, Spend
 
 TASK_STATES = ("pending", "running", "retrying", "completed", "failed", "cancelled")
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -43,6 +44,9 @@ class AttemptState(msgspec.Struct, gc=False):
     reason: str = ""
     report: ev.AgentReport = ev.AgentReport()
     adoptions: int = 0  # times a restarted orchd took the attempt over again
+    spent: Spend = Spend()  # what its stream said it had spent so far, while it ran
+    notice: str = ""  # the latest API error or limit its stream showed, in words
+    api_errors: int = 0  # API errors its stream showed (the agent's own retries included)
 
 
 class TaskState(msgspec.Struct, gc=False):
@@ -81,11 +85,25 @@ class RunState(msgspec.Struct, gc=False):
     seq: int = 0  # the last event of this run folded in: its views are the same while this is
 
 
+class ProviderState(msgspec.Struct, gc=False):
+    """An account agents spend (providers.py), as the log last said of it."""
+
+    provider: str
+    held: bool = False
+    cause: str = ""  # auth | billing | usage_limit
+    reason: str = ""
+    until: float | None = None  # a hold that ends by itself then (a usage limit's reset)
+    since: float | None = None
+    run_id: str = ""  # the attempt that showed it
+    task_id: str | None = None
+
+
 class State(msgspec.Struct, gc=False):
-    """Every run in the log, and the last sequence number folded in."""
+    """Every run in the log, the providers' holds, and the last sequence number folded in."""
 
     runs: dict[str, RunState] = msgspec.field(default_factory=dict)
     seq: int = 0
+    providers: dict[str, ProviderState] = msgspec.field(default_factory=dict)
 
 
 def copy_run(run: RunState) -> RunState:
@@ -155,8 +173,10 @@ def fold(state: State, items: Iterable[tuple[int, float, Any]], stored: bool = F
             on_task(task, event, ts)
             if was_open and task.state in terminal:
                 run.unfinished -= 1
-        else:
+        elif kind in run_events:
             run_events[kind](run, event, ts)
+        else:
+            _STATE_EVENTS[kind](state, event, ts)
     if last > state.seq:  # events come in order: the last one is the latest
         state.seq = last
     return state
@@ -229,6 +249,24 @@ def _finished(task: TaskState, event: ev.AttemptFinished, ts: float) -> None:
     task.reason = event.reason
 
 
+def _signaled(task: TaskState, event: ev.AttemptSignaled, ts: float) -> None:
+    attempt = task.attempts[-1]
+    signal = event.signal
+    if type(signal) is Spend:
+        attempt.spent = signal
+    elif isinstance(signal, ApiError):
+        attempt.api_errors += 1
+        code = f" {signal.status}" if signal.status else ""
+        retry = (
+            f" (the agent retries: {signal.attempt}/{signal.max_retries})"
+            if signal.retrying and signal.attempt
+            else ""
+        )
+        attempt.notice = f"API error{code} {signal.category or signal.message}".rstrip() + retry
+    elif isinstance(signal, Limit):
+        attempt.notice = signal.message or "usage limit reached"
+
+
 def _retrying(task: TaskState, event: ev.TaskRetrying, ts: float) -> None:
     task.state, task.due_at, task.reason = "retrying", event.due_at, event.reason
     task.retries_spent += event.spends_retry
@@ -248,6 +286,7 @@ def _cancelled(task: TaskState, event: ev.TaskCancelled, ts: float) -> None:
 
 _TASK_EVENTS: dict[type, Callable[[TaskState, Any, float], None]] = {
     ev.AttemptLaunching: _launching,
+    ev.AttemptSignaled: _signaled,
     ev.AttemptStarted: _started,
     ev.AttemptAdopted: _adopted,
     ev.AttemptFinished: _finished,
@@ -262,9 +301,35 @@ _RUN_EVENTS: dict[type, Callable[[RunState, Any, float], None]] = {
     ev.CancelRequested: _cancel_requested,
     ev.RetryRequested: _retry_requested,
 }
-assert set(_TASK_EVENTS) | set(_RUN_EVENTS) | {ev.RunSubmitted} == set(ev.EVENT_TYPES), (
-    "an event without a fold"
-)
+
+
+# ---------------------------------------------------------------- events of the whole daemon
+
+
+def _held(state: State, event: ev.ProviderHeld, ts: float) -> None:
+    state.providers[event.provider] = ProviderState(
+        event.provider,
+        held=True,
+        cause=event.cause,
+        reason=event.reason,
+        until=event.until,
+        since=ts,
+        run_id=event.run_id,
+        task_id=event.task_id,
+    )
+
+
+def _released(state: State, event: ev.ProviderReleased, ts: float) -> None:
+    state.providers[event.provider] = ProviderState(event.provider, since=ts, reason=event.reason)
+
+
+_STATE_EVENTS: dict[type, Callable[[State, Any, float], None]] = {
+    ev.ProviderHeld: _held,
+    ev.ProviderReleased: _released,
+}
+assert set(_TASK_EVENTS) | set(_RUN_EVENTS) | set(_STATE_EVENTS) | {ev.RunSubmitted} == set(
+    ev.EVENT_TYPES
+), "an event without a fold"
 
 
 def fold_rows(rows: Iterable[tuple[int, float, bytes]], state: State | None = None) -> State:

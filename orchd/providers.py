@@ -1,0 +1,134 @@
+"""Providers: the accounts agents spend, and how much of one may run at once.
+
+A provider is an agent together with the endpoint it talks to and the
+credential it uses: `claude:api.anthropic.com:key-1f2e3d4c`. Only a fingerprint
+of the credential is kept (the first 8 hex digits of its SHA-256), never the
+credential. A plan may name the provider of its tasks instead (`provider =
+"team-anthropic"`), to group tasks whose environment orch cannot tell apart.
+Tasks are given their provider at submit, from orchd's environment and the
+plan's `env`; `command` tasks have none.
+
+Holds (a rejected credential; a usage limit until its reset) are events in the
+log (`ProviderHeld`, `ProviderReleased`), folded in `state.py`. How many sessions
+of a provider run at once adapts to its rate limits (`Aimd`), in memory: a
+restart starts again from the caps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import msgspec
+
+from orchd.plan import RunSpec, TaskSpec
+
+
+@dataclass(frozen=True)
+class Account:
+    """Where an agent CLI finds its endpoint and its credential."""
+
+    endpoint_vars: tuple[str, ...]
+    default_endpoint: str
+    credential_vars: tuple[str, ...]  # the first one set is the credential
+    login_vars: tuple[str, ...] = ()  # else: the directory its login lives in, if set
+
+
+ACCOUNTS: dict[str, Account] = {
+    "claude": Account(
+        ("ANTHROPIC_BASE_URL",),
+        "api.anthropic.com",
+        ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"),
+        ("CLAUDE_CONFIG_DIR",),
+    ),
+    "codex": Account(
+        ("OPENAI_BASE_URL",), "api.openai.com", ("CODEX_API_KEY", "OPENAI_API_KEY"), ("CODEX_HOME",)
+    ),
+    "gemini": Account(
+        ("GOOGLE_GEMINI_BASE_URL",),
+        "generativelanguage.googleapis.com",
+        ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        ("GOOGLE_CLOUD_PROJECT",),
+    ),
+    "cursor": Account((), "cursor.com", ("CURSOR_API_KEY",)),
+    "amp": Account(("AMP_URL",), "ampcode.com", ("AMP_API_KEY",)),
+    "copilot": Account(
+        ("COPILOT_PROVIDER_BASE_URL",),
+        "api.githubcopilot.com",
+        ("COPILOT_PROVIDER_API_KEY", "COPILOT_GITHUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN"),
+    ),
+    # agents that talk to the provider their model names: the model's provider is the endpoint
+    "opencode": Account((), "", ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")),
+    "aider": Account((), "", ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")),
+}
+
+
+def fingerprint(secret: str) -> str:
+    """A short, one-way name for a credential."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
+def provider_of(task: TaskSpec, env: Mapping[str, str]) -> str | None:
+    """The provider `task` spends from, with orchd's environment `env` (None: a plain command)."""
+    if task.provider is not None:
+        return task.provider
+    account = ACCOUNTS.get(task.agent)
+    if account is None:
+        return None
+    seen = {**env, **task.env}
+    endpoint = next((seen[v] for v in account.endpoint_vars if seen.get(v)), "")
+    host = (urlsplit(endpoint).netloc or endpoint) if endpoint else account.default_endpoint
+    if not host:  # the model says which provider: "anthropic/claude-..." or "claude-..."
+        host = (task.model or "default").split("/")[0]
+    secret = next((seen[v] for v in account.credential_vars if seen.get(v)), None)
+    if secret is not None:
+        who = f"key-{fingerprint(secret)}"
+    else:
+        login = next((seen[v] for v in account.login_vars if seen.get(v)), "")
+        who = f"login-{fingerprint(login)}" if login else "login"
+    return f"{task.agent}:{host}:{who}"
+
+
+def with_providers(spec: RunSpec, env: Mapping[str, str]) -> RunSpec:
+    """`spec` with each task's provider resolved (at submit)."""
+    tasks = [msgspec.structs.replace(t, provider=provider_of(t, env)) for t in spec.tasks]
+    return msgspec.structs.replace(spec, tasks=tasks)
+
+
+# ------------------------------------------------------------ adaptive concurrency
+
+DECREASE = 0.5  # a throttled provider's limit becomes this much of what ran when it was throttled
+COOLDOWN = 5.0  # seconds after a decrease in which further throttling does not decrease again
+
+
+class Aimd:
+    """How many sessions of one provider may run at once: additive increase, multiplicative
+    decrease. Starts unlimited (the plan's and the global caps still hold)."""
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = ceiling  # the global cap: the limit never goes above it
+        self.limit = float(ceiling)
+        self.decreased_at = -math.inf
+        self.throttled = 0  # throttle signals seen (for status)
+
+    @property
+    def allowed(self) -> int:
+        return max(1, int(self.limit))
+
+    def throttle(self, running: int, now: float) -> bool:
+        """A rate limit or overload was seen while `running` sessions ran: lower the limit, at most
+        once per COOLDOWN. True when it was lowered."""
+        self.throttled += 1
+        if now - self.decreased_at < COOLDOWN:
+            return False
+        self.limit = max(1.0, min(self.limit, float(running)) * DECREASE)
+        self.decreased_at = now
+        return True
+
+    def succeeded(self, now: float) -> None:
+        """A session ended well with no throttling since the last decrease's cooldown: one more."""
+        if now - self.decreased_at >= COOLDOWN and self.limit < self.ceiling:
+            self.limit = min(float(self.ceiling), self.limit + 1.0)
