@@ -23,6 +23,7 @@ from orchd.actors.supervisor import SupervisorActor
 from orchd.errors import OrchError
 from orchd.executors.base import Executor
 from orchd.executors.local import LocalExecutor
+from orchd.inotify import Growth
 from orchd.journal import Journal
 from orchd.paths import Paths, resolve
 from orchd.reactor import Reactor
@@ -126,6 +127,7 @@ class Daemon:
             reactor=self.reactor,
             executor=make_executor(self.config, self.reactor, paths),
             dispatcher=self.dispatcher,
+            growth=Growth(self.reactor),
             kill_grace=self.config.kill_grace,
         )
         self.supervisor = SupervisorActor.start(self.ctx, self.config.max_sessions)

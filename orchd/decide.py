@@ -29,12 +29,15 @@ import msgspec
 
 from orchd import backoff
 from orchd import events as ev
+from orchd.plan import TaskSpec
 from orchd.state import TaskState
+from orchd.streams.base import AUTH, BILLING, OVERLOAD, RATE_LIMIT, ApiError, Limit, Signal, Spend
 
 # How an attempt ended. Adapters read the first four from an agent's output.
 SUCCESS, RETRY, PARK, PERMANENT = "success", "retry", "park", "permanent"
 # ... and these come from orch itself: it stopped the attempt, or nothing says how it ended.
 TIMEOUT, CANCELLED, LOST = "timeout", "cancelled", "lost"
+STALLED = "stalled"  # why orch stopped an attempt: no output for `stall` (recorded as a timeout)
 RETRYABLE = frozenset({RETRY, TIMEOUT})  # outcomes that spend a retry
 
 MAX_LOST = 5  # lost attempts spend no retry, but a task that keeps losing them fails
@@ -84,6 +87,10 @@ def outcome(task: TaskState, ended: Ended, timeout: float) -> Outcome:
         return Outcome(CANCELLED, reason="cancelled by the user", report=ended.reading.report)
     if ended.stopped == TIMEOUT:
         return Outcome(TIMEOUT, reason=f"timed out after {timeout:g}s", report=ended.reading.report)
+    if ended.stopped == STALLED:
+        stall = f"{task.spec.stall:g}s" if task.spec.stall else "its stall time"
+        reason = f"stalled: no output for {stall}"
+        return Outcome(TIMEOUT, reason=reason, report=ended.reading.report)
     reading = ended.reading
     if task.cancel_requested and reading.outcome != SUCCESS:
         return Outcome(CANCELLED, reason="cancelled by the user", report=reading.report)
@@ -180,3 +187,73 @@ def _parks_in_a_row(task: TaskState) -> int:
             break
         count += 1
     return count
+
+
+# ------------------------------------------------------------ while an attempt runs
+
+
+class Hold(msgspec.Struct, frozen=True):
+    """A provider to hold: no new session of it starts until `until` (None: until the user acts)."""
+
+    cause: str
+    reason: str
+    until: float | None = None
+
+
+class Live(msgspec.Struct, frozen=True):
+    """What to do about a signal from a running attempt's stream."""
+
+    stop: Outcome | None = None  # end the attempt now, as this
+    hold: Hold | None = None  # hold its provider
+    throttle: bool = False  # the provider rate-limits or is overloaded: fewer sessions of it
+    pause: float | None = None  # ... and none new for this many seconds (its Retry-After)
+
+
+def live(
+    signal: Signal, task: TaskSpec, spent_before: float, now: float, hint: str = ""
+) -> Live | None:
+    """What a signal of a running attempt of `task` calls for (None: nothing).
+
+    `spent_before`: what the task's earlier attempts spent; `hint`: what the user should do about
+    a rejected credential, in this agent's words.
+
+    | signal                                  | the attempt                      | its provider        |
+    |-----------------------------------------|----------------------------------|---------------------|
+    | API error: auth or billing (even while the agent retries it) | stopped: permanent, with the hint | held until the user acts |
+    | a usage limit with its reset time       | stopped: parked until the reset  | held until the reset |
+    | API error: rate limit or overload       | goes on (the agent retries)      | throttled; paused for its Retry-After |
+    | spend past the task's budget            | stopped: permanent               |                     |
+    """
+    if isinstance(signal, ApiError):
+        if signal.category in (AUTH, BILLING):
+            what = "credentials rejected" if signal.category == AUTH else "billing refused"
+            status = f" ({signal.status})" if signal.status else ""
+            reason = f"{task.agent}: {what}{status}: {signal.message or signal.category}"
+            reason += f" ({hint})" if hint else ""
+            return Live(stop=Outcome(PERMANENT, reason=reason), hold=Hold(signal.category, reason))
+        if signal.category in (RATE_LIMIT, OVERLOAD):
+            pause = signal.retry_in if signal.category == RATE_LIMIT else None
+            return Live(throttle=True, pause=pause)
+        return None
+    if isinstance(signal, Limit):
+        if signal.resets_at is None or signal.resets_at <= now:
+            return Live(throttle=True)
+        until = min(signal.resets_at, now + MAX_PARK)
+        reason = f"{task.agent}: {signal.message or 'usage limit reached'}"
+        return Live(
+            stop=Outcome(PARK, reason=reason, park_until=until),
+            hold=Hold("usage_limit", reason, until),
+        )
+    if isinstance(signal, Spend) and task.budget_usd is not None and signal.cost_usd:
+        spent = spent_before + signal.cost_usd
+        if spent >= task.budget_usd:
+            reason = f"budget ${task.budget_usd:g} reached (${spent:.2f} spent)"
+            return Live(stop=Outcome(PERMANENT, reason=reason))
+    return None
+
+
+def over_budget(budget: float | None, spent: float | None) -> str | None:
+    """The reason a session may not start, when `spent` has reached `budget`; else None."""
+    if budget is None or spent is None or spent < budget:
+        return None
+    return f"not started: budget ${budget:g} reached (${spent:.2f} spent)"

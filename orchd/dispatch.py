@@ -17,7 +17,7 @@ from typing import Any, cast
 import msgspec
 import pykka
 
-from orchd import __version__, review, store, views, workspace
+from orchd import __version__, providers, review, store, views, workspace
 from orchd import events as ev
 from orchd import protocol as p
 from orchd import state as st
@@ -204,6 +204,7 @@ class Dispatcher:
                     f"supported by this orchd yet (available: {', '.join(sorted(ADAPTERS))})"
                 )
         spec, warnings = workspace.check_repo(spec, request.source)
+        spec = providers.with_providers(spec, self.ctx.base_env)
         with self._submitting:
             self._check_runs_kept()
             run_id = self._ask(lambda f: msg.Submit(spec, request.source, f))

@@ -85,6 +85,22 @@ def _spent(attempts: list[AttemptState], field: str) -> float | int | None:
     return _sum([*per_attempt, *per_session.values()])
 
 
+def task_cost(task: TaskState) -> float | None:
+    """What a task has spent: its ended attempts' reported cost, and what its running attempt's
+    stream has said so far."""
+    ended = _spent(task.attempts, "cost_usd")
+    current = task.current
+    live = current.spent.cost_usd if current is not None else None
+    if live is None:
+        return ended
+    return (ended or 0.0) + live
+
+
+def run_cost(run: RunState) -> float | None:
+    """What a run has spent so far (its running attempts included)."""
+    return _sum(task_cost(t) for t in run.tasks.values())
+
+
 def task_view(task: TaskState, run: RunState | None = None) -> TaskView:
     """The view of one task (of `run`, which tells where its branch is)."""
     attempts = task.attempts

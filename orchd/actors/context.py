@@ -16,6 +16,7 @@ from orchd import store
 from orchd.actors.messages import Committed
 from orchd.actors.pool import Dispatcher, tell
 from orchd.executors.base import Executor
+from orchd.inotify import Growth
 from orchd.journal import Journal
 from orchd.paths import Paths
 from orchd.reactor import Reactor
@@ -30,11 +31,14 @@ class Context:
     reactor: Reactor
     executor: Executor
     dispatcher: Dispatcher  # the shared threads of the session actors
+    growth: Growth | None = None  # tells sessions that their logs grew (inotify)
     kill_grace: float = 5.0  # seconds between TERM and KILL
     supervisor: Any = None  # the supervisor's ActorRef, set once it runs
-    waiting: frozenset[str] = (
-        frozenset()
-    )  # runs with ready tasks waiting for a slot (the supervisor writes it)
+    # what the supervisor publishes for the run actors, read without a lock: the runs that wait for
+    # a slot, the providers that may not start a session now, and the lowered providers' limits
+    waiting: frozenset[str] = frozenset()
+    blocked: frozenset[str] = frozenset()
+    limits: dict[str, int] = field(default_factory=dict)
     stopping: bool = False  # orchd is stopping: no process starts any more (the daemon sets it)
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     # The live actor of each unfinished run (the supervisor writes it, before the actor resumes), and

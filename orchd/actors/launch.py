@@ -8,6 +8,7 @@ task's log after each launch, off the path from an exit to the next spawn.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,12 @@ class Launcher:
         self.made: set[Path] = set()  # logs created ahead, for the next ready task's attempt
         self.workdir = ""  # the run's workdir, where files to copy into worktrees come from
 
-    def launch(self, task: st.TaskState, n: int) -> tuple[pykka.ActorRef[Any], ev.AttemptLaunching]:
+    def launch(
+        self, task: st.TaskState, n: int, spent: float | None = None
+    ) -> tuple[pykka.ActorRef[Any], ev.AttemptLaunching]:
         """Attempt `n` of `task`: its session actor (to tell Start once the event is durable) and
-        its AttemptLaunching."""
-        ref, launch = self._start(task, n, None, 0.0)
+        its AttemptLaunching. `spent`: what the task's earlier attempts spent."""
+        ref, launch = self._start(task, n, None, 0.0, spent or 0.0)
         log_path = self.ctx.paths.attempt_log(self.run_id, task.spec.id, n)
         if log_path in self.made:
             self.made.discard(log_path)
@@ -52,10 +55,36 @@ class Launcher:
     ) -> pykka.ActorRef[Any]:
         """The session actor of attempt `n` of `task` (with `adopt`: of its process, found after a
         restart)."""
-        return self._start(task, n, adopt, elapsed)[0]
+        return self._start(task, n, adopt, elapsed, 0.0)[0]
+
+    def adopt(
+        self, task: st.TaskState, attempt: st.AttemptState
+    ) -> tuple[pykka.ActorRef[Any], ev.AttemptAdopted] | None:
+        """A session for an attempt that outlived the previous orchd, and the event that says so;
+        None when nothing of it is left (no process, no exit status)."""
+        log_path = Path(attempt.log_path)
+        known = None
+        if attempt.pid is not None:
+            pgid = attempt.pgid or attempt.pid
+            known = Process(attempt.pid, pgid, attempt.start_ticks, log_path=log_path)
+        found = self.ctx.executor.find(self.run_id, task.spec.id, attempt.n, known, log_path)
+        if found is None:
+            return None
+        started = attempt.started_at or attempt.launched_at
+        ref = self.session(task, attempt.n, adopt=found, elapsed=time.time() - started)
+        adopted = ev.AttemptAdopted(
+            self.run_id,
+            task.spec.id,
+            attempt.n,
+            found.pid,
+            found.pgid,
+            found.start_ticks,
+            ended=found.ended,
+        )
+        return ref, adopted
 
     def _start(
-        self, task: st.TaskState, n: int, adopt: Process | None, elapsed: float
+        self, task: st.TaskState, n: int, adopt: Process | None, elapsed: float, spent: float
     ) -> tuple[pykka.ActorRef[Any], Launch]:
         adapter = adapter_for(task.spec.agent)
         assert adapter is not None, "plans are checked for known agents at submit"
@@ -73,7 +102,18 @@ class Launcher:
             }
         log_path = self.ctx.paths.attempt_log(self.run_id, task.spec.id, n)
         ref = SessionActor.start(
-            self.ctx, self.run_id, spec, n, launch, adapter, env, log_path, prep, adopt, elapsed
+            self.ctx,
+            self.run_id,
+            spec,
+            n,
+            launch,
+            adapter,
+            env,
+            log_path,
+            prep,
+            adopt,
+            elapsed,
+            spent,
         )
         return ref, launch
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
@@ -12,37 +12,73 @@ from orchd import events as ev
 from orchd.errors import OrchError
 from orchd.plan import RunSpec
 
+# Scheduling is by (run, provider): a run keeps its ready tasks in order, one queue per provider
+# ("" for tasks that spend none, such as commands), and the supervisor counts them.
+
 
 @dataclass(frozen=True)
 class Grant:
-    """Supervisor → run: one more session slot is yours (start your next ready task in it)."""
+    """Supervisor → run: one more session slot is yours, for a task of `provider`."""
+
+    provider: str = ""
 
 
 @dataclass(frozen=True)
 class Enqueue:
-    """Run → supervisor: `count` more of this run's tasks are ready for a slot (the run keeps them, in order)."""
+    """Run → supervisor: more of this run's tasks are ready for a slot, by provider."""
 
     run_id: str
     cap: int
-    count: int
+    counts: dict[str, int]
     ref: Any
-    occupied: int = 0  # slots already in use by attempts adopted after a restart
+    occupied: dict[str, int] = field(default_factory=dict)  # slots of attempts taken over
 
 
 @dataclass(frozen=True)
 class Withdraw:
-    """Run → supervisor: `count` of this run's ready tasks need no grant any more (cancelled, or
-    started in a slot the run already held)."""
+    """Run → supervisor: `count` of this run's ready tasks of `provider` need no grant any more
+    (cancelled, failed, or started in a slot the run already held)."""
 
     run_id: str
+    provider: str
     count: int
 
 
 @dataclass(frozen=True)
 class Release:
-    """Run → supervisor: one slot of this run is free again."""
+    """Run → supervisor: a slot of this run, held by a session of `provider`, is free again;
+    `ok`: that session ended well (the provider may take one more)."""
 
     run_id: str
+    provider: str = ""
+    ok: bool = False
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """Session → supervisor: its provider refused or throttled it (decide.Live says what to do)."""
+
+    provider: str
+    run_id: str
+    task_id: str
+    live: Any  # decide.Live
+
+
+@dataclass(frozen=True)
+class Unhold:
+    """Run → supervisor: the user retried tasks of these providers: release their holds."""
+
+    run_id: str
+    providers: list[str]
+
+
+@dataclass(frozen=True)
+class FailHeld:
+    """Supervisor → run: `provider` is held until the user acts, and the config says to fail its
+    tasks that wait meanwhile."""
+
+    provider: str
+    reason: str
 
 
 @dataclass(frozen=True)

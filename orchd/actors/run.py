@@ -15,14 +15,13 @@ import logging
 import random
 import signal
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pykka
 
-from orchd import decide
+from orchd import decide, views
 from orchd import events as ev
 from orchd import state as st
 from orchd.actors.context import Actor, Context
@@ -30,16 +29,16 @@ from orchd.actors.launch import Launcher
 from orchd.actors.messages import (
     CancelTasks,
     Committed,
-    Enqueue,
+    FailHeld,
     Grant,
-    Release,
     Resume,
     RetryTasks,
     RunCrashed,
     RunDone,
-    Withdraw,
+    Unhold,
 )
 from orchd.actors.pool import tell, teller
+from orchd.actors.ready import Ready
 from orchd.actors.session import Cancel, Reattach, Recorded, SessionEnded, Start
 from orchd.executors.base import Process
 
@@ -47,10 +46,9 @@ log = logging.getLogger(__name__)
 
 WRITE_RETRY = 1.0  # seconds before retrying an append the log refused (disk full)
 TERMINAL_EVENTS = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled)
+SPENDING = (ev.AttemptFinished, ev.AttemptSignaled)  # events that change what the run spent
 
-_Step = tuple[
-    list[ev.Event], Callable[[], None] | None
-]  # events to record, what to do once durable
+Launching = tuple[list[ev.Event], pykka.ActorRef[Any]]  # a launch's events, and its session
 
 
 class _Resumed:
@@ -74,14 +72,12 @@ class RunActor(Actor):
         self.resumed = False
         self.deferred: list[Any] = []  # requests that came before the actor took the run over
         self.launcher = Launcher(ctx, run_id)
+        self.ready = Ready(ctx, run_id)
         self.sessions: dict[
             str, pykka.ActorRef[Any]
         ] = {}  # task id -> its running attempt's session
         self.ending: set[tuple[str, int]] = set()  # attempts whose AttemptFinished is on its way
         self.closing: set[str] = set()  # tasks whose terminal event is on its way to the log
-        self.ready: deque[str] = (
-            deque()
-        )  # tasks waiting for a slot, in order (the supervisor counts them)
         self.finishing = False
         self.rand = random.Random()
 
@@ -106,18 +102,19 @@ class RunActor(Actor):
             elif kind in (CancelTasks, RetryTasks):  # a request for a run this actor is taking over
                 self.deferred.append(message)
         elif kind is Grant:
-            self._granted()
+            self._granted(message.provider)
         elif kind is SessionEnded:
             self._ended(message)
         elif kind is _RetryDue:
             task = self.run.tasks[message.task_id]
             if task.state == "retrying" and message.task_id not in self.closing:
-                if message.task_id not in self.ready:
-                    self._enqueue([message.task_id])
+                self._enqueue([message.task_id])
         elif kind is CancelTasks:
             self._cancel(message)
         elif kind is RetryTasks:
             self._retry(message)
+        elif kind is FailHeld:
+            self._fail_waiting(lambda t: _provider(t) == message.provider, message.reason)
         return None
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
@@ -141,9 +138,10 @@ class RunActor(Actor):
         self.resumed = True
         self.launcher.workdir = self.run.spec.workdir
         self.ctx.paths.attempt_log(self.run_id, "-", 0).parent.mkdir(parents=True, exist_ok=True)
-        now = time.time()
-        ready, occupied = [], 0
         self._let_recorded_go()
+        now = time.time()
+        ready: list[str] = []
+        occupied: Counter[str] = Counter()
         for task in self.run.tasks.values():
             if task.state in st.TERMINAL:
                 continue
@@ -152,9 +150,11 @@ class RunActor(Actor):
                 session = self.ctx.sessions.get((self.run_id, tid, attempt.n))
                 if session is not None and tell(session, Reattach()):
                     self.sessions[tid] = session
-                    occupied += 1
-                elif self._adopt(task, attempt):
-                    occupied += 1
+                    occupied[_provider(task)] += 1
+                elif adopted := self.launcher.adopt(task, attempt):
+                    self.sessions[tid] = adopted[0]
+                    occupied[_provider(task)] += 1
+                    self._record([adopted[1]])
                 else:
                     self._record(decide.lost_in_restart(self.run_id, task, attempt.n, now))
             elif task.cancel_requested:
@@ -163,8 +163,8 @@ class RunActor(Actor):
                 self._schedule_retry(tid, task.due_at)
             else:
                 ready.append(tid)
-        if ready or occupied:
-            self._enqueue(ready, occupied=occupied)
+        self._enqueue(ready, occupied)
+        self._check_budget()
         self._maybe_finish()
 
     def _let_recorded_go(self) -> None:
@@ -175,34 +175,6 @@ class RunActor(Actor):
             attempt = self.run.tasks[tid].current
             if attempt is None or attempt.n != n:
                 tell(session, Recorded())
-
-    def _adopt(self, task: st.TaskState, attempt: st.AttemptState) -> bool:
-        """Watch an attempt that outlived the previous orchd again; False when nothing of it is left."""
-        log_path = Path(attempt.log_path)
-        known = None
-        if attempt.pid is not None:
-            pgid = attempt.pgid or attempt.pid
-            known = Process(attempt.pid, pgid, attempt.start_ticks, log_path=log_path)
-        found = self.ctx.executor.find(self.run_id, task.spec.id, attempt.n, known, log_path)
-        if found is None:
-            return False
-        started = attempt.started_at or attempt.launched_at
-        ref = self.launcher.session(task, attempt.n, adopt=found, elapsed=time.time() - started)
-        self.sessions[task.spec.id] = ref
-        self._record(
-            [
-                ev.AttemptAdopted(
-                    self.run_id,
-                    task.spec.id,
-                    attempt.n,
-                    found.pid,
-                    found.pgid,
-                    found.start_ticks,
-                    ended=found.ended,
-                )
-            ]
-        )
-        return True
 
     # ------------------------------------------------------------ recording
 
@@ -222,8 +194,6 @@ class RunActor(Actor):
             self.launcher.create_logs()
         self.ctx.record(self.run_id, events, then=then, origin=self, durable=durable, now=now)
         self.launcher.create_logs()  # while the journal commits: a file can cost more than a spawn
-        if start is not None and self.ready:  # and the next launch's, while nothing waits for it
-            self.launcher.create_ahead(self.run.tasks[self.ready[0]])
 
     def _committed(self, message: Committed) -> None:
         if not self.resumed:  # made before this actor took over: in the fold it takes over
@@ -245,6 +215,8 @@ class RunActor(Actor):
             self._act(record.event)
         if message.then is not None and message.origin is self:
             message.then()
+        if any(isinstance(r.event, SPENDING) for r in records):
+            self._check_budget()
         self._maybe_finish()
 
     def _act(self, event: ev.Event | None) -> None:
@@ -275,13 +247,41 @@ class RunActor(Actor):
         self.finishing = False
         self.ctx.supervisor.tell(RunDone(self.run_id))
 
+    # ------------------------------------------------------------ budgets
+
+    def _check_budget(self) -> None:
+        """Once the run has spent its budget, no session starts: the tasks left fail."""
+        reason = decide.over_budget(self.run.spec.budget_usd, views.run_cost(self.run))
+        if reason is not None:
+            self._fail_waiting(lambda task: True, reason)
+
+    def _fail_waiting(self, which: Callable[[st.TaskState], bool], reason: str) -> None:
+        """Fail the tasks that `which` picks and that no attempt runs for (pending, retrying)."""
+        failing = {
+            t.spec.id
+            for t in self.run.tasks.values()
+            if t.state not in st.TERMINAL
+            and t.current is None
+            and t.spec.id not in self.sessions
+            and t.spec.id not in self.closing
+            and which(t)
+        }
+        self.ready.remove(failing)
+        for tid in sorted(failing):
+            self._close(tid, [ev.TaskFailed(self.run_id, tid, reason=reason)])
+
+    def _unstartable(self, task: st.TaskState) -> str | None:
+        """Why a session of `task` may not start (its own budget, or the run's), else None."""
+        spent = views.task_cost(task)
+        return decide.over_budget(task.spec.budget_usd, spent) or decide.over_budget(
+            self.run.spec.budget_usd, views.run_cost(self.run)
+        )
+
     # ------------------------------------------------------------ scheduling
 
-    def _enqueue(self, task_ids: list[str], occupied: int = 0) -> None:
-        self.ready.extend(task_ids)
-        self.ctx.supervisor.tell(
-            Enqueue(self.run_id, self.run.spec.concurrency, len(task_ids), self.actor_ref, occupied)
-        )
+    def _enqueue(self, task_ids: Iterable[str], occupied: Counter[str] | None = None) -> None:
+        tasks = [(t, _provider(self.run.tasks[t])) for t in task_ids]
+        self.ready.add(tasks, self.run.spec.concurrency, self.actor_ref, occupied)
 
     def _schedule_retry(self, task_id: str, due_at: float) -> None:
         ctx, run_id = self.ctx, self.run_id
@@ -291,36 +291,31 @@ class RunActor(Actor):
 
         ctx.reactor.call_at_wall(due_at, due)
 
-    def _release(self) -> None:
-        self.ctx.supervisor.tell(Release(self.run_id))
-
-    def _withdraw(self, count: int) -> None:
-        if count:
-            self.ctx.supervisor.tell(Withdraw(self.run_id, count))
-
     # ------------------------------------------------------------ attempts
 
-    def _granted(self) -> None:
-        """A slot from the supervisor: start the next ready task in it."""
-        step, extra = self._next_launch(granted=True)
+    def _granted(self, provider: str) -> None:
+        """A slot from the supervisor: start the next ready task of `provider` in it."""
+        step, extra = self._next_launch(provider, granted=True)
         if step is None:
-            self._withdraw(extra)
-            self._release()
+            self.ready.withdraw(provider, extra)
+            self.ready.release(provider)
         else:
             self._record(step[0], start=step[1])
-            self._withdraw(extra)
+            self.ready.withdraw(provider, extra)
+            self._log_ahead(provider)
 
-    def _next_launch(self, granted: bool) -> tuple[tuple[list[ev.Event], Any] | None, int]:
+    def _next_launch(self, provider: str, granted: bool) -> tuple[Launching | None, int]:
         """The next ready task's AttemptLaunching and its new session (to start once that is
-        durable), None when no task is ready; and how many tasks were taken from `ready` beyond
-        the one a grant paid for (to withdraw from the supervisor's count, after the launch)."""
+        durable), None when no task of `provider` is ready; and how many tasks were taken from the
+        queue beyond the one a grant paid for (to withdraw from the supervisor's count, after the
+        launch)."""
         step, taken = None, 0
-        while step is None and self.ready:
+        while step is None and (task_id := self.ready.pop(provider)) is not None:
             taken += 1
-            step = self._launching(self.ready.popleft())
+            step = self._launching(task_id)
         return step, max(0, taken - granted)
 
-    def _launching(self, task_id: str) -> tuple[list[ev.Event], Any] | None:
+    def _launching(self, task_id: str) -> Launching | None:
         task = self.run.tasks[task_id]
         if (
             task.state in st.TERMINAL
@@ -330,15 +325,22 @@ class RunActor(Actor):
             or task_id in self.sessions
         ):
             return None
-        n = len(task.attempts) + 1
-        ref, launching = self.launcher.launch(task, n)
+        if (why := self._unstartable(task)) is not None:
+            self._close(task_id, [ev.TaskFailed(self.run_id, task_id, reason=why)])
+            return None
+        ref, launching = self.launcher.launch(task, len(task.attempts) + 1, views.task_cost(task))
         self.sessions[task_id] = ref
         return [launching], ref
 
+    def _log_ahead(self, provider: str) -> None:
+        """The next launch's log, while nothing waits for it."""
+        if (task_id := self.ready.first(provider)) is not None:
+            self.launcher.create_ahead(self.run.tasks[task_id])
+
     def _ended(self, message: SessionEnded) -> None:
-        """An attempt ended: record how (decide.py says), and start the next ready task in its slot
-        unless another run waits for one (then the slot goes back to the supervisor). Both go in
-        one commit."""
+        """An attempt ended: record how (decide.py says), and start the next ready task of its
+        provider in its slot, unless another run waits for one or the provider may not start one
+        now (then the slot goes back to the supervisor). Both go in one commit."""
         tid, n = message.task_id, message.attempt
         task = self.run.tasks[tid]
         current = task.current
@@ -349,16 +351,24 @@ class RunActor(Actor):
         events = decide.decide(self.run_id, task, message.ended, time.time(), self.rand)
         if isinstance(events[-1], TERMINAL_EVENTS):
             self.closing.add(tid)
-        step, extra = (None, 0)
-        if self.ready and self.ctx.waiting <= {self.run_id}:
-            step, extra = self._next_launch(granted=False)
+        provider = _provider(task)
+        ok = type(events[-1]) is ev.TaskCompleted
+        step, extra = None, 0
+        if (
+            self.ready.has(provider)
+            and self.ctx.waiting <= {self.run_id}
+            and provider not in self.ctx.blocked
+            and not (ok and provider in self.ctx.limits)  # the supervisor may raise its limit
+        ):
+            step, extra = self._next_launch(provider, granted=False)
         if step is None:
-            self._withdraw(extra)
-            self._release()
+            self.ready.withdraw(provider, extra)
+            self.ready.release(provider, ok)
             self._record(events)
             return
         self._record([*events, *step[0]], start=step[1])
-        self._withdraw(extra)
+        self.ready.withdraw(provider, extra)
+        self._log_ahead(provider)
 
     # ------------------------------------------------------------ user requests
 
@@ -369,19 +379,14 @@ class RunActor(Actor):
         ]
 
         def act() -> None:
-            gone, queued = set(live), len(self.ready)
-            self.ready = deque(t for t in self.ready if t not in gone)
-            self._withdraw(queued - len(self.ready))
+            self.ready.remove(set(live))
             for tid in live:
                 task = self.run.tasks[tid]
                 if tid in self.sessions:
                     tell(self.sessions[tid], Cancel())
-                elif (
-                    task.current is None
-                    and tid not in self.closing
-                    and task.state not in st.TERMINAL
-                ):
-                    self._close(tid, [ev.TaskCancelled(self.run_id, tid)])
+                elif task.current is None and tid not in self.closing:
+                    if task.state not in st.TERMINAL:
+                        self._close(tid, [ev.TaskCancelled(self.run_id, tid)])
             message.reply.set(len(live))
 
         if not live:
@@ -390,19 +395,29 @@ class RunActor(Actor):
         self._record([ev.CancelRequested(self.run_id, live)], then=act)
 
     def _retry(self, message: RetryTasks) -> None:
+        """Failed and cancelled tasks run again; the holds on their providers (and on those of the
+        run's tasks that wait) are released: the user says the cause is fixed."""
         ids = message.task_ids or list(self.run.tasks)
+        tasks = [self.run.tasks[t] for t in ids]
         again = [
-            t
-            for t in ids
-            if self.run.tasks[t].state in ("failed", "cancelled") and t not in self.closing
+            t.spec.id
+            for t in tasks
+            if t.state in ("failed", "cancelled") and t.spec.id not in self.closing
         ]
+        held = self.ctx.blocked
+        waiting = [t for t in tasks if t.state not in st.TERMINAL and _provider(t) in held]
+        providers = {_provider(t) for t in tasks if t.spec.id in again} | {
+            _provider(t) for t in waiting
+        }
+        if providers - {""}:
+            self.ctx.supervisor.tell(Unhold(self.run_id, sorted(providers - {""})))
         if not again:
-            message.reply.set(0)
+            message.reply.set(len(waiting))
             return
 
         def act() -> None:
             self._enqueue(again)
-            message.reply.set(len(again))
+            message.reply.set(len(again) + len(waiting))
 
         self._record([ev.RetryRequested(self.run_id, again)], then=act)
 
@@ -422,3 +437,8 @@ class RunActor(Actor):
                 groups.add((process.pid, process.pgid))
         for pid, pgid in groups:
             self.ctx.executor.signal(Process(pid, pgid, 0), signal.SIGKILL)
+
+
+def _provider(task: st.TaskState) -> str:
+    """The provider a task's sessions count against ("" for none)."""
+    return task.spec.provider or ""

@@ -26,12 +26,14 @@ from orchd import events as ev
 from orchd import workspace
 from orchd.actors.context import Context
 from orchd.actors.pool import PooledActor, tell, teller
+from orchd.actors.stream import Stream
 from orchd.agents.base import AgentAdapter, Launch, tail
 from orchd.decide import (
     CANCELLED,
     LOST,
     PERMANENT,
     RETRY,
+    STALLED,
     SUCCESS,
     TIMEOUT,
     Ended,
@@ -45,6 +47,7 @@ from orchd.reactor import Timer
 log = logging.getLogger(__name__)
 
 PREP_EXITS = (workspace.SETUP_FAILED, workspace.CANNOT_RUN, workspace.NOT_FOUND)
+DECIDED = "decided"  # stopping: the attempt ends as its `verdict` says
 TRANSIENT = (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM)
 
 
@@ -101,6 +104,16 @@ class _Kill:
 
 
 @dataclass(frozen=True)
+class _Grew:
+    pass
+
+
+@dataclass(frozen=True)
+class _StallCheck:
+    pass
+
+
+@dataclass(frozen=True)
 class _Checked:
     exit: Exit
     reading: Outcome | BaseException
@@ -122,6 +135,7 @@ class SessionActor(PooledActor):
         prep: workspace.Prep | None = None,
         adopt: Process | None = None,
         elapsed: float = 0.0,
+        spent_before: float = 0.0,
     ) -> None:
         super().__init__(ctx.dispatcher)
         self.ctx, self.run_id, self.task, self.attempt = ctx, run_id, task, attempt
@@ -135,8 +149,10 @@ class SessionActor(PooledActor):
         self.stopping: str | None = None  # TIMEOUT or CANCELLED once we began to stop it
         self.timers: list[Timer] = []
         self.started = time.monotonic()
+        self.verdict: Outcome | None = None  # how it ends, decided while it ran (decide.live)
         self.ended: SessionEnded | None = None  # told to the run, not yet durable
         self.key = (run_id, task.id, attempt)
+        self.stream = Stream(self, spent_before) if task.agent != "command" or task.stall else None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -147,6 +163,8 @@ class SessionActor(PooledActor):
 
     def on_stop(self) -> None:
         self._forget()
+        if self.stream is not None:
+            self.stream.close()
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         """A fault in orch's own handling of the attempt: its process is stopped and the attempt
@@ -183,6 +201,11 @@ class SessionActor(PooledActor):
             self._terminate(TIMEOUT)
         elif kind is _Kill and self.process is not None:
             self.ctx.executor.signal(self.process, signal.SIGKILL)
+        elif kind is _Grew and self.stream is not None and self.ended is None:
+            self.stream.read()
+        elif kind is _StallCheck and self.stream is not None and self.ended is None:
+            if self.stream.stalled():
+                self._terminate(STALLED)
         elif kind is Recorded:
             if self.process is not None:
                 self.ctx.executor.forget(self.process)
@@ -254,6 +277,14 @@ class SessionActor(PooledActor):
         self.ctx.executor.watch(self.process, self._tell(_Exited()))
         remaining = max(0.0, self.task.timeout - self.elapsed)
         self.timers.append(self.ctx.reactor.call_later(remaining, self._tell(_TimedOut())))
+        if self.stream is not None:
+            self.stream.follow()
+
+    def stop_as(self, verdict: Outcome) -> None:
+        """End the attempt now, as `verdict` (what its stream showed calls for it: decide.live)."""
+        if self.verdict is None and self.ended is None:
+            self.verdict = verdict
+            self._terminate(DECIDED)
 
     def _terminate(self, why: str) -> None:
         if self.stopping is not None or self.ended is not None:
@@ -271,6 +302,10 @@ class SessionActor(PooledActor):
         assert self.process is not None
         exit_code, sig = self.ctx.executor.reap(self.process)
         exit = Exit(exit_code, sig, str(self.log_path))
+        if self.stream is not None:
+            self.stream.read(
+                final=True
+            )  # what it said last: a final refusal holds its provider too
         reading = self._prep_failure(exit)
         if reading is None and exit_code is None and sig is None:
             reading = Outcome(
@@ -281,6 +316,8 @@ class SessionActor(PooledActor):
             )
         if reading is None:  # read even when orch stopped it: what it cost counts
             reading = self.adapter.classify(self.task, exit)
+        if self.verdict is not None:
+            reading = msgspec.structs.replace(self.verdict, report=reading.report)
         if reading.outcome == SUCCESS and self.prep is not None and self.stopping is None:
             # committing runs git: on the blocking pool, so that sessions go on
             verdict = reading
@@ -333,7 +370,8 @@ class SessionActor(PooledActor):
         for timer in self.timers:
             timer.cancel()
         duration = self.elapsed + time.monotonic() - self.started
-        ended = Ended(self.attempt, reading, exit=exit, stopped=self.stopping, duration=duration)
+        stopped = None if self.stopping == DECIDED else self.stopping
+        ended = Ended(self.attempt, reading, exit=exit, stopped=stopped, duration=duration)
         self.ended = SessionEnded(self.task.id, self.attempt, ended)
         self._report()
 

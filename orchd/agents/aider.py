@@ -81,6 +81,7 @@ class AiderAdapter:
 
     name = "aider"
     install_hint = INSTALL_HINT
+    auth_hint = AUTH_HINT
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["aider", *OPTIONS]

@@ -51,6 +51,7 @@ class AmpAdapter:
 
     name = "amp"
     install_hint = INSTALL_HINT
+    auth_hint = AUTH_HINT
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["amp", "threads", "continue", resume] if resume else ["amp"]

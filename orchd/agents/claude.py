@@ -90,6 +90,7 @@ class ClaudeAdapter:
 
     name = "claude"
     install_hint = INSTALL_HINT
+    auth_hint = AUTH_HINT
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["claude", "-p", "--output-format", "stream-json", "--verbose"]

@@ -96,6 +96,7 @@ class CodexAdapter:
 
     name = "codex"
     install_hint = INSTALL_HINT
+    auth_hint = AUTH_HINT
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["codex", "exec", "--json", "--skip-git-repo-check"]

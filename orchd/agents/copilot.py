@@ -53,6 +53,7 @@ class CopilotAdapter:
 
     name = "copilot"
     install_hint = INSTALL_HINT
+    auth_hint = AUTH_HINT
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["copilot", "--output-format", "json", "--no-ask-user", "--no-auto-update"]

@@ -46,6 +46,7 @@ class CursorAdapter:
 
     name = "cursor"
     install_hint = INSTALL_HINT
+    auth_hint = AUTH_HINT
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["cursor-agent", "--print", "--output-format", "stream-json"]

@@ -73,6 +73,7 @@ class GeminiAdapter:
 
     name = "gemini"
     install_hint = INSTALL_HINT
+    auth_hint = AUTH_HINT
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["gemini", "--output-format", "stream-json", "--skip-trust"]

@@ -61,6 +61,7 @@ class OpenCodeAdapter:
 
     name = "opencode"
     install_hint = INSTALL_HINT
+    auth_hint = AUTH_HINT
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["opencode", "run", "--format", "json", "--print-logs", "--log-level", "ERROR"]

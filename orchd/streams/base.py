@@ -222,6 +222,7 @@ class StreamParser:
 
     def feed(self, data: bytes) -> list[Signal]:
         """The signals in the complete lines of `data` (with what was left of the last feed)."""
+        spent = self.spend()
         data = self._partial + data
         end = data.rfind(b"\n") + 1
         self._partial = data[end:]
@@ -243,6 +244,8 @@ class StreamParser:
                 said = [t for t in self.describe(event, self.tools) or [] if t.strip()]
                 if said:
                     self.activity = one_line(said[-1])
+        if self.spend() != spent:
+            signals.append(self.spend())
         return signals
 
     def spend(self) -> Spend:

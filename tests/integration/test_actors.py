@@ -28,7 +28,7 @@ def test_a_failed_run_actor_is_restarted_from_the_log(orch_home, tmp_path) -> No
         reply = daemon.server.dispatcher._submit(
             Submit(plan=plan, source="p.json", base_dir=str(tmp_path))
         )
-        runs = daemon.supervisor.proxy().runs.get()
+        runs = daemon.ctx.runs
         first = runs[reply.run_id]
         first.tell(
             CancelTasks(reply.run_id, ["no-such-task"], pykka.ThreadingFuture())
@@ -42,7 +42,7 @@ def test_a_failed_run_actor_is_restarted_from_the_log(orch_home, tmp_path) -> No
             )  # views go out encoded
 
         wait_until(completed, timeout=30, what="the restarted run to complete")
-        again = daemon.supervisor.proxy().runs.get()
+        again = daemon.ctx.runs
         assert reply.run_id not in again  # finished runs let their actor go
         conn.close()
     finally:
@@ -118,12 +118,12 @@ def test_a_restarted_run_actor_takes_over_the_running_sessions(orch_home, tmp_pa
         reply = daemon.server.dispatcher._submit(Submit(plan=plan, source="p.json", base_dir="."))
         run_id = reply.run_id
         wait_until(lambda: len(_sessions(run_id)) == 4, what="four sessions")
-        first = daemon.supervisor.proxy().runs.get()[run_id]
+        first = daemon.ctx.runs[run_id]
         first.tell(CancelTasks(run_id, ["no-such-task"], pykka.ThreadingFuture()))  # it fails
         wait_until(lambda: not first.is_alive(), what="the run actor to fail")
         wait_until(
             lambda: (
-                (ref := daemon.supervisor.proxy().runs.get().get(run_id)) is not None
+                (ref := daemon.ctx.runs.get(run_id)) is not None
                 and ref is not first
             ),
             what="a new run actor",

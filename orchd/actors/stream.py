@@ -1,0 +1,136 @@
+"""A session's live view of its attempt's output: read as it is written, acted on at once.
+
+The log is read from where the last read ended (never twice), on the session's own
+turn, whenever inotify says it grew; the agent's parser (orchd.streams) turns it
+into signals, and `decide.live` says what each calls for: stop the attempt now,
+hold or throttle its provider (told to the supervisor). Signals worth keeping go
+to the log (`AttemptSignaled`; what it spent, at most every SPEND_EVERY seconds),
+so that `status`, `watch` and `why` show them. A task with `stall` is also checked
+for output now and then: none for that long stops the attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from orchd import decide
+from orchd import events as ev
+from orchd.actors.messages import Trouble
+from orchd.streams import ApiError, Limit, Spend, parser_for
+
+if TYPE_CHECKING:
+    from orchd.actors.session import SessionActor
+    from orchd.streams.base import Signal
+
+CHUNK = 1 << 20  # bytes read at a time
+TURN = 4 << 20  # bytes read in one turn of the session before it lets others go first
+SPEND_EVERY = 5.0  # seconds between two records of what an attempt has spent so far
+
+
+class Stream:
+    """What one attempt's output has said so far."""
+
+    def __init__(self, session: SessionActor, spent_before: float) -> None:
+        self.session = session
+        self.parser = parser_for(session.task.agent)
+        self.parsed = session.task.agent != "command"  # commands print text: nothing to act on
+        self.spent_before = spent_before
+        self.offset = 0
+        self.watch: int | None = None
+        self.recorded = Spend()
+        self.recorded_at = 0.0
+        self.size = -1  # the log's size at the last stall check, and when it last changed
+        self.changed = time.monotonic()
+
+    def follow(self) -> None:
+        """The process runs: hear of each write to its log, and check for stalls."""
+        session = self.session
+        if self.parsed and session.ctx.growth is not None:
+            from orchd.actors.session import _Grew
+
+            self.watch = session.ctx.growth.watch(session.log_path, session._tell(_Grew()))
+            self.read()  # what it wrote before the watch (all of it, for an attempt taken over)
+        if session.task.stall:
+            self._arm()
+
+    def close(self) -> None:
+        if self.watch is not None and self.session.ctx.growth is not None:
+            self.session.ctx.growth.unwatch(self.watch)
+            self.watch = None
+
+    def read(self, final: bool = False) -> None:
+        """Read what was written since the last read, and act on its signals. `final`: the process
+        has ended: read to the end, act on nothing that would stop it."""
+        if not self.parsed:
+            return
+        try:
+            fd = os.open(self.session.log_path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return
+        read = 0
+        try:
+            while final or read < TURN:
+                data = os.pread(fd, CHUNK, self.offset)
+                if not data:
+                    break
+                self.offset += len(data)
+                read += len(data)
+                for signal in self.parser.feed(data):
+                    self._act(signal, final)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        if not final and read >= TURN:  # more to read: after the other sessions' turns
+            from orchd.actors.session import _Grew
+
+            self.session._tell(_Grew())()
+
+    def stalled(self) -> bool:
+        """Whether the attempt has written nothing for its `stall` time (else check again later)."""
+        stall = self.session.task.stall or 0.0
+        try:
+            size = os.stat(self.session.log_path).st_size
+        except OSError:
+            size = self.size
+        now = time.monotonic()
+        if size != self.size:
+            self.size, self.changed = size, now
+        if now - self.changed >= stall:
+            return True
+        self._arm()
+        return False
+
+    def _arm(self) -> None:
+        from orchd.actors.session import _StallCheck
+
+        stall = self.session.task.stall or 0.0
+        check = max(1.0, stall / 4)
+        self.session.timers.append(
+            self.session.ctx.reactor.call_later(check, self.session._tell(_StallCheck()))
+        )
+
+    def _act(self, signal: Signal, final: bool) -> None:
+        session, now = self.session, time.time()
+        if not isinstance(signal, Spend):
+            self._record(signal)
+        elif not final and signal != self.recorded and now - self.recorded_at >= SPEND_EVERY:
+            self.recorded, self.recorded_at = signal, now
+            self._record(signal)
+        hint = getattr(session.adapter, "auth_hint", "")
+        live = decide.live(signal, session.task, self.spent_before, now, hint)
+        if live is None:
+            return
+        provider = session.task.provider
+        if provider and (live.throttle or live.pause or live.hold):
+            session.ctx.supervisor.tell(Trouble(provider, session.run_id, session.task.id, live))
+        if live.stop is not None and not final:  # an attempt that ended is classified as it is
+            session.stop_as(live.stop)
+
+    def _record(self, signal: Signal) -> None:
+        session = self.session
+        assert isinstance(signal, (ApiError, Limit, Spend))
+        event = ev.AttemptSignaled(session.run_id, session.task.id, session.attempt, signal)
+        session.ctx.record(session.run_id, [event], lazy=True, origin=session)
