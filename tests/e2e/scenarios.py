@@ -27,7 +27,8 @@ def mixed_plan(rig: AgentRig) -> dict[str, dict[str, Any]]:
         [
             {"id": "answer", "prompt": "[answer] What is six times seven?"},
             {"id": "flaky", "prompt": "[flaky] Say something."},
-            {"id": "denied", "prompt": "[denied] Say something."},
+            # another account: a rejected credential holds its provider, not the others'
+            {"id": "denied", "prompt": "[denied] Say something.", "provider": "other-account"},
             {"id": "edit", "prompt": "[edit] Write notes.txt."},
         ]
     )
