@@ -74,26 +74,33 @@ class Dispatcher:
                 with journal.lock:
                     return p.StatusReply(
                         seq=journal.state.seq,
-                        runs=_encoded([self._views.of(r) for r in journal.state.runs.values()]),
+                        runs=_encoded(
+                            [self._views.of(r, journal.state) for r in journal.state.runs.values()]
+                        ),
                     )
             case p.Status(run=str(name)):
                 with journal.lock:
                     run = self._run(name)
                     return p.StatusReply(
-                        seq=journal.state.seq, runs=_encoded([self._views.of(run)])
+                        seq=journal.state.seq, runs=_encoded([self._views.of(run, journal.state)])
                     )
             case p.Runs():
                 with journal.lock:
                     return p.RunsReply(
                         seq=journal.state.seq,
-                        runs=[views.run_summary(r) for r in journal.state.runs.values()],
+                        runs=[
+                            views.run_summary(r, providers=journal.state.providers)
+                            for r in journal.state.runs.values()
+                        ],
                     )
             case p.TaskInfo(run=name, task=task_id):
                 with journal.lock:
                     run = self._run(name)
                     task = self._task(run, task_id)
                     return p.TaskReply(
-                        run_id=run.run_id, task=views.task_view(task), attempts=list(task.attempts)
+                        run_id=run.run_id,
+                        task=views.task_view(task, run, journal.state.providers),
+                        attempts=list(task.attempts),
                     )
             case p.Cancel() | p.Retry():
                 return self._change(request)
@@ -102,7 +109,8 @@ class Dispatcher:
             case p.Replay(at=at):
                 state = store.fold(conn, upto=None if at is None else _seq(at))
                 return p.StatusReply(
-                    seq=state.seq, runs=[views.run_view(r) for r in state.runs.values()]
+                    seq=state.seq,
+                    runs=[views.run_view(r, state.providers) for r in state.runs.values()],
                 )
             case p.Audit():
                 result = store.audit(conn)
@@ -278,22 +286,23 @@ class RunViews:
 
     def __init__(self, budget: int = 64 << 20) -> None:
         self.budget = budget
-        self._cache: OrderedDict[str, tuple[int, msgspec.Raw]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[tuple[int, int], msgspec.Raw]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def of(self, run: st.RunState) -> msgspec.Raw:
+    def of(self, run: st.RunState, state: st.State) -> msgspec.Raw:
         """The encoded RunView of `run` (call with the journal's lock held, so that it holds still)."""
+        key = (run.seq, state.providers_seq)
         with self._lock:
             hit = self._cache.get(run.run_id)
-            if hit is not None and hit[0] == run.seq:
+            if hit is not None and hit[0] == key:
                 self._cache.move_to_end(run.run_id)
                 return hit[1]
-        raw = msgspec.Raw(p.encode(views.run_view(run)))
+        raw = msgspec.Raw(p.encode(views.run_view(run, state.providers)))
         with self._lock:
             old = self._cache.pop(run.run_id, None)
             self._bytes -= len(old[1]) if old else 0
-            self._cache[run.run_id] = (run.seq, raw)
+            self._cache[run.run_id] = (key, raw)
             self._bytes += len(raw)
             while self._bytes > self.budget and len(self._cache) > 1:
                 _, (_, dropped) = self._cache.popitem(last=False)

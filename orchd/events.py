@@ -115,6 +115,15 @@ class ProviderHeld(_Event, frozen=True):
     task_id: str | None = None
 
 
+class ProviderLimited(_Event, frozen=True):
+    """How many sessions of `provider` may run at once changed (adaptive: its rate limits);
+    None: no limit but the caps."""
+
+    provider: str
+    limit: int | None
+    reason: str = ""
+
+
 class ProviderReleased(_Event, frozen=True):
     """A held provider may start sessions again (its reset came, or the user retried)."""
 
@@ -177,6 +186,7 @@ Event = Union[
     AttemptFinished,
     AttemptSignaled,
     ProviderHeld,
+    ProviderLimited,
     ProviderReleased,
     TaskRetrying,
     TaskCompleted,

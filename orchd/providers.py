@@ -108,9 +108,9 @@ class Aimd:
     """How many sessions of one provider may run at once: additive increase, multiplicative
     decrease. Starts unlimited (the plan's and the global caps still hold)."""
 
-    def __init__(self, ceiling: int) -> None:
+    def __init__(self, ceiling: int, start: int | None = None) -> None:
         self.ceiling = ceiling  # the global cap: the limit never goes above it
-        self.limit = float(ceiling)
+        self.limit = float(ceiling if start is None else min(start, ceiling))
         self.decreased_at = -math.inf
         self.throttled = 0  # throttle signals seen (for status)
 
@@ -128,7 +128,15 @@ class Aimd:
         self.decreased_at = now
         return True
 
-    def succeeded(self, now: float) -> None:
-        """A session ended well with no throttling since the last decrease's cooldown: one more."""
+    def succeeded(self, now: float) -> bool:
+        """A session ended well with no throttling since the last decrease's cooldown: one more.
+        True when the limit rose."""
         if now - self.decreased_at >= COOLDOWN and self.limit < self.ceiling:
             self.limit = min(float(self.ceiling), self.limit + 1.0)
+            return True
+        return False
+
+    @property
+    def recorded(self) -> int | None:
+        """The limit as the log keeps it (None: back at the caps)."""
+        return None if self.limit >= self.ceiling else self.allowed

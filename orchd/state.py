@@ -96,6 +96,7 @@ class ProviderState(msgspec.Struct, gc=False):
     since: float | None = None
     run_id: str = ""  # the attempt that showed it
     task_id: str | None = None
+    limit: int | None = None  # sessions at once, lowered by its rate limits (None: the caps)
 
 
 class State(msgspec.Struct, gc=False):
@@ -104,6 +105,9 @@ class State(msgspec.Struct, gc=False):
     runs: dict[str, RunState] = msgspec.field(default_factory=dict)
     seq: int = 0
     providers: dict[str, ProviderState] = msgspec.field(default_factory=dict)
+    providers_seq: int = (
+        0  # the last provider event folded in: their views are the same while this is
+    )
 
 
 def copy_run(run: RunState) -> RunState:
@@ -131,10 +135,11 @@ def fold(state: State, items: Iterable[tuple[int, float, Any]], stored: bool = F
     this version does not know is kept in the log and skipped). One loop, no call per event:
     this is most of the time of a start.
     """
-    runs, task_events, run_events, terminal, submitted = (
+    runs, task_events, run_events, state_events, terminal, submitted = (
         state.runs,
         _TASK_EVENTS,
         _RUN_EVENTS,
+        _STATE_EVENTS,
         TERMINAL,
         ev.RunSubmitted,
     )
@@ -151,6 +156,10 @@ def fold(state: State, items: Iterable[tuple[int, float, Any]], stored: bool = F
         if event is None:  # a kind from a newer version: kept in the log, skipped here
             continue
         kind = type(event)
+        if kind in state_events:
+            state_events[kind](state, event, ts)
+            state.providers_seq = seq
+            continue
         if kind is submitted:
             runs[event.run_id] = RunState(
                 run_id=event.run_id,
@@ -173,10 +182,8 @@ def fold(state: State, items: Iterable[tuple[int, float, Any]], stored: bool = F
             on_task(task, event, ts)
             if was_open and task.state in terminal:
                 run.unfinished -= 1
-        elif kind in run_events:
-            run_events[kind](run, event, ts)
         else:
-            _STATE_EVENTS[kind](state, event, ts)
+            run_events[kind](run, event, ts)
     if last > state.seq:  # events come in order: the last one is the latest
         state.seq = last
     return state
@@ -306,9 +313,18 @@ _RUN_EVENTS: dict[type, Callable[[RunState, Any, float], None]] = {
 # ---------------------------------------------------------------- events of the whole daemon
 
 
+def _provider(state: State, name: str) -> ProviderState:
+    provider = state.providers.get(name)
+    if provider is None:
+        provider = state.providers[name] = ProviderState(name)
+    return provider
+
+
 def _held(state: State, event: ev.ProviderHeld, ts: float) -> None:
+    limit = _provider(state, event.provider).limit
     state.providers[event.provider] = ProviderState(
         event.provider,
+        limit=limit,
         held=True,
         cause=event.cause,
         reason=event.reason,
@@ -320,12 +336,19 @@ def _held(state: State, event: ev.ProviderHeld, ts: float) -> None:
 
 
 def _released(state: State, event: ev.ProviderReleased, ts: float) -> None:
-    state.providers[event.provider] = ProviderState(event.provider, since=ts, reason=event.reason)
+    provider = _provider(state, event.provider)
+    provider.held, provider.cause, provider.until = False, "", None
+    provider.since, provider.reason = ts, event.reason
+
+
+def _limited(state: State, event: ev.ProviderLimited, ts: float) -> None:
+    _provider(state, event.provider).limit = event.limit
 
 
 _STATE_EVENTS: dict[type, Callable[[State, Any, float], None]] = {
     ev.ProviderHeld: _held,
     ev.ProviderReleased: _released,
+    ev.ProviderLimited: _limited,
 }
 assert set(_TASK_EVENTS) | set(_RUN_EVENTS) | set(_STATE_EVENTS) | {ev.RunSubmitted} == set(
     ev.EVENT_TYPES

@@ -10,7 +10,9 @@ from collections.abc import Iterable
 
 import msgspec
 
-from orchd.state import TASK_STATES, AttemptState, RunState, TaskState
+from orchd.state import TASK_STATES, TERMINAL, AttemptState, ProviderState, RunState, TaskState
+
+Providers = dict[str, ProviderState]  # the fold's providers (State.providers)
 
 
 class TaskView(msgspec.Struct, omit_defaults=False):
@@ -35,6 +37,23 @@ class TaskView(msgspec.Struct, omit_defaults=False):
     tokens_out: int | None
     files: list[str]  # worktree isolation: files the task's branch changed
     branch: str | None  # worktree isolation: the task's branch, while it exists
+    provider: str | None = None  # the account its sessions spend (providers.py)
+    notice: str = ""  # the latest API error or limit its latest attempt's stream showed
+    held: str | None = None  # why it waits: its provider is held (and until when)
+
+
+class ProviderView(msgspec.Struct, omit_defaults=False):
+    """A provider that a run's tasks spend, as `status --json` shows it."""
+
+    provider: str
+    held: bool
+    cause: str  # auth | billing | usage_limit, while held
+    reason: str
+    until: float | None  # a hold that ends by itself then
+    limit: int | None  # sessions at once, lowered by its rate limits (None: only the caps)
+    tasks: int  # the run's tasks that spend it
+    running: int
+    cost_usd: float | None  # what the run's tasks spent of it
 
 
 class RunSummary(msgspec.Struct, omit_defaults=False):
@@ -53,6 +72,8 @@ class RunSummary(msgspec.Struct, omit_defaults=False):
     tokens_in: int | None
     tokens_out: int | None
     worktrees: int  # worktree isolation: tasks whose worktree is still on disk (`orchctl clean` removes them)
+    budget_usd: float | None = None
+    providers: list[ProviderView] = []
 
 
 class RunView(msgspec.Struct, omit_defaults=False):
@@ -101,8 +122,19 @@ def run_cost(run: RunState) -> float | None:
     return _sum(task_cost(t) for t in run.tasks.values())
 
 
-def task_view(task: TaskState, run: RunState | None = None) -> TaskView:
-    """The view of one task (of `run`, which tells where its branch is)."""
+def held_reason(hold: ProviderState | None) -> str | None:
+    """Why a task of a held provider waits, and what ends it."""
+    if hold is None or not hold.held:
+        return None
+    if hold.until is not None:
+        return f"held: {hold.reason} (until its reset, unix time {hold.until:.0f})"
+    return f"held: {hold.reason} (fix it, then `orchctl retry RUN` releases it)"
+
+
+def task_view(
+    task: TaskState, run: RunState | None = None, providers: Providers | None = None
+) -> TaskView:
+    """The view of one task (of `run`, which tells where its branch is; `providers`, their holds)."""
     attempts = task.attempts
     first = attempts[0] if attempts else None
     last = attempts[-1] if attempts else None
@@ -124,7 +156,7 @@ def task_view(task: TaskState, run: RunState | None = None) -> TaskView:
         pid=last.pid if last and last.outcome is None else None,
         log_path=last.log_path if last else None,
         result=last.report.result if last else "",
-        cost_usd=_spent(attempts, "cost_usd"),
+        cost_usd=task_cost(task),
         tokens_in=_spent(attempts, "tokens_in"),  # type: ignore[arg-type]
         tokens_out=_spent(attempts, "tokens_out"),  # type: ignore[arg-type]
         files=last.report.files if last else [],
@@ -136,12 +168,47 @@ def task_view(task: TaskState, run: RunState | None = None) -> TaskView:
             and task.spec.repo is not None
             else None
         ),
+        provider=task.spec.provider,
+        notice=last.notice if last else "",
+        held=held_reason((providers or {}).get(task.spec.provider or ""))
+        if task.state not in TERMINAL and task.current is None
+        else None,
     )
 
 
-def run_summary(run: RunState, views: list[TaskView] | None = None) -> RunSummary:
+def provider_views(
+    run: RunState, views: list[TaskView], providers: Providers | None
+) -> list[ProviderView]:
+    """The providers a run's tasks spend, with their holds, limits, and what the run spent of each."""
+    by: dict[str, list[TaskView]] = {}
+    for view in views:
+        if view.provider:
+            by.setdefault(view.provider, []).append(view)
+    out = []
+    for name, tasks in sorted(by.items()):
+        state = (providers or {}).get(name) or ProviderState(name)
+        out.append(
+            ProviderView(
+                provider=name,
+                held=state.held,
+                cause=state.cause if state.held else "",
+                reason=state.reason if state.held else "",
+                until=state.until if state.held else None,
+                limit=state.limit,
+                tasks=len(tasks),
+                running=sum(1 for v in tasks if v.state == "running"),
+                cost_usd=_sum(v.cost_usd for v in tasks),
+            )
+        )
+    return out
+
+
+def run_summary(
+    run: RunState, views: list[TaskView] | None = None, providers: Providers | None = None
+) -> RunSummary:
     """The view of a run without its tasks."""
-    views = [task_view(t, run) for t in run.tasks.values()] if views is None else views
+    if views is None:
+        views = [task_view(t, run, providers) for t in run.tasks.values()]
     counts = Counter(v.state for v in views)
     return RunSummary(
         run_id=run.run_id,
@@ -159,10 +226,12 @@ def run_summary(run: RunState, views: list[TaskView] | None = None) -> RunSummar
         worktrees=0
         if run.worktrees_removed
         else sum(1 for t in run.tasks.values() if t.attempts and t.spec.repo),
+        budget_usd=run.spec.budget_usd,
+        providers=provider_views(run, views, providers),
     )
 
 
-def run_view(run: RunState) -> RunView:
+def run_view(run: RunState, providers: Providers | None = None) -> RunView:
     """The view of a run with all its tasks."""
-    views = [task_view(t, run) for t in run.tasks.values()]
-    return RunView(summary=run_summary(run, views), tasks=views)
+    views = [task_view(t, run, providers) for t in run.tasks.values()]
+    return RunView(summary=run_summary(run, views, providers), tasks=views)

@@ -69,6 +69,8 @@ class SupervisorActor(Actor):
         for p in providers:
             if p.held:
                 self._hold(p.provider, p.until)
+            if p.limit is not None:  # what its rate limits taught before the restart
+                self.limits[p.provider] = Aimd(self.max_sessions, start=p.limit)
 
     def on_receive(self, message: Any) -> Any:
         kind = type(message)
@@ -139,8 +141,9 @@ class SupervisorActor(Actor):
 
     def _free(self, run_id: str, provider: str, ok: bool = False) -> None:
         self._take(run_id, provider, -1)
-        if ok and provider in self.limits:
-            self.limits[provider].succeeded(time.monotonic())
+        limit = self.limits.get(provider)
+        if ok and limit is not None and limit.succeeded(time.monotonic()):
+            self._limited(run_id, provider, limit, "sessions succeed again")
 
     def _startable(self, provider: str) -> bool:
         """Whether a session of `provider` may start now (besides the run's and the global caps)."""
@@ -196,7 +199,7 @@ class SupervisorActor(Actor):
         if live.throttle:
             limit = self.limits.setdefault(provider, Aimd(self.max_sessions))
             if limit.throttle(self.using[provider], now):
-                log.info("provider %s throttled: at most %d sessions", provider, limit.allowed)
+                self._limited(message.run_id, provider, limit, "rate limited or overloaded")
         if live.pause:
             until = now + live.pause
             if until > self.paused.get(provider, 0.0):
@@ -219,6 +222,10 @@ class SupervisorActor(Actor):
                 for run_id in list(self.runs.refs):
                     self.runs.tell(run_id, FailHeld(provider, hold.reason))
         self._publish()
+
+    def _limited(self, run_id: str, provider: str, limit: Aimd, why: str) -> None:
+        log.info("provider %s: at most %s sessions (%s)", provider, limit.recorded, why)
+        self.ctx.journal.append([ev.ProviderLimited(run_id, provider, limit.recorded, why)])
 
     def _holds_longer(self, provider: str, until: float | None) -> bool:
         if provider not in self.held:
