@@ -76,7 +76,8 @@ class RunActor(Actor):
         self.sessions: dict[
             str, pykka.ActorRef[Any]
         ] = {}  # task id -> its running attempt's session
-        self.ending: set[tuple[str, int]] = set()  # attempts whose AttemptFinished is on its way
+        self.ending: dict[tuple[str, int], float] = {}  # attempts whose AttemptFinished is on its
+        # way, with what they spent that the fold does not show yet
         self.closing: set[str] = set()  # tasks whose terminal event is on its way to the log
         self.finishing = False
         self.rand = random.Random()
@@ -224,7 +225,7 @@ class RunActor(Actor):
         if type(event) is ev.TaskRetrying:
             self._schedule_retry(event.task_id, event.due_at)
         elif type(event) is ev.AttemptFinished:
-            self.ending.discard((event.task_id, event.attempt))
+            self.ending.pop((event.task_id, event.attempt), None)
             session = self.ctx.sessions.get((self.run_id, event.task_id, event.attempt))
             if session is not None:
                 tell(session, Recorded())
@@ -272,9 +273,11 @@ class RunActor(Actor):
 
     def _unstartable(self, task: st.TaskState) -> str | None:
         """Why a session of `task` may not start (its own budget, or the run's), else None."""
-        spent = views.task_cost(task)
+        ending = sum(cost for (tid, _), cost in self.ending.items() if tid == task.spec.id)
+        spent = (views.task_cost(task) or 0.0) + ending
+        run_spent = (views.run_cost(self.run) or 0.0) + sum(self.ending.values())
         return decide.over_budget(task.spec.budget_usd, spent) or decide.over_budget(
-            self.run.spec.budget_usd, views.run_cost(self.run)
+            self.run.spec.budget_usd, run_spent
         )
 
     # ------------------------------------------------------------ scheduling
@@ -347,8 +350,9 @@ class RunActor(Actor):
         if current is None or current.n != n or (tid, n) in self.ending:
             return  # told twice (a restarted run asked again): recorded once
         self.sessions.pop(tid, None)
-        self.ending.add((tid, n))
         events = decide.decide(self.run_id, task, message.ended, time.time(), self.rand)
+        reported = message.ended.reading.report.cost_usd or 0.0  # not folded until durable
+        self.ending[(tid, n)] = max(0.0, reported - (current.spent.cost_usd or 0.0))
         if isinstance(events[-1], TERMINAL_EVENTS):
             self.closing.add(tid)
         provider = _provider(task)

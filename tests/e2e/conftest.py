@@ -44,9 +44,15 @@ class AgentRig:
         )
 
     def submit(
-        self, tasks: list[dict[str, Any]], concurrency: int = 4, wait: bool = False, **defaults: Any
+        self,
+        tasks: list[dict[str, Any]],
+        concurrency: int = 4,
+        wait: bool = False,
+        plan: dict[str, Any] | None = None,
+        **defaults: Any,
     ) -> dict[str, Any]:
-        """Submit a plan of `tasks` (and with `wait`, wait for the run to end); what `submit --json` printed."""
+        """Submit a plan of `tasks` (and with `wait`, wait for the run to end); what `submit --json`
+        printed. `plan`: more top-level fields; `defaults`: more [defaults]."""
         plan = write_plan(
             self.tmp_path / "plan.json",
             {
@@ -62,6 +68,7 @@ class AgentRig:
                     **defaults,
                 },
                 "tasks": tasks,
+                **(plan or {}),
             },
         )
         done = self.daemon.orchctl(

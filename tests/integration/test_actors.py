@@ -122,10 +122,7 @@ def test_a_restarted_run_actor_takes_over_the_running_sessions(orch_home, tmp_pa
         first.tell(CancelTasks(run_id, ["no-such-task"], pykka.ThreadingFuture()))  # it fails
         wait_until(lambda: not first.is_alive(), what="the run actor to fail")
         wait_until(
-            lambda: (
-                (ref := daemon.ctx.runs.get(run_id)) is not None
-                and ref is not first
-            ),
+            lambda: (ref := daemon.ctx.runs.get(run_id)) is not None and ref is not first,
             what="a new run actor",
         )
         sessions = _sessions(run_id)

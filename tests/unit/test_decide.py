@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 
 from orchd import decide as d
@@ -137,3 +138,80 @@ def test_a_stopped_attempt_keeps_what_its_output_reported() -> None:
     reading = Outcome(d.RETRY, reason="whatever", report=report)
     finished = d.decide("r", task, Ended(1, reading, stopped=d.TIMEOUT), NOW)[0]
     assert finished.outcome == d.TIMEOUT and finished.report.cost_usd == 1.25
+
+
+# ------------------------------------------------------------ while an attempt runs
+
+from orchd.streams.base import ApiError, Limit, Spend  # noqa: E402
+
+
+def spec(budget: float | None = None) -> TaskSpec:
+    return TaskSpec(id="t", agent="claude", cwd="/w", prompt="p", budget_usd=budget)
+
+
+LIVE = [
+    # a rejected credential: stop now (even while the CLI retries it), hold until the user acts
+    (
+        ApiError("auth", 401, "authentication_failed", retrying=True),
+        d.PERMANENT,
+        "auth",
+        None,
+        False,
+    ),
+    (ApiError("billing", 402, "billing_error"), d.PERMANENT, "billing", None, False),
+    # a usage limit with its reset: park the attempt, hold the provider until the reset
+    (Limit(NOW + 600, "five_hour limit reached"), d.PARK, "usage_limit", NOW + 600, False),
+    # rate limits and overloads: the agent retries; the provider is throttled
+    (ApiError("rate_limit", 429, retrying=True, retry_in=7.0), None, None, None, True),
+    (ApiError("overload", 529, retrying=True), None, None, None, True),
+    # a limit already past, or without a time: throttle only
+    (Limit(NOW - 1), None, None, None, True),
+    (Limit(None), None, None, None, True),
+]
+
+
+@pytest.mark.parametrize(("signal", "stop", "cause", "until", "throttle"), LIVE)
+def test_live(signal, stop, cause, until, throttle) -> None:
+    live = d.live(signal, spec(), 0.0, NOW, hint="set ANTHROPIC_API_KEY")
+    assert live is not None
+    assert (live.stop.outcome if live.stop else None) == stop
+    assert (live.hold.cause if live.hold else None) == cause
+    assert (live.hold.until if live.hold else None) == until
+    assert live.throttle is throttle
+    if stop == d.PERMANENT:
+        assert "set ANTHROPIC_API_KEY" in live.stop.reason
+    if stop == d.PARK:
+        assert live.stop.park_until == until
+
+
+def test_live_honours_retry_after_for_rate_limits_only() -> None:
+    assert d.live(ApiError("rate_limit", 429, retry_in=7.0), spec(), 0.0, NOW).pause == 7.0
+    assert d.live(ApiError("overload", 529, retry_in=7.0), spec(), 0.0, NOW).pause is None
+
+
+def test_live_stops_a_task_past_its_budget() -> None:
+    assert d.live(Spend(cost_usd=0.5), spec(budget=2.0), 1.0, NOW) is None
+    live = d.live(Spend(cost_usd=1.5), spec(budget=2.0), 1.0, NOW)
+    assert (
+        live.stop.outcome == d.PERMANENT and "budget $2 reached ($2.50 spent)" in live.stop.reason
+    )
+    assert d.live(Spend(cost_usd=100.0), spec(), 0.0, NOW) is None  # no budget, no stop
+
+
+def test_other_errors_are_left_to_the_agent() -> None:
+    assert d.live(ApiError("invalid", 400), spec(), 0.0, NOW) is None
+    assert d.live(ApiError("", None, "something odd"), spec(), 0.0, NOW) is None
+
+
+def test_over_budget() -> None:
+    assert d.over_budget(None, 5.0) is None
+    assert d.over_budget(5.0, 4.99) is None
+    assert d.over_budget(5.0, 5.0) == "not started: budget $5 reached ($5.00 spent)"
+
+
+def test_a_stalled_attempt_is_a_timeout_that_says_so() -> None:
+    _, task = task_after([])
+    task.spec = msgspec.structs.replace(task.spec, stall=60.0)
+    finished, after = d.decide("r", task, Ended(1, Outcome(d.RETRY), stopped=d.STALLED), NOW)
+    assert finished.outcome == d.TIMEOUT and finished.reason == "stalled: no output for 60s"
+    assert after.spends_retry
