@@ -58,6 +58,9 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kill_grace: float = 5.0  # seconds between TERM and KILL
     server_workers: int = 16
     max_message_bytes: int = 16 << 20
+    # a provider held until the user acts (rejected credentials, billing): its waiting tasks wait
+    # ("wait": `orchctl retry RUN` releases them once fixed) or fail at once with the reason ("fail")
+    on_provider_hold: Literal["wait", "fail"] = "wait"
     max_runs: int = (
         10_000  # runs the log holds (all are in memory); a submit past it is refused; 0: no limit
     )
@@ -130,7 +133,9 @@ class Daemon:
             growth=Growth(self.reactor),
             kill_grace=self.config.kill_grace,
         )
-        self.supervisor = SupervisorActor.start(self.ctx, self.config.max_sessions)
+        self.supervisor = SupervisorActor.start(
+            self.ctx, self.config.max_sessions, self.config.on_provider_hold == "fail"
+        )
         self.ctx.supervisor = self.supervisor
         unfinished = [r.run_id for r in state.runs.values() if r.state == "running"]
         self.supervisor.proxy().resume(unfinished).get()

@@ -103,7 +103,9 @@ def rig(
     """
     stubs: list[StubServer] = []
 
-    def make(agent: str, hold: float = 0.0, env: dict[str, str] | None = None) -> AgentRig:
+    def make(
+        agent: str, hold: float = 0.0, env: dict[str, str] | None = None, **config: Any
+    ) -> AgentRig:
         cli = clis.require_cli(agent)
         stub = STUBS[agent](hold=hold).__enter__()
         stubs.append(stub)
@@ -111,7 +113,7 @@ def rig(
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("PATH", clis.path_with(cli))
         workdir = make_repo(tmp_path / "work")
-        return AgentRig(agent, stub, make_daemon(max_sessions=8), workdir, tmp_path)
+        return AgentRig(agent, stub, make_daemon(**{"max_sessions": 8, **config}), workdir, tmp_path)
 
     yield make
     for stub in stubs:

@@ -67,6 +67,19 @@ def test_a_rejected_key_fails_fast_and_holds_its_provider_until_retry(rig: Calla
     assert not final["summary"]["providers"][0]["held"]
 
 
+def test_with_on_provider_hold_fail_the_waiting_tasks_fail_at_once(rig: Callable) -> None:
+    claude = rig("claude", env=RETRYING, on_provider_hold="fail")
+    claude.stub.script("[f", claude.stub.unauthorized)
+    tasks = [{"id": f"f{i}", "prompt": f"[f{i}] Say hello."} for i in range(4)]
+    view = claude.run(tasks, concurrency=1)
+    assert [t["state"] for t in view["tasks"]] == ["failed"] * 4
+    first, *rest = view["tasks"]
+    assert first["attempts"] == 1 and "credentials rejected" in first["reason"]
+    for task in rest:
+        assert task["attempts"] == 0 and "credentials rejected" in task["reason"], task
+    assert len(claude.stub.model_requests()) <= 3
+
+
 def test_one_usage_limit_holds_the_provider_until_its_reset(rig: Callable) -> None:
     claude = rig(
         "claude",
