@@ -113,7 +113,9 @@ def rig(
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("PATH", clis.path_with(cli))
         workdir = make_repo(tmp_path / "work")
-        return AgentRig(agent, stub, make_daemon(**{"max_sessions": 8, **config}), workdir, tmp_path)
+        return AgentRig(
+            agent, stub, make_daemon(**{"max_sessions": 8, **config}), workdir, tmp_path
+        )
 
     yield make
     for stub in stubs:
