@@ -94,3 +94,5 @@ def daemon_status(as_json: bool) -> None:
             f"orchd {pong.version} running, pid {pong.pid}, up {time.time() - pong.started_at:.0f}s, "
             f"{pong.seq} events, socket {paths.socket}"
         )
+        if pong.held:
+            click.echo(pong.held)

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -50,9 +51,6 @@ class RunTracker:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         self.state = st.State()
-        self.cost_usd: float | None = None
-        self.tokens_in: int | None = None
-        self.tokens_out: int | None = None
 
     def feed(self, rows: list[ev.Row]) -> list[tuple[ev.Row, ev.Event | None]]:
         """Fold `rows` in; return each with its decoded event (None for an unknown kind)."""
@@ -63,13 +61,6 @@ class RunTracker:
         for row in rows:
             event = ev.decode(row.kind, row.payload)
             st.apply(self.state, ev.Record(row.seq, row.ts, row.kind, event))
-            if isinstance(event, ev.AttemptFinished) and event.run_id == self.run_id:
-                report = event.report
-                if report.cost_usd is not None:
-                    self.cost_usd = (self.cost_usd or 0.0) + report.cost_usd
-                if report.tokens_in is not None or report.tokens_out is not None:
-                    self.tokens_in = (self.tokens_in or 0) + (report.tokens_in or 0)
-                    self.tokens_out = (self.tokens_out or 0) + (report.tokens_out or 0)
             yield row, event
 
     @property
@@ -112,8 +103,11 @@ def tokens(tokens_in: int | None, tokens_out: int | None) -> str:
 
 def activity(task: st.TaskState, view: views.TaskView) -> str:
     """What a task is doing or why it stopped, in a few words."""
+    if view.held:
+        return view.held
     if task.state == "running":
-        return latest_activity(view.log_path) or "starting…"
+        doing = latest_activity(view.log_path) or "starting…"
+        return f"! {view.notice} · {doing}" if view.notice else doing
     if task.state == "retrying":
         last = task.attempts[-1] if task.attempts else None
         if last is not None and last.outcome == "park":  # the provider said when: no retry is spent
@@ -128,12 +122,25 @@ def activity(task: st.TaskState, view: views.TaskView) -> str:
     return one_line(view.result if task.state == "completed" else view.reason or task.state)
 
 
+def provider_line(provider: views.ProviderView) -> str:
+    """A provider that holds the run back: held (why, until when), or at a lowered limit."""
+    if provider.held:
+        until = (
+            f" until {time.strftime('%H:%M', time.localtime(provider.until))}"
+            if provider.until
+            else ""
+        )
+        return f"provider {provider.provider} held{until}: {provider.reason}"
+    return f"provider {provider.provider}: at most {provider.limit} at once (rate limited)"
+
+
 class WatchView:
     """One frame of the live view, built from a RunTracker."""
 
-    def __init__(self, tracker: RunTracker, console: Console) -> None:
+    def __init__(self, tracker: RunTracker, console: Console, feed: Any = None) -> None:
         self.tracker = tracker
         self.console = console
+        self.feed = feed  # the EventFeed, which knows why orchd starts nothing (a full disk)
         self.only: str | None = None
         self.keys_hint = ""
 
@@ -150,12 +157,13 @@ class WatchView:
             if 0 < done < total and run.state == "running"
             else ""
         )
-        money = (
-            f"  cost {r.cost(self.tracker.cost_usd)}" if self.tracker.cost_usd is not None else ""
-        )
+        summary = views.run_summary(run, providers=self.tracker.state.providers)  # as status says
+        money = f"  cost {r.cost(summary.cost_usd)}" if summary.cost_usd is not None else ""
+        if summary.budget_usd is not None:
+            money += f" of {r.cost(summary.budget_usd)}"
         used = (
-            f"  tokens {tokens(self.tracker.tokens_in, self.tracker.tokens_out)}"
-            if (self.tracker.tokens_in is not None)
+            f"  tokens {tokens(summary.tokens_in, summary.tokens_out)}"
+            if summary.tokens_in is not None
             else ""
         )
         title = Text.assemble(
@@ -170,7 +178,14 @@ class WatchView:
             f"{100 * done // max(1, total)}%",
             r.counts_text(counts),
         )
-        return Group(title, bar)
+        lines: list[RenderableType] = [title, bar]
+        held = getattr(self.feed, "held", None)
+        if held:
+            lines.append(Text(held, style="bold yellow"))
+        for provider in summary.providers:
+            if provider.held or provider.limit is not None:
+                lines.append(Text(provider_line(provider), style="yellow"))
+        return Group(*lines)
 
     def rows(self, run: st.RunState, tasks: list[st.TaskState]) -> Table:
         table = r.task_table(
@@ -178,7 +193,7 @@ class WatchView:
         )
         now = time.time()
         for task in tasks:
-            view = views.task_view(task, run)
+            view = views.task_view(task, run, self.tracker.state.providers)
             duration = view.duration
             if duration is None and view.started_at is not None and task.state == "running":
                 duration = now - view.started_at
@@ -219,6 +234,7 @@ class EventFeed(threading.Thread):
         self.wake_r, self.wake_w = os.pipe()
         self.stopping = False
         self.stopped = threading.Event()
+        self.held: str | None = None  # why orchd starts no session now (a full disk)
 
     def run(self) -> None:
         try:
@@ -227,6 +243,9 @@ class EventFeed(threading.Thread):
                     p.Events(after=self.after, run=self.run_id, wait=10.0, limit=5000)
                 )
                 assert isinstance(reply, p.EventsReply)
+                if reply.held != self.held:
+                    self.held = reply.held
+                    self._put([])  # redraw: the banner changed
                 if reply.events:
                     self.after = reply.events[-1].seq
                     self._put(reply.events)
@@ -298,7 +317,7 @@ def watch(address: str, tracker: RunTracker, console: Console) -> bool:
             _environ={k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
         )
     feed = EventFeed(address, tracker.run_id, tracker.state.seq)
-    view = WatchView(tracker, console)
+    view = WatchView(tracker, console, feed)
     keys = Keys()
     if keys.fd is not None:
         view.keys_hint = "   f: filter by state   q: quit (the run goes on)   Ctrl-C: the same"

@@ -177,6 +177,8 @@ def status(ctx: click.Context, run: str | None, as_json: bool) -> None:
         render.console.print(render.runs_table(v.summary for v in reply.runs))
     else:
         render.console.print(render.run_status(reply.runs[0]))
+    if reply.held:
+        render.console.print(f"[bold yellow]{reply.held}[/]", highlight=False)
 
 
 @cli.command()

@@ -57,6 +57,10 @@ class Dispatcher:
         self._views = RunViews()
         self.shutdown_requested = threading.Event()
 
+    def held(self) -> str | None:
+        """Why no session starts now (the log cannot be written), or None."""
+        return held_by(self.ctx.journal.failed, str(self.ctx.paths.state_dir))
+
     def dispatch(self, request: p.Request, conn: sqlite3.Connection) -> p.Response:
         """The reply to one decoded request (an OrchError for what it cannot do)."""
         journal = self.ctx.journal
@@ -67,6 +71,7 @@ class Dispatcher:
                     version=__version__,
                     started_at=self.started_at,
                     seq=journal.state.seq,
+                    held=self.held(),
                 )
             case p.Submit():
                 return self._submit(request)
@@ -77,12 +82,15 @@ class Dispatcher:
                         runs=_encoded(
                             [self._views.of(r, journal.state) for r in journal.state.runs.values()]
                         ),
+                        held=self.held(),
                     )
             case p.Status(run=str(name)):
                 with journal.lock:
                     run = self._run(name)
                     return p.StatusReply(
-                        seq=journal.state.seq, runs=_encoded([self._views.of(run, journal.state)])
+                        seq=journal.state.seq,
+                        runs=_encoded([self._views.of(run, journal.state)]),
+                        held=self.held(),
                     )
             case p.Runs():
                 with journal.lock:
@@ -265,9 +273,10 @@ class Dispatcher:
                     limit=limit,
                 )
                 remaining = deadline - time.monotonic()
-                if rows or remaining <= 0 or not waiting:
+                held = self.held()
+                if rows or remaining <= 0 or not waiting or (held and after >= seq):
                     return p.EventsReply(
-                        seq=seq, events=rows, busy=request.wait > 0 and not waiting
+                        seq=seq, events=rows, busy=request.wait > 0 and not waiting, held=held
                     )
                 # nothing matched up to `seq`: skip past it, wait for the next commit
                 after = max(after, seq)
@@ -275,6 +284,41 @@ class Dispatcher:
         finally:
             if waiting:
                 self._waiters.release()
+
+
+def held_by(failed: OrchError | None, state_dir: str) -> str | None:
+    """Why no session starts now: the log cannot be written (with the free space, when the disk
+    is full), or None."""
+    if failed is None:
+        return None
+    try:
+        stat = os.statvfs(state_dir)
+        free = stat.f_bavail * stat.f_frsize
+    except OSError:
+        return f"held: {failed.message}"
+    if free < FULL or "full" in failed.message.lower():
+        return f"held: disk full ({_size(free)} free on {_mount(state_dir)})"
+    return f"held: {failed.message}"
+
+
+FULL = 1 << 20  # bytes free under which a disk counts as full
+
+
+def _size(n: int) -> str:
+    """`0 B`, `12.5 KiB`, `3.0 GiB`."""
+    if n < 1024:
+        return f"{n} B"
+    value, units = n / 1024, ["KiB", "MiB", "GiB"]
+    while value >= 1024 and len(units) > 1:
+        value, units = value / 1024, units[1:]
+    return f"{value:.1f} {units[0]}"
+
+
+def _mount(path: str) -> str:
+    path = os.path.realpath(path)
+    while not os.path.ismount(path) and path != os.path.dirname(path):
+        path = os.path.dirname(path)
+    return path
 
 
 class RunViews:

@@ -11,6 +11,13 @@ on the caller's thread when no commit is under way, with everything waiting
 before it: one thread hand-off less between an attempt's exit and the next
 spawn. Whichever thread writes, appends are written in the order they came.
 
+A commit that fails (a full disk, an I/O error) loses nothing: its whole batch
+goes back to the front of the queue, in order, and the journal's thread tries
+again with backoff (RETRY_FIRST doubling to RETRY_MAX) until it is written; the
+callers simply wait for durability, so nothing acts on what is not in the log.
+`failed` says why meanwhile (status shows it). Only an append that asked to be
+refused (`refuse`: a new run) is answered with the error instead.
+
 An append may be `lazy`: nothing waits for it (an attempt's pid, recorded once
 it started), so it goes with the next commit, or LAZY seconds later when none
 comes. An fsync of its own would delay the commits that something does wait for
@@ -31,6 +38,7 @@ from orchd import events as ev
 from orchd import state as st
 from orchd import store
 from orchd.errors import ErrorCode, OrchError
+from orchd.quiet import Quiet
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,7 @@ Done = Callable[[list[ev.Record] | None, OrchError | None], None]
 _STOP = object()
 MAX_BATCH = 4096
 LAZY = 0.05  # seconds a lazy append waits for a commit to go with
+RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds before a failed commit is tried again
 
 
 class Journal:
@@ -63,6 +72,9 @@ class Journal:
         self._doorbell: queue.SimpleQueue = queue.SimpleQueue()  # wakes the journal's thread
         self._thread = threading.Thread(target=self._loop, name="journal", daemon=True)
         self.failed: OrchError | None = None  # the last write error, until a write succeeds
+        self._retry_in = 0.0  # the backoff of a failed commit (0: none failed)
+        self._retry_at = 0.0  # when it is tried again (monotonic)
+        self._quiet = Quiet(log)
 
     def start(self) -> Journal:
         self._thread.start()
@@ -74,24 +86,30 @@ class Journal:
         done: Done | None = None,
         lazy: bool = False,
         now: bool = False,
+        refuse: bool = False,
     ) -> None:
-        """Persist `events` together; then call `done(records, None)` (or `done(None, error)`).
+        """Persist `events` together; then call `done(records, None)`.
         `lazy`: no hurry, it may wait for the next commit (at most LAZY seconds).
         `now`: when no commit is under way, commit on the caller's thread (with whatever else
-        waits), and call the callbacks there: one thread hand-off less before `done`."""
+        waits), and call the callbacks there: one thread hand-off less before `done`.
+        `refuse`: if the log cannot be written now, call `done(None, error)` instead of waiting."""
+        if refuse and self.failed is not None:
+            _call(done, None, self.failed)
+            return
         with self._adding:
-            self._pending.append((events, done, lazy))
+            self._pending.append((events, done, lazy, refuse))
             ring = (
                 not lazy or not self._lazy_rung
             )  # the journal's thread has a timer for the first lazy one
             self._lazy_rung |= lazy
-        if now and self._writing.acquire(blocking=False):
+        if now and not self._retry_in and self._writing.acquire(blocking=False):
             try:
-                while self._pending:
-                    self._commit(self._take())
+                self._drain()
             finally:
                 self._writing.release()
-            return
+            if not self._retry_in:
+                return
+            ring = True  # it failed: the journal's thread tries again
         if ring:
             self._doorbell.put(lazy)  # what it rings with: whether the append may wait
 
@@ -99,6 +117,12 @@ class Journal:
         """Write what is queued, then stop the thread."""
         self._doorbell.put(_STOP)
         self._thread.join()
+
+    def _drain(self) -> None:
+        """Commit everything pending (holding `_writing`), until a commit fails."""
+        while self._pending:
+            if not self._commit(self._take()):
+                return
 
     def _take(self) -> list:
         batch: list = []
@@ -112,6 +136,8 @@ class Journal:
     def _loop(self) -> None:
         stopping, due = False, None  # due: when the lazy appends waiting alone must be written
         while not stopping:
+            if self._retry_in:  # a commit failed: nothing is tried again before its time
+                due = self._retry_at
             try:
                 rings = [
                     self._doorbell.get(
@@ -119,27 +145,28 @@ class Journal:
                     )
                 ]
             except queue.Empty:
-                rings = []  # lazy appends are due
+                rings = []  # lazy appends, or a retry, are due
             while True:
                 try:
                     rings.append(self._doorbell.get_nowait())
                 except queue.Empty:
                     break
             stopping = _STOP in rings
+            if self._retry_in and rings and not stopping and due and time.monotonic() < due:
+                continue  # rung while waiting to try again: it still waits
             with self._writing:
                 if not self._pending:  # another thread wrote them
                     due = None
-                elif (
-                    stopping or not rings or not all(rings)
-                ):  # something waits for it, or all are due
-                    while self._pending:
-                        self._commit(self._take())
+                elif stopping or not rings or not all(rings):  # something waits, or all are due
+                    self._drain()
                     due = None
                 elif due is None:
                     due = time.monotonic() + LAZY
 
-    def _commit(self, batch: list) -> None:
-        flat = [e for events, _, _ in batch for e in events]
+    def _commit(self, batch: list) -> bool:
+        """Write one batch; True once durable. A batch that fails goes back to the front of the
+        queue (but for its appends that asked to be refused), and waits for its retry."""
+        flat = [e for events, _, _, _ in batch for e in events]
         try:
             recs: list[ev.Record] = []
             if (
@@ -147,19 +174,20 @@ class Journal:
             ):  # an empty append is a barrier: its callback runs once all before it are durable
                 recs, self._tail = store.append(self._conn, flat, self._tail)
         except (sqlite3.Error, OSError) as exc:
-            error = OrchError(f"cannot write the event log: {exc}", ErrorCode.STORAGE)
-            self.failed = error
-            log.error("%s", error)
-            for _, done, _ in batch:
-                _call(done, None, error)
-            return
+            self._failed(batch, exc)
+            return False
+        if self.failed is not None:
+            self._quiet.over(
+                "write", "the event log can be written again: %d events waited", len(flat)
+            )
+        self._retry_in = 0.0
         self.failed = None
         with self.lock:
             st.replay(recs, self.state)
         for rec in recs:
             self._latest[rec.kind] = rec.seq
         i = 0
-        for events, done, _ in batch:
+        for events, done, _, _ in batch:
             mine = recs[i : i + len(events)]
             i += len(events)
             _call(done, mine, None)
@@ -171,6 +199,23 @@ class Journal:
                 else:
                     waiting.append(reader)
             self._readers = waiting
+        return True
+
+    def _failed(self, batch: list, exc: BaseException) -> None:
+        self.failed = OrchError(f"cannot write the event log: {exc}", ErrorCode.STORAGE)
+        self._retry_in = min(RETRY_MAX, self._retry_in * 2) if self._retry_in else RETRY_FIRST
+        self._retry_at = time.monotonic() + self._retry_in
+        self._quiet.log("write", logging.ERROR, "%s; trying again (nothing is lost)", self.failed)
+        kept = [b for b in batch if not b[3]]
+        with self._adding:
+            self._pending.extendleft(reversed(kept))
+        for _, done, _, refuse in batch:
+            if refuse:
+                _call(done, None, self.failed)
+        with self._readers_lock:  # long-polls answer with why nothing moves
+            for reader in self._readers:
+                reader[2].set()
+            self._readers = []
 
     def _holds(self, seq: int, kinds: frozenset[str]) -> bool:
         if not kinds:

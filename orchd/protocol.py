@@ -128,6 +128,7 @@ class Pong(_Response):
     version: str
     started_at: float
     seq: int
+    held: str | None = None  # why no session starts now, e.g. "held: disk full (0 B free on /)"
 
 
 class Submitted(_Response):
@@ -139,6 +140,7 @@ class Submitted(_Response):
 class StatusReply(_Response):
     seq: int
     runs: list[RunView]
+    held: str | None = None  # why no session starts now (see Pong)
 
 
 class RunsReply(_Response):
@@ -161,6 +163,7 @@ class EventsReply(_Response):
     seq: int  # the last sequence number in the log when the reply was made
     events: list[Row]
     busy: bool = False  # orchd had no worker free to hold a long-poll: ask again a little later
+    held: str | None = None  # why no session starts now (see Pong)
 
 
 class AuditReply(_Response):

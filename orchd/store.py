@@ -156,7 +156,8 @@ def append(
             )
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolls back by itself on a full disk, among others
+            conn.execute("ROLLBACK")
         raise
     records = [ev.Record(row[0], ts, row[4], e) for row, e in zip(rows, batch)]
     return records, Tail(rows[-1][0], prev) if rows else after

@@ -44,7 +44,6 @@ from orchd.executors.base import Process
 
 log = logging.getLogger(__name__)
 
-WRITE_RETRY = 1.0  # seconds before retrying an append the log refused (disk full)
 TERMINAL_EVENTS = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled)
 SPENDING = (ev.AttemptFinished, ev.AttemptSignaled)  # events that change what the run spent
 
@@ -199,16 +198,8 @@ class RunActor(Actor):
     def _committed(self, message: Committed) -> None:
         if not self.resumed:  # made before this actor took over: in the fold it takes over
             return
-        if message.error is not None:  # the log refused the write: try again, act once durable
-            if message.origin is self:
-                log.warning("run %s: %s; retrying in %gs", self.run_id, message.error, WRITE_RETRY)
-                events, then, durable = message.events, message.then, message.durable
-                self.ctx.reactor.call_later(
-                    WRITE_RETRY,
-                    lambda: self.ctx.record(
-                        self.run_id, events, then=then, origin=self, durable=durable
-                    ),
-                )
+        if message.error is not None:  # the journal keeps what it cannot write yet: not ours
+            log.error("run %s: %s", self.run_id, message.error)
             return
         records = [r for r in message.records or () if r.seq > self.state.seq]
         st.replay(records, self.state)

@@ -67,7 +67,8 @@ class Runs:
             else:
                 self.ctx.supervisor.tell(Started(run_id, message.reply))
 
-        self.ctx.journal.append([ev.RunSubmitted(run_id, message.spec, message.source)], recorded)
+        submitted = ev.RunSubmitted(run_id, message.spec, message.source)
+        self.ctx.journal.append([submitted], recorded, refuse=True)  # disk full: say so, now
 
     def started(self, started: Started) -> None:
         self.actor_for(started.run_id)
