@@ -16,6 +16,7 @@ Nothing here does I/O or reads a clock.
 | the user asked to cancel meanwhile                   | cancelled | cancelled                                    |
 | its output says: permanent (auth, billing, ...)      | permanent | failed, with what to do                      |
 | nothing says how it ended (lost)                     | lost      | retrying at once, no retry spent; the MAX_LOST-th lost attempt fails it |
+| it failed while its disk was full                    | disk_full | retrying after backoff, no retry spent (the first MAX_LOST times) |
 | its output names a reset time (park)                 | park      | retrying at that time (at most MAX_PARK ahead), no retry spent; from the (MAX_PARKS+1)-th park in a row a retry is spent |
 | anything else (retry)                                | retry     | retrying after backoff (a retry spent), else failed |
 """
@@ -37,6 +38,7 @@ from orchd.streams.base import AUTH, BILLING, OVERLOAD, RATE_LIMIT, ApiError, Li
 SUCCESS, RETRY, PARK, PERMANENT = "success", "retry", "park", "permanent"
 # ... and these come from orch itself: it stopped the attempt, or nothing says how it ended.
 TIMEOUT, CANCELLED, LOST = "timeout", "cancelled", "lost"
+DISK_FULL = "disk_full"  # the attempt failed while its disk had no room: not its fault
 STALLED = "stalled"  # why orch stopped an attempt: no output for `stall` (recorded as a timeout)
 RETRYABLE = frozenset({RETRY, TIMEOUT})  # outcomes that spend a retry
 
@@ -134,6 +136,9 @@ def _next(
         if _ended_so(task, LOST) + 1 >= MAX_LOST:
             return ev.TaskFailed(run_id, tid, reason=f"{o.reason} (lost {MAX_LOST} attempts)")
         return _retrying(run_id, tid, o.reason, now, 0.0, spends=False)
+    if o.outcome == DISK_FULL and _ended_so(task, DISK_FULL) + 1 < MAX_LOST:
+        delay = backoff.delay(task.spec.backoff, _ended_so(task, DISK_FULL) + 1, rand)
+        return _retrying(run_id, tid, o.reason, now, delay, spends=False)
     if o.outcome == PARK and o.park_until is not None:
         wait = min(max(0.0, o.park_until - now), MAX_PARK)
         if _parks_in_a_row(task) < MAX_PARKS:

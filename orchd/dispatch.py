@@ -17,7 +17,7 @@ from typing import Any, cast
 import msgspec
 import pykka
 
-from orchd import __version__, providers, review, store, views, workspace
+from orchd import __version__, disk, providers, review, store, views, workspace
 from orchd import events as ev
 from orchd import protocol as p
 from orchd import state as st
@@ -59,7 +59,7 @@ class Dispatcher:
 
     def held(self) -> str | None:
         """Why no session starts now (the log cannot be written), or None."""
-        return held_by(self.ctx.journal.failed, str(self.ctx.paths.state_dir))
+        return disk.held_by(self.ctx.journal.failed, str(self.ctx.paths.state_dir))
 
     def dispatch(self, request: p.Request, conn: sqlite3.Connection) -> p.Response:
         """The reply to one decoded request (an OrchError for what it cannot do)."""
@@ -284,41 +284,6 @@ class Dispatcher:
         finally:
             if waiting:
                 self._waiters.release()
-
-
-def held_by(failed: OrchError | None, state_dir: str) -> str | None:
-    """Why no session starts now: the log cannot be written (with the free space, when the disk
-    is full), or None."""
-    if failed is None:
-        return None
-    try:
-        stat = os.statvfs(state_dir)
-        free = stat.f_bavail * stat.f_frsize
-    except OSError:
-        return f"held: {failed.message}"
-    if free < FULL or "full" in failed.message.lower():
-        return f"held: disk full ({_size(free)} free on {_mount(state_dir)})"
-    return f"held: {failed.message}"
-
-
-FULL = 1 << 20  # bytes free under which a disk counts as full
-
-
-def _size(n: int) -> str:
-    """`0 B`, `12.5 KiB`, `3.0 GiB`."""
-    if n < 1024:
-        return f"{n} B"
-    value, units = n / 1024, ["KiB", "MiB", "GiB"]
-    while value >= 1024 and len(units) > 1:
-        value, units = value / 1024, units[1:]
-    return f"{value:.1f} {units[0]}"
-
-
-def _mount(path: str) -> str:
-    path = os.path.realpath(path)
-    while not os.path.ismount(path) and path != os.path.dirname(path):
-        path = os.path.dirname(path)
-    return path
 
 
 class RunViews:

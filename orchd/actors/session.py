@@ -22,14 +22,15 @@ from typing import Any
 
 import msgspec
 
+from orchd import disk, workspace
 from orchd import events as ev
-from orchd import workspace
 from orchd.actors.context import Context
 from orchd.actors.pool import PooledActor, tell, teller
 from orchd.actors.stream import Stream
 from orchd.agents.base import AgentAdapter, Launch, tail
 from orchd.decide import (
     CANCELLED,
+    DISK_FULL,
     LOST,
     PERMANENT,
     RETRY,
@@ -316,6 +317,9 @@ class SessionActor(PooledActor):
             )
         if reading is None:  # read even when orch stopped it: what it cost counts
             reading = self.adapter.classify(self.task, exit)
+        if reading.outcome in (RETRY, LOST) and disk.is_full(str(self.log_path.parent)):
+            why = f"{disk.full_reason(str(self.log_path.parent))}: it could not write its output"
+            reading = Outcome(DISK_FULL, reason=why, report=reading.report)
         if self.verdict is not None:
             reading = msgspec.structs.replace(self.verdict, report=reading.report)
         if reading.outcome == SUCCESS and self.prep is not None and self.stopping is None:

@@ -7,11 +7,12 @@ import collections
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until, write_plan
+from tests.conftest import AGENTS, wait_until, write_plan
 
 
 @pytest.fixture
@@ -100,3 +101,104 @@ def test_disk_full_refuses_work_then_recovers(
     assert set(launches.values()) == {1}  # nothing started twice, nothing started unrecorded
     assert orchd.orchctl("audit").returncode == 0
     assert len(json.loads(orchd.orchctl("runs", "--json", check=True).stdout)["runs"]) == 1
+
+
+def _events(orchd, run_id: str) -> list[dict]:
+    out = orchd.orchctl("events", "--run", run_id, "--json", check=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def _consistent(orchd, run_id: str) -> dict:
+    """The run's end as status shows it, checked against the log: every task completed once,
+    no attempt left running, the hash chain and exactly-once hold, replay equals status."""
+    status = json.loads(orchd.orchctl("status", run_id, "--json", check=True).stdout)
+    view = status["runs"][0]
+    assert all(t["state"] != "running" for t in view["tasks"]), view["tasks"]
+    events = _events(orchd, run_id)
+    done = collections.Counter(e["task_id"] for e in events if e["kind"] == "TaskCompleted")
+    assert set(done.values()) <= {1}, done
+    assert orchd.orchctl("audit").returncode == 0
+    replay = json.loads(orchd.orchctl("replay", "--json", check=True).stdout)
+    replayed = next(r for r in replay["runs"] if r["summary"]["run_id"] == run_id)
+    assert replayed == view
+    return view
+
+
+def _spew_plan(tmp_path: Path, gate: Path, n: int, size: int) -> Path:
+    return write_plan(
+        tmp_path / "spew.json",
+        {
+            "name": "spew",
+            "concurrency": 4,
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "max_retries": 0, "backoff": {"initial": "0.2s"}},
+            "tasks": [
+                {
+                    "id": f"s{i}",
+                    "command": [sys.executable, str(AGENTS / "spew.py"), str(size), str(gate)],
+                }
+                for i in range(n)
+            ],
+        },
+    )
+
+
+def test_a_disk_that_fills_mid_run_holds_the_work_and_space_back_resumes_it(
+    make_daemon, small_state: Path, tmp_path: Path
+) -> None:
+    orchd = make_daemon()
+    gate = tmp_path / "gate"
+    plan = _spew_plan(tmp_path, gate, 12, 300_000)
+    run_id = json.loads(orchd.orchctl("submit", str(plan), "--json", check=True).stdout)["run_id"]
+    wait_until(
+        lambda: (
+            json.loads(orchd.orchctl("status", run_id, "--json", check=True).stdout)["runs"][0][
+                "summary"
+            ]["counts"]["running"]
+            == 4
+        ),
+        what="four running tasks",
+    )
+    ballast = small_state / "ballast"
+    fill(ballast)  # the disk is full before the agents write a byte
+    gate.touch()
+
+    def held() -> str:
+        return (
+            json.loads(orchd.orchctl("daemon", "status", "--json", check=True).stdout).get("held")
+            or ""
+        )
+
+    # the agents' writes fail; their ends wait in the journal (nothing is lost, nothing starts)
+    wait_until(lambda: "disk full" in held(), timeout=60, what="orchd to say the disk is full")
+    assert "disk full" in orchd.orchctl("status", run_id).stdout
+    ballast.unlink()
+    assert orchd.orchctl("wait", run_id, timeout=180).returncode == 0
+    view = _consistent(orchd, run_id)
+    assert [t["state"] for t in view["tasks"]] == ["completed"] * 12  # max_retries = 0: none spent
+    attempts = [e for e in _events(orchd, run_id) if e["kind"] == "AttemptFinished"]
+    assert any(e["event"]["outcome"] == "disk_full" for e in attempts), attempts
+    log = orchd.log()
+    assert log.count("cannot write the event log") <= 3, log  # once, then once a minute at most
+    assert "can be written again" in log
+
+
+def test_a_full_disk_across_a_restart(make_daemon, small_state: Path, tmp_path: Path) -> None:
+    orchd = make_daemon()
+    gate = tmp_path / "gate"
+    plan = _spew_plan(tmp_path, gate, 6, 100_000)
+    run_id = json.loads(orchd.orchctl("submit", str(plan), "--json", check=True).stdout)["run_id"]
+    wait_until(
+        lambda: "AttemptStarted" in orchd.orchctl("events", "--run", run_id).stdout,
+        what="an attempt to start",
+    )
+    orchd.kill()
+    ballast = small_state / "ballast"
+    fill(ballast)
+    gate.touch()
+    orchd.start()  # on a full disk: it replays, answers, and waits to write
+    assert orchd.orchctl("status", run_id).returncode == 0
+    ballast.unlink()
+    assert orchd.orchctl("wait", run_id, timeout=180).returncode == 0
+    view = _consistent(orchd, run_id)
+    assert [t["state"] for t in view["tasks"]] == ["completed"] * 6

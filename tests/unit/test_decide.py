@@ -91,6 +91,11 @@ TABLE = [
     ([], 2, False, ended(d.LOST), d.LOST, "retrying", False, 0.0),
     ([d.LOST] * 3, 0, False, ended(d.LOST), d.LOST, "retrying", False, 0.0),
     ([d.LOST] * 4, 0, False, ended(d.LOST), d.LOST, "failed", False, None),
+    # failed on a full disk: retried after backoff without spending a retry, MAX_LOST-1 times
+    ([], 2, False, ended(d.DISK_FULL), d.DISK_FULL, "retrying", False, 2.0),
+    ([d.DISK_FULL] * 3, 0, False, ended(d.DISK_FULL), d.DISK_FULL, "retrying", False, 16.0),
+    ([d.DISK_FULL] * 4, 0, False, ended(d.DISK_FULL), d.DISK_FULL, "retrying", True, 2.0),
+    ([d.DISK_FULL] * 4, 2, False, ended(d.DISK_FULL), d.DISK_FULL, "failed", False, None),
 ]
 
 
