@@ -81,7 +81,7 @@ def load_config(paths: Paths) -> Config:
 def make_executor(config: Config, reactor: Reactor, paths: Paths) -> Executor:
     """The executor config.toml chooses; ray is imported only when chosen."""
     if config.executor == "local":
-        return LocalExecutor(reactor, paths.keeper)
+        return LocalExecutor(reactor, paths.runtime_dir, paths.state_dir / "keepers")
     try:
         from orchd.executors.ray import RayExecutor
     except ImportError as exc:

@@ -1,8 +1,8 @@
 """The keeper: the parent of every local attempt, a small process that outlives orchd.
 
 orchd asks it over a Unix socket (0600, in the 0700 runtime directory) to start
-attempts. It starts each with posix_spawn (argv, never a shell; the leader of its
-own process group; output appended to its log) and watches it through a pidfd.
+attempts. It starts each (argv, never a shell; the leader of its own process
+group; output appended to its log) and watches it through a pidfd.
 When one exits it kills what is left of its group, reaps it, and tells orchd,
 keeping its status until orchd acknowledges it (`Ack`, once the attempt's end
 is in the event log).
@@ -16,13 +16,25 @@ would cost a file creation on the dispatch path.) The keeper exits once it has n
 attempts nor an orchd. It is one process for all attempts, not a shell per
 attempt: starting an attempt costs one vfork+exec, on the other core.
 
-Frames on the socket: a 4-byte big-endian length, then a msgpack message.
+Nothing it starts runs unobserved: each attempt dies with its keeper
+(PR_SET_PDEATHSIG), so an orchd that finds its keeper dead finds no orphan still
+at work (it ends what the attempts left in their process groups), and each exit
+status is appended to the keeper's exits journal the moment it is reaped, before
+orchd hears of it, so that a keeper killed right after has still left it behind.
 
-Run as `python -m orchd.keeper FD`, FD being the listening socket orchd made.
+Frames on the socket: a 4-byte big-endian length, then a msgpack message. The
+protocol is versioned (`PROTOCOL`, in `Hello`); each version listens on a socket
+of its own (`Paths.keeper_socket`), so a newer orchd finds an older keeper still
+running its attempts, takes them over through it and lets it drain, while its
+own keeper starts the new ones.
+
+Run as `python -m orchd.keeper FD JOURNAL`, FD being the listening socket orchd
+made, JOURNAL the exits journal to append to.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import select
@@ -37,6 +49,12 @@ import msgspec
 
 HEADER = struct.Struct(">I")
 ACCEPT_TIMEOUT = 30.0  # seconds a new keeper waits for the orchd that started it
+PROTOCOL = 2  # 1: orch 0.1 (no version in Hello, no journal, attempts outlive their keeper)
+JOURNAL_KEEP = (
+    64 << 10
+)  # bytes the exits journal may hold before a moment with nothing unacked clears it
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class Spawn(msgspec.Struct, tag=True, array_like=True, gc=False):
@@ -60,10 +78,13 @@ class Ack(msgspec.Struct, tag=True, array_like=True, gc=False):
 class Hello(msgspec.Struct, tag=True, array_like=True, gc=False):
     """keeper -> orchd, first on every connection: the attempts still running, as (pid, start ticks, log).
 
-    The log names the attempt: orchd may have died before it learned the pid.
+    The log names the attempt: orchd may have died before it learned the pid. `version`: the
+    keeper's protocol (a keeper of protocol 1 sends none).
     """
 
     running: list[tuple[int, int, str]]
+    version: int = 1
+    journal: str = ""  # its exits journal (protocol 2)
 
 
 class Started(msgspec.Struct, tag=True, array_like=True, gc=False):
@@ -150,8 +171,13 @@ def program(argv0: str, search: str) -> str:
 class Keeper:
     """The keeper's loop: one thread, one epoll for the socket and every attempt's pidfd."""
 
-    def __init__(self, listener: socket.socket) -> None:
+    def __init__(self, listener: socket.socket, journal: str) -> None:
         self.listener = listener
+        self.journal_path = journal
+        # the exits journal: each status appended when reaped, before orchd hears of it
+        self.journal = os.open(
+            journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
+        )
         self.epoll = select.epoll()
         self.epoll.register(listener.fileno(), select.EPOLLIN)
         self.conn: socket.socket | None = None
@@ -169,6 +195,9 @@ class Keeper:
         ] = []  # fds to close once the current batch of events is done
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.decoder = msgspec.msgpack.Decoder(ToKeeper)
+        self._ticks_of: dict[
+            int, tuple[int, str]
+        ] = {}  # pid -> (start ticks, log), for the journal
 
     def serve(self) -> None:
         self.listener.settimeout(ACCEPT_TIMEOUT)
@@ -199,7 +228,8 @@ class Keeper:
         conn.setblocking(True)
         self.conn = conn
         self.epoll.register(conn.fileno(), select.EPOLLIN)
-        self._send(Hello([(pid, ticks, log) for pid, ticks, _, log in self.children.values()]))
+        running = [(pid, ticks, log) for pid, ticks, _, log in self.children.values()]
+        self._send(Hello(running, PROTOCOL, self.journal_path))
 
     def _drop(self) -> None:
         """orchd is gone: what it had not yet made durable goes to exit files, for the next one."""
@@ -237,6 +267,8 @@ class Keeper:
             if isinstance(request, Ack):
                 for pid in request.pids:
                     self.unacked.pop(pid, None)
+                if not self.unacked and os.fstat(self.journal).st_size > JOURNAL_KEEP:
+                    os.ftruncate(self.journal, 0)  # all of it is durable in orchd's log
             else:
                 self._spawn(request)
 
@@ -249,6 +281,7 @@ class Keeper:
         pidfd = os.pidfd_open(pid)
         ticks = start_ticks(pid) or 0
         self.children[pidfd] = (pid, ticks, request.exit, request.log)
+        self._ticks_of[pid] = (ticks, request.log)
         self.epoll.register(pidfd, select.EPOLLIN)
         self._send(Started(request.id, pid, ticks))
 
@@ -264,16 +297,12 @@ class Keeper:
                 os.chdir(request.cwd)
                 self.cwd = request.cwd
             key = (request.argv[0], request.env.get("PATH", os.defpath))
-            path = self.programs.get(key) or program(*key)
-            try:
-                pid = self._exec(path, request, source, log)
-            except FileNotFoundError:  # it moved since: look it up again
-                self.programs.pop(key, None)
+            path = self.programs.get(key)
+            if path is None or not os.path.exists(path):  # looked up again when it moved
                 path = program(*key)
-                pid = self._exec(path, request, source, log)
-            if os.sep not in key[0]:
-                self.programs[key] = path
-            return pid
+                if os.sep not in key[0]:
+                    self.programs[key] = path
+            return self._exec(path, request, source, log)
         finally:
             os.close(log)
             if source != self.devnull:
@@ -281,18 +310,35 @@ class Keeper:
 
     @staticmethod
     def _exec(path: str, request: Spawn, source: int, log: int) -> int:
-        return os.posix_spawn(
-            path,
-            request.argv,
-            request.env,
-            setpgroup=0,
-            setsigdef=_DEFAULTED,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, source, 0),
-                (os.POSIX_SPAWN_DUP2, log, 1),
-                (os.POSIX_SPAWN_DUP2, log, 2),
-            ],
-        )
+        """Fork the attempt: it dies with this keeper (PR_SET_PDEATHSIG), leads its own process
+        group, reads `source` and writes `log`, then execs `path`. posix_spawn cannot ask the
+        kernel for the first; the child runs a few lines of Python before its exec."""
+        keeper = os.getpid()
+        pid = os.fork()
+        if pid:
+            try:  # both sides make the group: it exists once this returns, whichever runs first
+                os.setpgid(pid, pid)
+            except OSError:
+                pass  # the child made it already, and has exec'd since
+            return pid
+        try:  # the child: no exception may leave it, whatever happens
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != keeper:  # the keeper died before the line above
+                os._exit(CANNOT_RUN)
+            os.setpgid(0, 0)
+            for sig in _DEFAULTED:
+                signal.signal(sig, signal.SIG_DFL)
+            os.dup2(source, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.execve(path, request.argv, request.env)
+        except BaseException as exc:
+            try:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                os.write(1, f"orch: cannot start {request.argv[0]!r}: {why}\n".encode())
+            finally:
+                os._exit(CANNOT_RUN)
+        raise AssertionError("unreachable")
 
     def _exited(self, pidfd: int) -> None:
         pid, _, exit_path, _ = self.children.pop(pidfd)
@@ -306,6 +352,11 @@ class Keeper:
             pass
         _, wait_status = os.waitpid(pid, 0)
         status = os.waitstatus_to_exitcode(wait_status)
+        ticks, log = self._ticks_of.pop(pid, (0, ""))
+        try:  # before anything else: a keeper killed now has still left it behind
+            os.write(self.journal, f"{pid} {ticks} {status} {log}\n".encode())
+        except OSError as exc:  # a full disk: the status is still told, and kept in memory
+            print(f"orch keeper: cannot append to the exits journal: {exc}", file=sys.stderr)
         if self.conn is None:
             _write_status(exit_path, status)
             return
@@ -324,11 +375,31 @@ def _write_status(exit_path: str, status: int) -> None:
         print(f"orch keeper: cannot write {exit_path}: {exc}", file=sys.stderr, flush=True)
 
 
+CANNOT_RUN = 126  # the exit code of an attempt whose program could not be executed
+
+
+def read_journal(path: str) -> dict[str, tuple[int, int, int]]:
+    """The statuses an exits journal holds, by attempt log: (pid, start ticks, status)."""
+    found: dict[str, tuple[int, int, int]] = {}
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                parts = line.decode("utf-8", "replace").rstrip("\n").split(" ", 3)
+                if len(parts) == 4 and parts[0].isdigit():
+                    try:
+                        found[parts[3]] = (int(parts[0]), int(parts[1]), int(parts[2]))
+                    except ValueError:
+                        continue  # a line cut by a crash mid-write
+    except OSError:
+        pass
+    return found
+
+
 def main(argv: list[str]) -> None:
     listener = socket.socket(fileno=int(argv[0]))
     os.set_inheritable(listener.fileno(), False)
     os.chdir("/")
-    Keeper(listener).serve()
+    Keeper(listener, argv[1]).serve()
 
 
 if __name__ == "__main__":

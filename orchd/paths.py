@@ -53,11 +53,6 @@ class Paths(namedtuple("Paths", ["config_dir", "state_dir", "runtime_dir"])):
         return self.runtime_dir / SOCKET
 
     @property
-    def keeper(self) -> Path:
-        """The keeper's socket (orchd/keeper.py): the parent of every local attempt."""
-        return self.runtime_dir / "keeper.sock"
-
-    @property
     def address(self) -> str:
         return f"ipc://{self.socket}"
 

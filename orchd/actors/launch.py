@@ -68,6 +68,10 @@ class Launcher:
             pgid = attempt.pgid or attempt.pid
             known = Process(attempt.pid, pgid, attempt.start_ticks, log_path=log_path)
         found = self.ctx.executor.find(self.run_id, task.spec.id, attempt.n, known, log_path)
+        adapter = adapter_for(task.spec.agent)
+        if found is None and getattr(adapter, "states_outcome", False) and log_path.exists():
+            # no process, no status: its stream may still say how it went (the session reads it)
+            found = Process(attempt.pid or 0, 0, attempt.start_ticks, log_path=log_path, ended=True)
         if found is None:
             return None
         started = attempt.started_at or attempt.launched_at

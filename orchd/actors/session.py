@@ -309,11 +309,11 @@ class SessionActor(PooledActor):
             )  # what it said last: a final refusal holds its provider too
         reading = self._prep_failure(exit)
         if reading is None and exit_code is None and sig is None:
-            reading = Outcome(
+            reading = self._proven(exit) or Outcome(
                 LOST,
                 reason="the attempt ended while orchd was down and left no exit status"
                 if self.adopted
-                else "the attempt's process was lost (its node died): no exit status",
+                else "the attempt's process was lost (its keeper or node died): no exit status",
             )
         if reading is None:  # read even when orch stopped it: what it cost counts
             reading = self.adapter.classify(self.task, exit)
@@ -328,6 +328,14 @@ class SessionActor(PooledActor):
             self.ctx.dispatcher.blocking(lambda: self._commit(verdict), self._tell_checked(exit))
             return
         self._end(exit, reading)
+
+    def _proven(self, exit: Exit) -> Outcome | None:
+        """An attempt whose exit status is lost, but whose agent's stream says it succeeded (its
+        final event): success, proven from its log. Nothing else is taken from a log alone."""
+        if not getattr(self.adapter, "states_outcome", False):
+            return None
+        reading = self.adapter.classify(self.task, Exit(0, None, exit.log_path))
+        return reading if reading.outcome == SUCCESS else None
 
     def _tell_checked(self, exit: Exit) -> Callable[[Outcome | BaseException], None]:
         ref = self.actor_ref

@@ -52,6 +52,7 @@ class AmpAdapter:
     name = "amp"
     install_hint = INSTALL_HINT
     auth_hint = AUTH_HINT
+    states_outcome = True  # its stream ends with an event that says how it went
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["amp", "threads", "continue", resume] if resume else ["amp"]

@@ -91,6 +91,7 @@ class ClaudeAdapter:
     name = "claude"
     install_hint = INSTALL_HINT
     auth_hint = AUTH_HINT
+    states_outcome = True  # its stream ends with an event that says how it went
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["claude", "-p", "--output-format", "stream-json", "--verbose"]

@@ -97,6 +97,7 @@ class CodexAdapter:
     name = "codex"
     install_hint = INSTALL_HINT
     auth_hint = AUTH_HINT
+    states_outcome = True  # its stream ends with an event that says how it went
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["codex", "exec", "--json", "--skip-git-repo-check"]

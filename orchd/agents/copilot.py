@@ -54,6 +54,7 @@ class CopilotAdapter:
     name = "copilot"
     install_hint = INSTALL_HINT
     auth_hint = AUTH_HINT
+    states_outcome = True  # its stream ends with an event that says how it went
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["copilot", "--output-format", "json", "--no-ask-user", "--no-auto-update"]

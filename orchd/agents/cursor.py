@@ -47,6 +47,7 @@ class CursorAdapter:
     name = "cursor"
     install_hint = INSTALL_HINT
     auth_hint = AUTH_HINT
+    states_outcome = True  # its stream ends with an event that says how it went
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["cursor-agent", "--print", "--output-format", "stream-json"]

@@ -74,6 +74,7 @@ class GeminiAdapter:
     name = "gemini"
     install_hint = INSTALL_HINT
     auth_hint = AUTH_HINT
+    states_outcome = True  # its stream ends with an event that says how it went
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["gemini", "--output-format", "stream-json", "--skip-trust"]

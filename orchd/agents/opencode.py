@@ -62,6 +62,7 @@ class OpenCodeAdapter:
     name = "opencode"
     install_hint = INSTALL_HINT
     auth_hint = AUTH_HINT
+    states_outcome = True  # its stream ends with an event that says how it went
 
     def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
         argv = ["opencode", "run", "--format", "json", "--print-logs", "--log-level", "ERROR"]

@@ -1,7 +1,11 @@
 """Run an attempt as a local process: argv only, own process group, output to a file.
 
 The processes are the keeper's children (orchd/keeper.py), so that their exit
-statuses outlive orchd; this module is the keeper's client.
+statuses outlive orchd; this module is the keeper's client. It speaks to one
+keeper of its own protocol version, which starts new attempts, and to any older
+keeper still running attempts of an earlier orchd, which it lets drain: it takes
+their attempts over through it, starts nothing there, and lets it go once its
+last attempt's end is durable (then the old keeper exits by itself).
 """
 
 from __future__ import annotations
@@ -10,102 +14,177 @@ import errno
 import itertools
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
 from orchd import keeper as kp
-from orchd.executors.base import (
-    Process,
-    Started,
-    _status,
-    exit_file,
-    read_exit_file,
-)
+from orchd.executors.base import Process, Started, _status, exit_file, read_exit_file
+from orchd.executors.orphans import Orphans
 from orchd.keeper import start_ticks
 from orchd.reactor import Reactor
 
 log = logging.getLogger(__name__)
 
 KEEPER_TIMEOUT = 30.0  # seconds to wait on the keeper's socket before calling it unreachable
+JOURNAL_AGE = 7 * 86400.0  # seconds a dead keeper's exits journal is kept
+
+
+def keeper_socket(runtime: Path, version: int) -> Path:
+    """Where a keeper of protocol `version` listens (protocol 1: orch 0.1's `keeper.sock`)."""
+    return runtime / ("keeper.sock" if version == 1 else f"keeper-{version}.sock")
+
+
+class KeeperLink:
+    """One connection to a keeper: its socket, what it said it runs, what it still must hear."""
+
+    def __init__(self, sock: socket.socket, hello: kp.Hello, inbox: bytearray, path: Path) -> None:
+        self.sock, self.inbox, self.path = sock, inbox, path
+        self.version = hello.version
+        self.journal = getattr(hello, "journal", "")
+        self.running = {pid for pid, _, _ in hello.running}
+        self.unacked: set[int] = set()  # ended attempts whose end is not durable yet
+        self.draining = False  # an older keeper: it starts nothing more, and goes when empty
+        self.lock = threading.Lock()  # one writer on the socket at a time
+
+    def send(self, message: kp.Spawn | kp.Ack) -> None:
+        with self.lock:
+            self.sock.sendall(kp.frame(message))
+
+    @property
+    def idle(self) -> bool:
+        return not self.running and not self.unacked
 
 
 class LocalExecutor:
     """Starts attempts on this machine through the keeper, each the leader of its own process group.
 
-    Requests go out on the caller's thread; the keeper's replies (started, failed, exited)
+    Requests go out on the caller's thread; the keepers' replies (started, failed, exited)
     are read on the reactor thread, which calls the waiting callbacks.
     """
 
-    def __init__(self, reactor: Reactor, socket_path: Path) -> None:
-        self._reactor, self._path = reactor, socket_path
+    def __init__(self, reactor: Reactor, runtime: Path, journals: Path | None = None) -> None:
+        self._reactor, self._runtime = reactor, runtime
+        self._journals = journals if journals is not None else runtime / "keepers"
+        self._journals.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = threading.Lock()  # guards the tables below
-        self._send_lock = threading.Lock()  # one writer on the socket at a time
+        self._connecting = threading.Lock()
         self._ids = itertools.count(1)
         self._starting: dict[int, tuple[Started, Path]] = {}  # request id -> (callback, log path)
         self._inherited: dict[
-            str, tuple[int, int]
-        ] = {}  # log -> (pid, ticks): children of an earlier orchd
+            str, tuple[int, int, KeeperLink]
+        ] = {}  # log -> children of earlier orchds
         self._watchers: dict[int, Callable[[], None]] = {}  # pid -> on_exit
         self._statuses: dict[int, int] = {}  # pid -> exit status, until reaped
-        self._sock: socket.socket | None = None
-        self._inbox = bytearray()
-        self._decoder = msgspec.msgpack.Decoder(kp.FromKeeper)
+        self._journaled: dict[str, tuple[int, int, int]] = {}  # log -> (pid, ticks, status)
+        self._current: KeeperLink | None = None  # the keeper that starts new attempts
+        self._links: list[KeeperLink] = []
+        self._orphans = Orphans()
+        self._read_journals()
         self._connect()
+        for version in range(1, kp.PROTOCOL):
+            self._drain(keeper_socket(runtime, version))
 
-    # ------------------------------------------------------------ the keeper's socket
+    # ------------------------------------------------------------ keepers
 
-    def _connect(self) -> None:
-        """Connect to the keeper, starting one when none answers; take its `Hello`."""
-        for fresh in (False, True, True):
-            if fresh:
-                self._start_keeper()
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(KEEPER_TIMEOUT)
+    def _read_journals(self) -> None:
+        """Every exit status that keepers journaled (a keeper that died left its own behind)."""
+        now = time.time()
+        for path in sorted(self._journals.glob("exits-*.log")):
+            self._journaled.update(kp.read_journal(str(path)))
             try:
-                sock.connect(str(self._path))
-                inbox = bytearray()
-                while not (bodies := kp.frames(inbox)):
-                    data = sock.recv(1 << 16)
-                    if not data:
-                        raise ConnectionResetError("the keeper closed the connection")
-                    inbox += data
-                hello = self._decoder.decode(bodies[0])
-            except (OSError, msgspec.DecodeError) as exc:
-                sock.close()
-                log.debug("keeper at %s: %s", self._path, exc)
-                continue
-            assert isinstance(hello, kp.Hello)
-            with self._lock:
-                self._inherited = {log: (pid, ticks) for pid, ticks, log in hello.running}
-            self._sock, self._inbox = sock, inbox
-            for body in bodies[1:]:
-                self._handle(self._decoder.decode(body))
-            self._reactor.add_reader(sock.fileno(), self._readable)
-            if fresh:
-                log.info("started the keeper (%s)", self._path)
-            else:
-                log.info(
-                    "connected to the running keeper: %d attempts still run", len(hello.running)
-                )
-            return
-        raise OSError(errno.EAGAIN, f"cannot start the keeper at {self._path}")
+                if now - path.stat().st_mtime > JOURNAL_AGE:
+                    path.unlink()
+            except OSError:
+                pass
 
-    def _start_keeper(self) -> None:
+    def _hello(self, path: Path) -> KeeperLink | None:
+        """A connection to the keeper listening at `path` and its `Hello`, or None."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(KEEPER_TIMEOUT)
+        try:
+            sock.connect(str(path))
+            inbox = bytearray()
+            while not (bodies := kp.frames(inbox)):
+                data = sock.recv(1 << 16)
+                if not data:
+                    raise ConnectionResetError("the keeper closed the connection")
+                inbox += data
+            hello = msgspec.msgpack.decode(bodies[0], type=kp.FromKeeper)
+        except (OSError, msgspec.DecodeError) as exc:
+            sock.close()
+            log.debug("keeper at %s: %s", path, exc)
+            return None
+        if not isinstance(hello, kp.Hello):
+            sock.close()
+            return None
+        link = KeeperLink(sock, hello, bytearray(), path)
+        with self._lock:
+            for pid, ticks, attempt_log in hello.running:
+                self._inherited[attempt_log] = (pid, ticks, link)
+            self._links.append(link)
+        for body in bodies[1:]:
+            self._handle(link, msgspec.msgpack.decode(body, type=kp.FromKeeper))
+        self._reactor.add_reader(sock.fileno(), lambda: self._readable(link))
+        return link
+
+    def _connect(self) -> KeeperLink:
+        """The keeper of this protocol: the running one, or a new one."""
+        with self._connecting:
+            if self._current is not None:
+                return self._current
+            path = keeper_socket(self._runtime, kp.PROTOCOL)
+            for fresh in (False, True, True):
+                if fresh:
+                    self._start_keeper(path)
+                link = self._hello(path)
+                if link is None:
+                    continue
+                if link.journal:
+                    self._journaled.update(kp.read_journal(link.journal))
+                log.info(
+                    "%s the keeper (protocol %d): %d attempts run under it",
+                    "started" if fresh else "connected to",
+                    link.version,
+                    len(link.running),
+                )
+                self._current = link
+                return link
+            raise OSError(errno.EAGAIN, f"cannot start the keeper at {path}")
+
+    def _drain(self, path: Path) -> None:
+        """An older keeper, if one still runs attempts: take them over through it, start none."""
+        if not path.exists():
+            return
+        link = self._hello(path)
+        if link is None:
+            return
+        link.draining = True
+        log.info(
+            "an older keeper (protocol %d) runs %d attempts: they finish under it",
+            link.version,
+            len(link.running),
+        )
+        self._let_go_if_idle(link)
+
+    def _start_keeper(self, path: Path) -> None:
         """A new keeper, in a session of its own (so that it outlives orchd), on a socket made here."""
-        self._path.unlink(missing_ok=True)  # a keeper that ended leaves its socket behind
+        path.unlink(missing_ok=True)  # a keeper that ended leaves its socket behind
+        journal = self._journals / f"exits-{time.time_ns()}.log"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            listener.bind(str(self._path))
-            os.chmod(self._path, 0o600)
+            listener.bind(str(path))
+            os.chmod(path, 0o600)
             listener.listen(8)
             subprocess.Popen(
-                [sys.executable, "-m", "orchd.keeper", str(listener.fileno())],
+                [sys.executable, "-m", "orchd.keeper", str(listener.fileno()), str(journal)],
                 pass_fds=(listener.fileno(),),
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,
@@ -115,72 +194,84 @@ class LocalExecutor:
         finally:
             listener.close()
 
-    def _send(self, message: kp.Spawn | kp.Ack) -> None:
-        with self._send_lock:
-            if self._sock is None:
-                self._connect()
-            assert self._sock is not None
-            self._sock.sendall(kp.frame(message))
-
-    def _readable(self) -> None:
-        sock = self._sock
-        if sock is None:
-            return
+    def _readable(self, link: KeeperLink) -> None:
         try:
-            data = sock.recv(1 << 20)
+            data = link.sock.recv(1 << 20)
         except (BlockingIOError, TimeoutError):
             return
         except OSError:
             data = b""
         if not data:
-            self._lost(sock)
+            self._lost(link)
             return
-        self._inbox += data
-        for body in kp.frames(self._inbox):
-            self._handle(self._decoder.decode(body))
+        link.inbox += data
+        for body in kp.frames(link.inbox):
+            self._handle(link, msgspec.msgpack.decode(body, type=kp.FromKeeper))
 
-    def _handle(self, message: kp.Hello | kp.Started | kp.Failed | kp.Exited) -> None:
+    def _handle(
+        self, link: KeeperLink, message: kp.Hello | kp.Started | kp.Failed | kp.Exited
+    ) -> None:
         if isinstance(message, kp.Exited):
             with self._lock:
                 self._statuses[message.pid] = message.status
                 watcher = self._watchers.pop(message.pid, None)
+                link.running.discard(message.pid)
+                link.unacked.add(message.pid)
             if watcher is not None:
                 watcher()
         elif isinstance(message, kp.Started):
             with self._lock:
                 on_started, log_path = self._starting.pop(message.id)
-            on_started(Process(message.pid, message.pid, message.ticks, self, log_path))
+                link.running.add(message.pid)
+            on_started(Process(message.pid, message.pid, message.ticks, link, log_path))
         elif isinstance(message, kp.Failed):
             with self._lock:
                 on_started, _ = self._starting.pop(message.id)
             on_started(OSError(message.errno, message.message))
 
-    def _lost(self, sock: socket.socket) -> None:
-        """The keeper died under us: its attempts run on as orphans, and their statuses are lost.
-
-        Starts waiting for an answer fail (and are retried); attempts are watched by pidfd
-        from now on. The next start brings up a new keeper.
-        """
-        log.error("the keeper is gone: the attempts it ran are watched without their exit status")
-        self._reactor.remove_reader(sock.fileno())
-        sock.close()
+    def _lost(self, link: KeeperLink) -> None:
+        """A keeper died under us: its attempts die with it (they cannot outlive it), and their
+        statuses are what its exits journal holds. Starts waiting for an answer fail (and are
+        retried); the next start brings up a new keeper."""
+        log.error("the keeper (protocol %d) is gone: its attempts end with it", link.version)
+        self._reactor.remove_reader(link.sock.fileno())
+        link.sock.close()
+        if link.journal:
+            self._journaled.update(kp.read_journal(link.journal))
         with self._lock:
-            self._sock = None
-            starting, self._starting = self._starting, {}
-            watchers, self._watchers = self._watchers, {}
+            if link in self._links:
+                self._links.remove(link)
+            if self._current is link:
+                self._current = None
+                starting, self._starting = self._starting, {}
+            else:
+                starting = {}
+            watchers = {
+                pid: self._watchers.pop(pid) for pid in link.running if pid in self._watchers
+            }
         for on_started, _ in starting.values():
             on_started(OSError(errno.EAGAIN, "the keeper died before it answered"))
         for pid, on_exit in watchers.items():
             if not self._reactor.on_exit(pid, on_exit):
                 on_exit()
 
+    def _let_go_if_idle(self, link: KeeperLink) -> None:
+        """A draining keeper with nothing left to tell: close it (it exits once it runs nothing)."""
+        if link.draining and link.idle:
+            with self._lock:
+                if link in self._links:
+                    self._links.remove(link)
+            self._reactor.remove_reader(link.sock.fileno())
+            link.sock.close()
+            log.info("the older keeper (protocol %d) has drained", link.version)
+
     def close(self) -> None:
-        """Let go of the keeper (it ends once its attempts have)."""
-        with self._send_lock:
-            sock, self._sock = self._sock, None
-        if sock is not None:
-            self._reactor.remove_reader(sock.fileno())
-            sock.close()
+        """Let go of the keepers (each ends once its attempts have)."""
+        with self._lock:
+            links, self._links, self._current = self._links, [], None
+        for link in links:
+            self._reactor.remove_reader(link.sock.fileno())
+            link.sock.close()
 
     # ------------------------------------------------------------ the Executor seam
 
@@ -209,11 +300,10 @@ class LocalExecutor:
                 ) as f:
                     f.write(stdin)
                 source = str(path)
-            self._send(
-                kp.Spawn(
-                    request_id, argv, env, cwd, str(log_path), str(exit_file(log_path)), source
-                )
+            spawn = kp.Spawn(
+                request_id, argv, env, cwd, str(log_path), str(exit_file(log_path)), source
             )
+            (self._current or self._connect()).send(spawn)
         except OSError as exc:
             with self._lock:
                 waiting = self._starting.pop(request_id, None)
@@ -235,9 +325,9 @@ class LocalExecutor:
         if process.ended:
             on_exit()
             return
-        if process.handle is self:  # the keeper tells of its exit, with its status
+        if isinstance(process.handle, KeeperLink):  # the keeper tells of its exit, with its status
             with self._lock:
-                exited = process.pid in self._statuses
+                exited = process.pid in self._statuses or process.handle not in self._links
                 if not exited:
                     self._watchers[process.pid] = on_exit
             if exited:
@@ -247,20 +337,28 @@ class LocalExecutor:
             on_exit()
 
     def reap(self, process: Process) -> tuple[int | None, int | None]:
-        if process.handle is self:
-            with self._lock:
-                status = self._statuses.pop(process.pid, None)
-            if status is not None:
-                return _status(status)
+        with self._lock:
+            status = self._statuses.pop(process.pid, None)
+        if status is not None:
+            return _status(status)
+        if process.log_path is not None:
+            journaled = self._journaled.get(str(process.log_path))
+            if journaled is not None and journaled[0] == process.pid:
+                return _status(journaled[2])
         found = read_exit_file(process.log_path) if process.log_path is not None else None
         return found if found is not None else (None, None)
 
     def forget(self, process: Process) -> None:
-        if process.handle is self:
-            try:
-                self._send(kp.Ack([process.pid]))
-            except OSError:
-                pass  # the keeper is gone, and what it kept with it
+        link = process.handle
+        if not isinstance(link, KeeperLink):
+            return
+        with self._lock:
+            link.unacked.discard(process.pid)
+        try:
+            link.send(kp.Ack([process.pid]))
+        except OSError:
+            pass  # the keeper is gone, and what it kept with it
+        self._let_go_if_idle(link)
 
     def signal(self, process: Process, sig: int) -> None:
         if process.pgid <= 0:
@@ -273,53 +371,41 @@ class LocalExecutor:
     def find(
         self, run_id: str, task_id: str, attempt: int, known: Process | None, log_path: Path
     ) -> Process | None:
+        """After a restart: the attempt as a keeper still runs it; or ended, with the status a
+        keeper journaled or left beside its log; else None, once whatever is left of it (an orphan
+        of a keeper of orch 0.1, what its process group left) has been ended."""
         with self._lock:
             inherited = self._inherited.pop(str(log_path), None)
-        if inherited is not None:  # the keeper's child: it tells of its end (if it has not already)
-            pid, ticks = inherited
-            return Process(pid, pid, ticks, self, log_path)
-        found = None
-        if known is not None and alive(known.pid, known.start_ticks):
-            found = known
-        elif known is None:
-            found = find_attempt(run_id, task_id, attempt)
-        if found is not None:
-            return Process(
-                found.pid, found.pgid, found.start_ticks, None, log_path
-            )  # a dead keeper's orphan
+        if inherited is not None:  # a keeper's child: it tells of its end (if it has not already)
+            pid, ticks, link = inherited
+            return Process(pid, pid, ticks, link, log_path)
+        self._orphans.end(run_id, task_id, attempt, known)
+        journaled = self._journaled.get(str(log_path))
+        if journaled is not None:
+            return Process(journaled[0], 0, journaled[1], log_path=log_path, ended=True)
         if read_exit_file(log_path) is not None:  # it ended while orchd was down: its group is gone
             return Process(known.pid if known else 0, 0, 0, log_path=log_path, ended=True)
         return None
 
 
 def alive(pid: int, ticks: int) -> bool:
-    """Whether the process `pid` still runs and is the one that started at `ticks`."""
-    return ticks != 0 and start_ticks(pid) == ticks
+    """Whether the process `pid` still runs (not a zombie) and is the one that started at `ticks`."""
+    if ticks == 0 or start_ticks(pid) != ticks:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
-def find_attempt(run_id: str, task_id: str, attempt: int) -> Process | None:
-    """The keeper of an attempt that started but whose pid never reached the log (orchd died in between).
-
-    Every attempt's environment names it (ORCH_RUN_ID, ORCH_TASK_ID, ORCH_ATTEMPT); its keeper is
-    the leader of its process group.
-    """
-    wanted = {
-        f"ORCH_RUN_ID={run_id}".encode(),
-        f"ORCH_TASK_ID={task_id}".encode(),
-        f"ORCH_ATTEMPT={attempt}".encode(),
-    }
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = set(f.read().split(b"\0"))
-            pgid = os.getpgid(pid)
-        except OSError:
-            continue
-        if wanted <= environ and pgid == pid:
-            ticks = start_ticks(pid)
-            if ticks:
-                return Process(pid, pgid, ticks)
-    return None
+__all__ = [
+    "KeeperLink",
+    "LocalExecutor",
+    "Process",
+    "alive",
+    "keeper_socket",
+    "read_exit_file",
+    "signal",
+]

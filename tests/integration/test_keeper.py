@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from orchd.executors.local import LocalExecutor, Process, alive, read_exit_file
+from orchd.executors.local import KeeperLink, LocalExecutor, Process, alive, read_exit_file
 from orchd.keeper import start_ticks
 from orchd.reactor import Reactor
-from tests.conftest import wait_until
+from tests.conftest import AGENTS, wait_until
 
 
 class Orchd:
@@ -30,10 +30,15 @@ class Orchd:
         (home / "run").mkdir(mode=0o700, exist_ok=True)
         (home / "logs").mkdir(exist_ok=True)
         self.reactor = Reactor().start()
-        self.executor = LocalExecutor(self.reactor, home / "run" / "keeper.sock")
+        self.executor = LocalExecutor(self.reactor, home / "run", home / "keepers")
 
     def start(
-        self, argv: list[str], name: str, stdin: str | None = None, cwd: str | None = None
+        self,
+        argv: list[str],
+        name: str,
+        stdin: str | None = None,
+        cwd: str | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> Process:
         started: list = []
         done = threading.Event()
@@ -42,9 +47,8 @@ class Orchd:
             started.append(result)
             done.set()
 
-        self.executor.start(
-            argv, dict(os.environ), cwd or str(self.home), self.log(name), stdin, on_started
-        )
+        env = {**os.environ, **(extra_env or {})}
+        self.executor.start(argv, env, cwd or str(self.home), self.log(name), stdin, on_started)
         assert done.wait(30), "the keeper did not answer"
         if isinstance(started[0], OSError):
             raise started[0]
@@ -174,8 +178,8 @@ def test_statuses_outlive_orchd(orchd, tmp_path: Path) -> None:
     second = orchd()
     assert keeper_pid(tmp_path) == keeper  # the same keeper
     adopted = second.executor.find("r", "running", 1, running, first.log("running"))
-    assert (
-        adopted is not None and adopted.handle is second.executor
+    assert adopted is not None and isinstance(
+        adopted.handle, KeeperLink
     )  # the keeper's child: it will tell
     assert adopted.pid == running.pid
     gate.touch()
@@ -204,25 +208,64 @@ def test_an_attempt_that_ends_while_no_orchd_listens_leaves_its_status(
     assert second.wait(found) == (9, None)
 
 
-def test_a_dead_keeper_is_replaced_and_its_orphans_are_still_watched(orchd, tmp_path: Path) -> None:
+def test_a_dead_keepers_attempts_die_with_it_and_a_new_keeper_takes_over(
+    orchd, tmp_path: Path
+) -> None:
     gate = tmp_path / "gate"
     o = orchd()
-    orphan = o.start(["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done"], "orphan")
+    doomed = o.start(["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done"], "doomed")
     exited = threading.Event()
-    o.executor.watch(orphan, exited.set)
+    o.executor.watch(doomed, exited.set)
     old = keeper_pid(tmp_path)
     assert old is not None
     os.kill(old, signal.SIGKILL)
-    # the next start brings up a new keeper
+    assert exited.wait(30), "an attempt outlived its keeper"  # nothing runs unobserved
+    assert not alive(doomed.pid, doomed.start_ticks)
+    assert o.executor.reap(doomed) == (None, None)  # its status died with its keeper: not made up
     fresh = wait_until(lambda: _try_start(o), what="a start through a new keeper")
     assert o.wait(fresh) == (0, None)
     assert keeper_pid(tmp_path) not in (None, old)
-    gate.touch()
-    assert exited.wait(30), "the orphan's end went unnoticed"
-    assert o.executor.reap(orphan) == (
-        None,
-        None,
-    )  # its status died with its keeper: lost, not made up
+
+
+def test_a_status_reaped_just_before_the_keeper_died_is_in_its_journal(
+    orchd, tmp_path: Path
+) -> None:
+    first = orchd()
+    p = first.start(["sh", "-c", "exit 5"], "quick")
+    assert first.wait(p) == (5, None)  # told, never acknowledged (orchd dies now)
+    keeper = keeper_pid(tmp_path)
+    first.close()
+    os.kill(keeper, signal.SIGKILL)  # and its keeper with it, before it wrote an exit file
+    wait_until(lambda: keeper_pid(tmp_path) is None, what="the keeper to be gone")
+    second = orchd()
+    found = second.executor.find("r", "quick", 1, p, first.log("quick"))
+    assert found is not None and found.ended
+    assert second.executor.reap(found) == (5, None)
+
+
+def test_what_a_dead_keepers_attempt_left_in_its_group_is_ended(orchd, tmp_path: Path) -> None:
+    first = orchd()
+    pidfile = tmp_path / "pids"
+    env = {"ORCH_RUN_ID": "r", "ORCH_TASK_ID": "hang", "ORCH_ATTEMPT": "1"}
+    p = first.start([sys.executable, str(AGENTS / "hang.py"), str(pidfile)], "hang", extra_env=env)
+    wait_until(pidfile.exists, what="the agent and its child to start")
+    agent_pid, child_pid = map(int, pidfile.read_text().split())
+    keeper = keeper_pid(tmp_path)
+    first.close()
+    os.kill(keeper, signal.SIGKILL)
+    wait_until(lambda: not alive(agent_pid, p.start_ticks), what="the agent to die with its keeper")
+    assert not _gone(child_pid)  # its child lives on in the group, as an orphan
+    second = orchd()
+    assert second.executor.find("r", "hang", 1, p, first.log("hang")) is None
+    assert _gone(child_pid)  # ended before anything of its task runs again
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")
 
 
 def _try_start(o: Orchd) -> Process | None:
