@@ -16,7 +16,7 @@ Nothing here does I/O or reads a clock.
 | the user asked to cancel meanwhile                   | cancelled | cancelled                                    |
 | its output says: permanent (auth, billing, ...)      | permanent | failed, with what to do                      |
 | nothing says how it ended (lost)                     | lost      | retrying at once, no retry spent; the MAX_LOST-th lost attempt fails it |
-| it failed while its disk was full                    | disk_full | retrying after backoff, no retry spent (the first MAX_LOST times) |
+| it failed while its disk was full                    | disk_full | retrying after backoff, no retry spent (the first MAX_DISK_FULL-1 times) |
 | its output names a reset time (park)                 | park      | retrying at that time (at most MAX_PARK ahead), no retry spent; from the (MAX_PARKS+1)-th park in a row a retry is spent |
 | anything else (retry)                                | retry     | retrying after backoff (a retry spent), else failed |
 """
@@ -42,7 +42,9 @@ DISK_FULL = "disk_full"  # the attempt failed while its disk had no room: not it
 STALLED = "stalled"  # why orch stopped an attempt: no output for `stall` (recorded as a timeout)
 RETRYABLE = frozenset({RETRY, TIMEOUT})  # outcomes that spend a retry
 
-MAX_LOST = 5  # lost attempts spend no retry, but a task that keeps losing them fails
+MAX_LOST = 100  # lost attempts spend no retry (orch's trouble, not the task's); a task that keeps
+# losing them (an agent that takes orch down with it, a node that keeps dying) fails in the end
+MAX_DISK_FULL = 5  # attempts failed on a full disk that spend no retry; later ones do
 MAX_PARKS = 3  # parks in a row that spend no retry; later ones do (a misread reset cannot loop)
 MAX_PARK = 7 * 24 * 3600.0  # the longest a park waits (a weekly usage limit), whatever was read
 
@@ -136,7 +138,7 @@ def _next(
         if _ended_so(task, LOST) + 1 >= MAX_LOST:
             return ev.TaskFailed(run_id, tid, reason=f"{o.reason} (lost {MAX_LOST} attempts)")
         return _retrying(run_id, tid, o.reason, now, 0.0, spends=False)
-    if o.outcome == DISK_FULL and _ended_so(task, DISK_FULL) + 1 < MAX_LOST:
+    if o.outcome == DISK_FULL and _ended_so(task, DISK_FULL) + 1 < MAX_DISK_FULL:
         delay = backoff.delay(task.spec.backoff, _ended_so(task, DISK_FULL) + 1, rand)
         return _retrying(run_id, tid, o.reason, now, delay, spends=False)
     if o.outcome == PARK and o.park_until is not None:

@@ -326,6 +326,7 @@ class Keeper:
             if os.getppid() != keeper:  # the keeper died before the line above
                 os._exit(CANNOT_RUN)
             os.setpgid(0, 0)
+            os.setpriority(os.PRIO_PROCESS, 0, 0)  # the agent runs at the usual priority
             for sig in _DEFAULTED:
                 signal.signal(sig, signal.SIG_DFL)
             os.dup2(source, 0)
@@ -399,6 +400,10 @@ def main(argv: list[str]) -> None:
     listener = socket.socket(fileno=int(argv[0]))
     os.set_inheritable(listener.fileno(), False)
     os.chdir("/")
+    try:  # reap at once, however busy the machine: a status not yet reaped dies with its keeper
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
+    except OSError:
+        pass  # not allowed (not root, no CAP_SYS_NICE): the default priority
     Keeper(listener, argv[1]).serve()
 
 

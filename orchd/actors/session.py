@@ -270,8 +270,9 @@ class SessionActor(PooledActor):
                 f.write(f"orch: {reason}\n")
         except OSError:
             pass
-        # out of space or descriptors passes; a missing or unrunnable program does not
-        self._end(None, Outcome(RETRY if exc.errno in TRANSIENT else PERMANENT, reason=reason))
+        # out of space or descriptors, a keeper that died, pass: it never ran (lost: retried
+        # without spending a retry); a missing or unrunnable program does not pass
+        self._end(None, Outcome(LOST if exc.errno in TRANSIENT else PERMANENT, reason=reason))
 
     def _watch(self) -> None:
         assert self.process is not None

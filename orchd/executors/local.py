@@ -305,6 +305,7 @@ class LocalExecutor:
             )
             (self._current or self._connect()).send(spawn)
         except OSError as exc:
+            log.warning("cannot ask the keeper to start %s: %s", log_path.name, exc)
             with self._lock:
                 waiting = self._starting.pop(request_id, None)
             if waiting is not None:

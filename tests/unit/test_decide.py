@@ -89,9 +89,9 @@ TABLE = [
     ),
     # lost: retried at once without spending a retry, but the MAX_LOST-th lost attempt fails
     ([], 2, False, ended(d.LOST), d.LOST, "retrying", False, 0.0),
-    ([d.LOST] * 3, 0, False, ended(d.LOST), d.LOST, "retrying", False, 0.0),
-    ([d.LOST] * 4, 0, False, ended(d.LOST), d.LOST, "failed", False, None),
-    # failed on a full disk: retried after backoff without spending a retry, MAX_LOST-1 times
+    ([d.LOST] * (d.MAX_LOST - 2), 0, False, ended(d.LOST), d.LOST, "retrying", False, 0.0),
+    ([d.LOST] * (d.MAX_LOST - 1), 0, False, ended(d.LOST), d.LOST, "failed", False, None),
+    # failed on a full disk: retried after backoff without spending a retry, MAX_DISK_FULL-1 times
     ([], 2, False, ended(d.DISK_FULL), d.DISK_FULL, "retrying", False, 2.0),
     ([d.DISK_FULL] * 3, 0, False, ended(d.DISK_FULL), d.DISK_FULL, "retrying", False, 16.0),
     ([d.DISK_FULL] * 4, 0, False, ended(d.DISK_FULL), d.DISK_FULL, "retrying", True, 2.0),
