@@ -1,169 +1,52 @@
-"""The plan: what a user submits. TOML or JSON, decoded with msgspec, resolved into a RunSpec.
+"""Reading a plan: TOML or JSON text decoded with msgspec, `for_each` expanded, relative paths
+resolved, into a RunSpec (the types, and the rules of one task, are `orchd/spec.py`).
 
-Errors are PlanErrors that name the source, the line (TOML, where it can be
-found) and the field path: `plan.toml:12: tasks[3].promt: unknown field`.
+Errors are PlanErrors that name the source, the line (TOML, where it can be found) and the field
+path: `plan.toml:12: tasks[3].promt: unknown field`.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from orchd.errors import PlanError
+from orchd.spec import (
+    AGENTS,
+    MAX_PROMPT_BYTES,
+    BackoffSpec,
+    RawPlan,
+    RawTask,
+    RunSpec,
+    TaskRules,
+    TaskSpec,
+    parse_duration,
+    positive_amount,
+)
 
-AGENTS = ("claude", "codex", "gemini", "aider", "opencode", "cursor", "amp", "copilot", "command")
+# What the rest of orch imports from here; the types are orchd.spec's.
+__all__ = [
+    "AGENTS",
+    "MAX_PLAN_BYTES",
+    "MAX_PROMPT_BYTES",
+    "MAX_TASKS",
+    "BackoffSpec",
+    "RunSpec",
+    "TaskSpec",
+    "load_plan",
+    "load_plan_file",
+    "parse_duration",
+]
+
 MAX_TASKS = 100_000
-MAX_PROMPT_BYTES = 1 << 20
 MAX_PLAN_BYTES = 64 << 20
-PROVIDER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-SECRET_NAME_RE = re.compile(r"(_KEY|_TOKEN)$|SECRET|PASSWORD|CREDENTIAL", re.I)
-
-# ------------------------------------------------------------ resolved (persisted in events)
-
-
-class BackoffSpec(
-    msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, omit_defaults=True
-):
-    """Backoff between attempts: min(max, initial × factor^(n-1)), jittered."""
-
-    initial: float = 2.0
-    factor: float = 2.0
-    max: float = 300.0
-    jitter: str = "full"
-
-
-class TaskSpec(
-    msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False, omit_defaults=True
-):
-    """One resolved task: everything needed to run it, defaults applied."""
-
-    id: str
-    agent: str
-    cwd: str
-    prompt: str = ""
-    command: list[str] = []
-    model: str | None = None
-    max_retries: int = 3
-    timeout: float = 1800.0
-    backoff: BackoffSpec = BackoffSpec()
-    agent_args: list[str] = []
-    env: dict[str, str] = {}
-    resume: bool = False
-    isolation: str = "none"
-    copy: list[
-        str
-    ] = []  # worktree isolation: files copied from the workdir into the worktree (".env")
-    setup: list[list[str]] = []  # worktree isolation: argvs run in the worktree before the agent
-    repo: str | None = (
-        None  # worktree isolation: the top level of the cwd's git repository (set at submit)
-    )
-    base_commit: str | None = None  # ... and the commit its branch starts from
-    provider: str | None = None  # the account it spends: the plan's name, else resolved at submit
-    budget_usd: float | None = None  # the most this task may spend, over all its attempts
-    stall: float | None = None  # seconds without output after which an attempt is stopped
-
-
-class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
-    """One resolved plan."""
-
-    name: str
-    concurrency: int
-    workdir: str
-    tasks: list[TaskSpec]
-    base: str | None = (
-        None  # worktree isolation: the branch, tag or commit the plan named (default HEAD)
-    )
-    budget_usd: float | None = None  # no session starts once the run has spent this much
-
-
-# ------------------------------------------------------------ raw (what users write)
-
-Duration = str | float | int
-
-
-class RawBackoff(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    initial: Duration | None = None
-    factor: float | None = None
-    max: Duration | None = None
-    jitter: Literal["full", "none"] | None = None
-
-
-class RawTaskFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Fields allowed both in [defaults] and in each task."""
-
-    agent: str | None = None
-    max_retries: int | None = None
-    timeout: Duration | None = None
-    backoff: RawBackoff | None = None
-    agent_args: list[str] | None = None
-    env: dict[str, str] | None = None
-    resume: bool | None = None
-    model: str | None = None
-    copy: list[str] | None = None
-    setup: list[list[str]] | None = None
-    prompt: str | None = None
-    provider: str | None = None
-    budget_usd: float | None = None
-    stall: Duration | None = None
-
-
-class RawTask(RawTaskFields, forbid_unknown_fields=True, kw_only=True):
-    id: str
-    workdir: str | None = (
-        None  # this task's directory (another repository, say), relative to the plan's
-    )
-    command: list[str] | None = None
-    for_each: str | None = None
-
-
-class RawPlan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """A plan file as written (schemas/plan.schema.json)."""
-
-    name: str | None = None
-    concurrency: int = 4
-    workdir: str = "."
-    isolation: Literal["worktree", "none"] | None = None
-    base: str | None = None
-    budget_usd: float | None = None
-    defaults: RawTaskFields = msgspec.field(default_factory=RawTaskFields)
-    tasks: list[RawTask] = []
-
-
-# ------------------------------------------------------------ durations
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-@functools.lru_cache(maxsize=1024, typed=True)  # a plan of 100,000 tasks says "30m" 100,000 times
-def parse_duration(value: Duration) -> float:
-    """Seconds in `"90s"`, `"5m"`, `"1h30m"`, `"250ms"`, or a bare number of seconds.
-
-    Raises:
-        ValueError: the value is not a duration.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f'expected a duration like "90s", got {value!r}')
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = value.strip().replace(" ", "")
-        if not text or _DURATION_RE.sub("", text) != "":
-            raise ValueError(f'invalid duration {value!r} (use e.g. "90s", "5m", "1h30m", "250ms")')
-        seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_RE.findall(text))
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise ValueError(f"invalid duration {value!r}")
-    return seconds
-
 
 # ------------------------------------------------------------ errors with lines
 
@@ -335,7 +218,7 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
     name = raw.name or Path(source).stem or "run"
     tasks: list[TaskSpec] = []
     first_seen: dict[str, str] = {}
-    base_backoff = _backoff([("defaults", raw.defaults.backoff)], where)
+    rules = TaskRules(raw.defaults, raw.isolation, where)
     for i, raw_task in enumerate(raw.tasks):
         path = f"tasks[{i}]"
         task_dir = (
@@ -344,9 +227,7 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
             else _directory(workdir, raw_task.workdir, f"{path}.workdir", where)
         )
         for values in _expansions(raw_task, task_dir, path, where):
-            task = _task(
-                raw_task, raw.defaults, base_backoff, raw.isolation, task_dir, values, path, where
-            )
+            task = rules.task(raw_task, task_dir, values, path)
             if task.id in first_seen:
                 origin = (
                     f" (expanded from for_each {raw_task.for_each!r})" if raw_task.for_each else ""
@@ -359,7 +240,7 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
             tasks.append(task)
             if len(tasks) > MAX_TASKS:
                 raise PlanError(f"{source}: the plan has more than {MAX_TASKS} tasks")
-    if raw.budget_usd is not None and not 0 < raw.budget_usd < float("inf"):
+    if raw.budget_usd is not None and not positive_amount(raw.budget_usd):
         raise where.error("budget_usd", f"must be a positive amount, got {raw.budget_usd}")
     return RunSpec(
         name=name,
@@ -416,175 +297,3 @@ def _expansions(
             }
         )
     return out
-
-
-_PLACEHOLDER_RE = re.compile(r"\{(path|stem|name|dir)\}")
-
-
-def _fill(template: str, values: dict[str, str] | None, path: str, where: _Where) -> str:
-    """Replace {path} {stem} {name} {dir}; other braces (code, JSON in prompts) stay as written."""
-    if values is None:
-        if _PLACEHOLDER_RE.search(template) and path.endswith(".id"):
-            raise where.error(path, f"{template!r} uses a placeholder but the task has no for_each")
-        return template
-    return _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], template)
-
-
-def _pick(
-    task: RawTaskFields, defaults: RawTaskFields, field: str, fallback: Any
-) -> tuple[Any, str]:
-    value = getattr(task, field)
-    if value is not None:
-        return value, "task"
-    value = getattr(defaults, field)
-    return (value, "defaults") if value is not None else (fallback, "")
-
-
-def _duration(value: Duration, path: str, where: _Where) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise where.error(path, str(exc)) from None
-
-
-def _backoff(layers: list[tuple[str, Any]], where: _Where) -> BackoffSpec:
-    """The backoff of `layers` ((where it is written, its raw backoff or None)), later ones winning."""
-    merged: dict[str, Any] = {}
-    for origin, raw in layers:
-        if raw is None:
-            continue
-        for field in ("initial", "factor", "max", "jitter"):
-            value = getattr(raw, field)
-            if value is None:
-                continue
-            field_path = f"{origin}.backoff.{field}"
-            if field in ("initial", "max"):
-                value = _duration(value, field_path, where)
-            elif field == "factor" and not 1 <= value < float(
-                "inf"
-            ):  # NaN and inf would be null in the log
-                raise where.error(field_path, f"must be at least 1 and finite, got {value}")
-            merged[field] = value
-    return BackoffSpec(**merged)
-
-
-def _task(
-    raw: RawTask,
-    defaults: RawTaskFields,
-    base_backoff: BackoffSpec,
-    isolation: str | None,
-    workdir: Path,
-    values: dict[str, str] | None,
-    path: str,
-    where: _Where,
-) -> TaskSpec:
-    """One task of the plan; `base_backoff` is the defaults' (one frozen spec shared by every task
-    that sets none)."""
-    task_id = _fill(raw.id, values, f"{path}.id", where)
-    if not ID_RE.match(task_id):
-        raise where.error(
-            f"{path}.id",
-            f"invalid id {task_id!r}: use a-z, 0-9, '.', '_', '-' "
-            "(starting with a letter or digit, at most 128)",
-        )
-    agent, _ = _pick(raw, defaults, "agent", "claude")
-    if agent not in AGENTS:
-        raise where.error(f"{path}.agent", f"unknown agent {agent!r} (one of: {', '.join(AGENTS)})")
-    retries, origin = _pick(raw, defaults, "max_retries", 3)
-    if retries < 0:
-        raise where.error(
-            f"{path if origin == 'task' else 'defaults'}.max_retries",
-            f"must be >= 0, got {retries}",
-        )
-    timeout_raw, origin = _pick(raw, defaults, "timeout", "30m")
-    timeout = _duration(timeout_raw, f"{path if origin == 'task' else 'defaults'}.timeout", where)
-    if timeout <= 0:
-        raise where.error(
-            f"{path if origin == 'task' else 'defaults'}.timeout", "must be more than 0"
-        )
-    prompt_raw, origin = _pick(raw, defaults, "prompt", "")
-    prompt = _fill(prompt_raw, values, f"{path if origin == 'task' else 'defaults'}.prompt", where)
-    if len(prompt.encode()) > MAX_PROMPT_BYTES:
-        raise where.error(f"{path}.prompt", f"is larger than {MAX_PROMPT_BYTES >> 10} KiB")
-    command = [
-        _fill(c, values, f"{path}.command[{j}]", where) for j, c in enumerate(raw.command or [])
-    ]
-    if agent == "command":
-        if not command:
-            raise where.error(
-                f"{path}.command", 'agent "command" needs a non-empty command (an argv list)'
-            )
-    else:
-        if raw.command is not None:
-            raise where.error(
-                f"{path}.command", f'only agent "command" takes a command (agent is {agent!r})'
-            )
-        if not prompt.strip():
-            raise where.error(f"{path}.prompt", f"agent {agent!r} needs a prompt")
-    args, _ = _pick(raw, defaults, "agent_args", [])
-    env, origin = _pick(raw, defaults, "env", {})
-    for name in env:
-        if SECRET_NAME_RE.search(name):
-            raise where.error(
-                f"{path if origin == 'task' else 'defaults'}.env.{name}",
-                "looks like a secret; a plan is kept in the event log, so put secrets in "
-                "orchd's environment instead (agents inherit it; see systemd/orchd.service)",
-            )
-    resume, _ = _pick(raw, defaults, "resume", False)
-    model, _ = _pick(raw, defaults, "model", None)
-    copy, origin = _pick(raw, defaults, "copy", [])
-    for j, name in enumerate(copy):
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise where.error(
-                f"{path if origin == 'task' else 'defaults'}.copy[{j}]",
-                f"{name!r} must be a path relative to the workdir, inside it",
-            )
-    setup, origin = _pick(raw, defaults, "setup", [])
-    for j, argv in enumerate(setup):
-        if not argv:
-            raise where.error(
-                f"{path if origin == 'task' else 'defaults'}.setup[{j}]",
-                'is empty (each setup step is an argv list, e.g. ["uv", "sync"])',
-            )
-    provider, origin = _pick(raw, defaults, "provider", None)
-    if provider is not None and not PROVIDER_RE.match(provider):
-        raise where.error(
-            f"{path if origin == 'task' else 'defaults'}.provider",
-            f"invalid provider name {provider!r}: use letters, digits, '.', '_', '-', ':', '@'",
-        )
-    budget, origin = _pick(raw, defaults, "budget_usd", None)
-    if budget is not None and not 0 < budget < float("inf"):
-        raise where.error(
-            f"{path if origin == 'task' else 'defaults'}.budget_usd",
-            f"must be a positive amount, got {budget}",
-        )
-    stall_raw, origin = _pick(raw, defaults, "stall", None)
-    stall = None
-    if stall_raw is not None:
-        stall = _duration(stall_raw, f"{path if origin == 'task' else 'defaults'}.stall", where)
-        if stall <= 0:
-            raise where.error(
-                f"{path if origin == 'task' else 'defaults'}.stall", "must be more than 0"
-            )
-    return TaskSpec(
-        id=task_id,
-        agent=agent,
-        cwd=str(workdir),
-        prompt=prompt,
-        command=command,
-        model=model,
-        max_retries=retries,
-        timeout=timeout,
-        backoff=base_backoff
-        if raw.backoff is None
-        else _backoff([("defaults", defaults.backoff), (path, raw.backoff)], where),
-        agent_args=[_fill(a, values, f"{path}.agent_args[{j}]", where) for j, a in enumerate(args)],
-        env=dict(env),
-        resume=resume,
-        isolation=isolation or ("none" if agent == "command" else "worktree"),
-        copy=list(copy),
-        setup=[list(a) for a in setup],
-        provider=provider,
-        budget_usd=budget,
-        stall=stall,
-    )

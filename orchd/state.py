@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from orchd import events as ev
-from orchd.plan import RunSpec, TaskSpec
+from orchd.spec import RunSpec, TaskSpec
 from orchd.streams.base import ApiError, Limit, Spend
 
 TASK_STATES = ("pending", "running", "retrying", "completed", "failed", "cancelled")
