@@ -7,11 +7,13 @@ path: `plan.toml:12: tasks[3].promt: unknown field`.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,11 @@ __all__ = [
     "MAX_PLAN_BYTES",
     "MAX_PROMPT_BYTES",
     "MAX_TASKS",
+    "STDIN",
     "BackoffSpec",
     "RunSpec",
     "TaskSpec",
+    "format_of",
     "load_plan",
     "load_plan_file",
     "parse_duration",
@@ -47,37 +51,42 @@ __all__ = [
 
 MAX_TASKS = 100_000
 MAX_PLAN_BYTES = 64 << 20
+FORMATS = {".toml": "toml", ".json": "json"}  # a plan file's suffix -> its format
+STDIN = "<stdin>"  # the source of a plan read from standard input
+
+
+def format_of(source: str) -> str | None:
+    """The format a plan's name says (`plan.toml` -> "toml"), or None (`<stdin>`, `plan.txt`)."""
+    return FORMATS.get(os.path.splitext(source)[1].lower())
+
 
 # ------------------------------------------------------------ errors with lines
 
 
 class _Where:
-    """Finds the line of a field path in TOML text, where it can."""
+    """Names the plan and the line of a field path in errors, where it can find the line."""
 
-    def __init__(self, source: str, text: str | None) -> None:
-        self.source = source
-        self.lines = text.splitlines() if text is not None else None
+    def __init__(self, source: str, text: str, fmt: str) -> None:
+        self.source, self.text, self.fmt = source, text, fmt
+        self._json: dict[str, int] | None = None  # scanned when the first error needs it
 
     def error(self, path: str, what: str) -> PlanError:
-        line = self.line(path)
+        line = self.line(path) if path else None
         prefix = f"{self.source}:{line}" if line else self.source
         path, what = _clip(path), _clip(what)
         return PlanError(f"{prefix}: {path}: {what}" if path else f"{prefix}: {what}")
 
     def line(self, path: str) -> int | None:
-        if self.lines is None or not path:
-            return None
-        match = re.match(r"^(tasks)\[(\d+)\](?:\.(\w+))?|^(defaults)(?:\.(\w+))?|^(\w+)", path)
-        if not match:
-            return None
-        tasks, index, task_key, defaults, default_key, top_key = match.groups()
-        if tasks:
-            header = _nth(self.lines, lambda s: s == "[[tasks]]", int(index))
-            return _key_after(self.lines, header, task_key)
-        if defaults:
-            header = _nth(self.lines, lambda s: s == "[defaults]", 0)
-            return _key_after(self.lines, header, default_key)
-        return _key_after(self.lines, -1, top_key)
+        if self.fmt == "toml":
+            return _toml_line(self.text.splitlines(), path)
+        if self._json is None:
+            self._json = _json_lines(self.text)
+        while path:  # a field that is missing is on the line of its object
+            if path in self._json:
+                return self._json[path]
+            shorter = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", path)
+            path = "" if shorter == path else shorter
+        return None
 
 
 def _clip(text: str, limit: int = 300) -> str:
@@ -85,7 +94,21 @@ def _clip(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
-def _nth(lines: list[str], match: Any, n: int) -> int | None:
+def _toml_line(lines: list[str], path: str) -> int | None:
+    match = re.match(r"^(tasks)\[(\d+)\](?:\.(\w+))?|^(defaults)(?:\.(\w+))?|^(\w+)", path)
+    if not match:
+        return None
+    tasks, index, task_key, defaults, default_key, top_key = match.groups()
+    if tasks:
+        header = _nth(lines, lambda s: s == "[[tasks]]", int(index))
+        return _key_after(lines, header, task_key)
+    if defaults:
+        header = _nth(lines, lambda s: s == "[defaults]", 0)
+        return _key_after(lines, header, default_key)
+    return _key_after(lines, -1, top_key)
+
+
+def _nth(lines: list[str], match: Callable[[str], bool], n: int) -> int | None:
     seen = -1
     for i, line in enumerate(lines):
         if match(line.strip()):
@@ -109,6 +132,48 @@ def _key_after(lines: list[str], header: int | None, key: str | None) -> int | N
         if key_re.match(lines[i]):
             return i + 1
     return header + 1 if header >= 0 else None
+
+
+_BLANK = re.compile(r"[ \t\n\r]*")
+
+
+def _json_lines(text: str) -> dict[str, int]:
+    """The line of each key and each array item of a JSON document, by its field path
+    (`tasks[1].promt`); {} when the text does not scan (nested too deeply, say)."""
+    starts = [0, *(m.end() for m in re.finditer("\n", text))]
+    lines: dict[str, int] = {}
+    scalar = json.JSONDecoder().raw_decode
+
+    def skip(pos: int) -> int:
+        return _BLANK.match(text, pos).end()  # type: ignore[union-attr]
+
+    def value(pos: int, path: str) -> int:
+        """Scan the value at `pos` (whose path is `path`); the position after it."""
+        pos = skip(pos)
+        if path:
+            lines.setdefault(path, bisect.bisect_right(starts, pos))
+        if text[pos] not in "{[":
+            return scalar(text, pos)[1]
+        close, pos, i = "}" if text[pos] == "{" else "]", pos + 1, 0
+        while True:
+            pos = skip(pos)
+            if text[pos] == close:
+                return pos + 1
+            if close == "}":
+                key, after = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+                item = f"{path}.{key}" if path else key
+                lines[item] = bisect.bisect_right(starts, pos)
+                pos = value(skip(after) + 1, item)  # past the ":"
+            else:
+                pos, i = value(pos, f"{path}[{i}]"), i + 1
+            pos = skip(pos)
+            pos += text[pos] == ","
+
+    try:
+        value(0, "")
+    except (ValueError, IndexError, RecursionError):
+        return {}
+    return lines
 
 
 _MSGSPEC_AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
@@ -135,14 +200,13 @@ def _validation_error(exc: msgspec.ValidationError, where: _Where) -> PlanError:
 
 
 def load_plan_file(path: str | os.PathLike) -> RunSpec:
-    """Load and resolve a plan file (format by suffix, relative paths by its directory)."""
+    """Load and resolve a plan file (format by its suffix, relative paths by its directory)."""
     p = Path(path)
     try:
         data = p.read_bytes()
     except OSError as exc:
         raise PlanError(f"{path}: cannot read the plan: {exc.strerror or exc}") from None
-    fmt = {".toml": "toml", ".json": "json"}.get(p.suffix.lower())
-    return load_plan(data, source=str(path), base_dir=p.absolute().parent, fmt=fmt)
+    return load_plan(data, source=str(path), base_dir=p.absolute().parent)
 
 
 def load_plan(
@@ -156,9 +220,10 @@ def load_plan(
 
     Args:
         text: the plan, TOML or JSON.
-        source: how to name the plan in errors (its path).
+        source: how to name the plan in errors: its path, or `<stdin>`.
         base_dir: what a relative `workdir` is relative to.
-        fmt: "toml" or "json"; sniffed from the text when None.
+        fmt: "toml" or "json"; when None, what the suffix of `source` says, else sniffed from
+            the text.
 
     Raises:
         PlanError: anything wrong with the plan, with the field path.
@@ -172,16 +237,14 @@ def load_plan(
             raise PlanError(
                 f"{source}: the plan is not valid UTF-8 ({exc.reason} at byte {exc.start})"
             ) from None
-    if fmt is None:
-        fmt = (
-            "json" if text.lstrip().startswith("{") else "toml"
-        )  # a TOML plan may start with "[defaults]"
-    where = _Where(source, text if fmt == "toml" else None)
+    # a TOML plan may start with "[defaults]": only "{" says JSON
+    fmt = fmt or format_of(source) or ("json" if text.lstrip().startswith("{") else "toml")
     raw_obj = _parse(text, fmt, source)
     if not isinstance(raw_obj, dict):
         raise PlanError(
             f"{source}: a plan is a table/object at the top level, got {type(raw_obj).__name__}"
         )
+    where = _Where(source, text, fmt)
     try:
         raw = msgspec.convert(raw_obj, RawPlan)
     except msgspec.ValidationError as exc:
@@ -196,15 +259,25 @@ def _parse(text: str, fmt: str, source: str) -> Any:
         if fmt == "json":
             return json.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise PlanError(f"{source}: invalid TOML: {exc}") from None
+        at = re.search(r"\(at line (\d+),", str(exc))  # tomllib names no line before 3.14
+        raise PlanError(f"{source}{':' + at.group(1) if at else ''}: invalid TOML: {exc}") from None
     except json.JSONDecodeError as exc:
         raise PlanError(
             f"{source}:{exc.lineno}: invalid JSON: {exc.msg} (at line {exc.lineno}, "
-            f"column {exc.colno})"
+            f"column {exc.colno}){_toml_hint(text)}"
         ) from None
     except RecursionError:
         raise PlanError(f"{source}: the plan is nested too deeply") from None
     raise PlanError(f"{source}: unknown plan format {fmt!r} (use .toml or .json)")
+
+
+def _toml_hint(text: str) -> str:
+    """A hint for TOML given as JSON (a plan on stdin is JSON unless told otherwise)."""
+    try:
+        table = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return ""
+    return "; the plan reads as TOML: say so with --format toml" if table else ""
 
 
 def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpec:
@@ -215,7 +288,7 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
         raise PlanError(f"{source}: plan has no tasks (add at least one [[tasks]])")
     if len(raw.tasks) > MAX_TASKS:  # before resolving them all (seconds for 100,000)
         raise PlanError(f"{source}: the plan has more than {MAX_TASKS} tasks")
-    name = raw.name or Path(source).stem or "run"
+    name = raw.name or Path(source).stem.strip("<>") or "run"  # "<stdin>": "stdin"
     tasks: list[TaskSpec] = []
     first_seen: dict[str, str] = {}
     rules = TaskRules(raw.defaults, raw.isolation, where)
