@@ -1,8 +1,9 @@
-"""Reading a plan: TOML or JSON text decoded with msgspec, `for_each` expanded, relative paths
-resolved, into a RunSpec (the types, and the rules of one task, are `orchd/spec.py`).
+"""Reading a plan: TOML or JSON text (a file, or stdin) decoded with msgspec, `for_each`
+expanded, prompt files read, relative paths resolved, into a RunSpec (its types and the rules of
+one task are `orchd/spec.py`).
 
-Errors are PlanErrors that name the source, the line (TOML, where it can be found) and the field
-path: `plan.toml:12: tasks[3].promt: unknown field`.
+Errors are PlanErrors that name the source, the line (where it can be found) and the field
+path: `plan.toml:12: tasks[3].promt: unknown field`, `<stdin>:4: tasks[0].prompt_file: ...`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +22,9 @@ from typing import Any
 import msgspec
 
 from orchd.errors import PlanError
-from orchd.spec import (
-    AGENTS,
+
+# BackoffSpec, RunSpec, TaskSpec, MAX_PROMPT_BYTES and parse_duration are imported from here too
+from orchd.spec import (  # noqa: F401
     MAX_PROMPT_BYTES,
     BackoffSpec,
     RawPlan,
@@ -32,22 +35,6 @@ from orchd.spec import (
     parse_duration,
     positive_amount,
 )
-
-# What the rest of orch imports from here; the types are orchd.spec's.
-__all__ = [
-    "AGENTS",
-    "MAX_PLAN_BYTES",
-    "MAX_PROMPT_BYTES",
-    "MAX_TASKS",
-    "STDIN",
-    "BackoffSpec",
-    "RunSpec",
-    "TaskSpec",
-    "format_of",
-    "load_plan",
-    "load_plan_file",
-    "parse_duration",
-]
 
 MAX_TASKS = 100_000
 MAX_PLAN_BYTES = 64 << 20
@@ -221,7 +208,7 @@ def load_plan(
     Args:
         text: the plan, TOML or JSON.
         source: how to name the plan in errors: its path, or `<stdin>`.
-        base_dir: what a relative `workdir` is relative to.
+        base_dir: what a relative `workdir` or `prompt_file` is relative to.
         fmt: "toml" or "json"; when None, what the suffix of `source` says, else sniffed from
             the text.
 
@@ -291,7 +278,7 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
     name = raw.name or Path(source).stem.strip("<>") or "run"  # "<stdin>": "stdin"
     tasks: list[TaskSpec] = []
     first_seen: dict[str, str] = {}
-    rules = TaskRules(raw.defaults, raw.isolation, where)
+    rules = TaskRules(raw.defaults, raw.isolation, where, _PromptFiles(base_dir, where))
     for i, raw_task in enumerate(raw.tasks):
         path = f"tasks[{i}]"
         task_dir = (
@@ -325,16 +312,58 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
     )
 
 
+def _path(base: Path, value: str, field: str, where: _Where) -> Path:
+    """The absolute path `value` names, relative to `base` (`~` expanded)."""
+    try:
+        return (base / Path(value).expanduser()).resolve()
+    except (ValueError, OSError, RuntimeError) as exc:  # NUL byte, name too long, ~user unknown
+        raise where.error(field, f"invalid path {value[:200]!r}: {exc}") from None
+
+
 def _directory(base: Path, value: str, field: str, where: _Where) -> Path:
     """An existing directory named by `value`, relative to `base` (`~` expanded)."""
+    path = _path(base, value, field, where)
     try:
-        path = (base / Path(value).expanduser()).resolve()
         is_dir = path.is_dir()
-    except (ValueError, OSError, RuntimeError) as exc:  # NUL byte, name too long, ~user unknown
+    except (ValueError, OSError) as exc:
         raise where.error(field, f"invalid path {value[:200]!r}: {exc}") from None
     if not is_dir:
         raise where.error(field, f"{path} is not a directory")
     return path
+
+
+class _PromptFiles:
+    """The prompt files of one plan, relative to `base` (the plan's directory), each read once:
+    every task of a `for_each` shares its file."""
+
+    def __init__(self, base: Path, where: _Where) -> None:
+        self.base, self.where = base, where
+        self.texts: dict[Path, str] = {}
+
+    def __call__(self, field: str, name: str) -> str:
+        path = _path(self.base, name, field, self.where)
+        if path not in self.texts:
+            self.texts[path] = self._read(path, field, name)
+        return self.texts[path]
+
+    def _read(self, path: Path, field: str, name: str) -> str:
+        error = self.where.error
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)  # reading a FIFO would block orchd
+            if not regular:
+                raise error(field, f"{name!r} ({path}) is not a regular file")
+            with open(path, "rb") as f:
+                data = f.read(MAX_PROMPT_BYTES + 1)
+        except OSError as exc:
+            raise error(field, f"cannot read {name!r} ({path}): {exc.strerror or exc}") from None
+        if len(data) > MAX_PROMPT_BYTES:
+            raise error(field, f"{name!r} is larger than {MAX_PROMPT_BYTES >> 10} KiB")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise error(
+                field, f"{name!r} is not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
 
 
 def _expansions(
@@ -358,15 +387,8 @@ def _expansions(
     matches.sort()
     if not matches:
         raise where.error(f"{path}.for_each", f"{pattern!r} matches no file in {workdir}")
-    out: list[dict[str, str] | None] = []
-    for match in matches:
-        rel = match.relative_to(workdir)
-        out.append(
-            {
-                "path": rel.as_posix(),
-                "name": rel.name,
-                "stem": rel.stem,
-                "dir": rel.parent.as_posix(),
-            }
-        )
-    return out
+    rels = [match.relative_to(workdir) for match in matches]
+    return [
+        {"path": r.as_posix(), "name": r.name, "stem": r.stem, "dir": r.parent.as_posix()}
+        for r in rels
+    ]

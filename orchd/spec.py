@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 
@@ -79,6 +80,17 @@ class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False)
 # ------------------------------------------------------------ raw (what users write)
 
 Duration = str | float | int
+Prompt = Annotated[
+    str | None,
+    msgspec.Meta(description="What the agent is asked; {path} {stem} {name} {dir} are filled in."),
+]
+PromptFile = Annotated[
+    str | None,
+    msgspec.Meta(
+        description="A file whose text is the prompt (relative to the plan file; for a plan on "
+        "stdin, to the current directory), filled in like prompt. Set prompt or prompt_file."
+    ),
+]
 
 
 class RawBackoff(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -101,7 +113,8 @@ class RawTaskFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     model: str | None = None
     copy: list[str] | None = None
     setup: list[list[str]] | None = None
-    prompt: str | None = None
+    prompt: Prompt = None
+    prompt_file: PromptFile = None
     provider: str | None = None
     budget_usd: float | None = None
     stall: Duration | None = None
@@ -168,14 +181,18 @@ class Where(Protocol):
     def error(self, path: str, what: str) -> PlanError: ...
 
 
+ReadPrompt = Callable[[str, str], str]  # (field path, file name as written) -> the file's text
 _PLACEHOLDER_RE = re.compile(r"\{(path|stem|name|dir)\}")
 
 
 class TaskRules:
     """Turns each task of one plan into a TaskSpec: its fields over the plan's [defaults]."""
 
-    def __init__(self, defaults: RawTaskFields, isolation: str | None, where: Where) -> None:
+    def __init__(
+        self, defaults: RawTaskFields, isolation: str | None, where: Where, read_prompt: ReadPrompt
+    ) -> None:
         self.defaults, self.isolation, self.where = defaults, isolation, where
+        self.read_prompt = read_prompt
         # one frozen spec shared by every task that sets no backoff of its own
         self.backoff = self._backoff([("defaults", defaults.backoff)])
 
@@ -216,7 +233,7 @@ class TaskRules:
                 f"{path}.command", f'only agent "command" takes a command (agent is {agent!r})'
             )
         elif not prompt.strip():
-            raise error(f"{path}.prompt", f"agent {agent!r} needs a prompt")
+            raise error(f"{path}.prompt", f"agent {agent!r} needs a prompt (prompt or prompt_file)")
         args, _ = self._pick(raw, "agent_args", [], path)
         env, at = self._pick(raw, "env", {}, path)
         for name in env:
@@ -294,11 +311,25 @@ class TaskRules:
         return seconds
 
     def _prompt(self, raw: RawTask, values: dict[str, str] | None, path: str) -> str:
-        """The prompt, filled in."""
-        template, at = self._pick(raw, "prompt", "", path)
-        prompt = self._fill(template, values, at)
+        """The prompt's text, filled in: `prompt`, or the text of `prompt_file`, whichever the
+        task sets, else whichever the defaults set; both at one level is a mistake."""
+        for fields, at in ((raw, path), (self.defaults, "defaults")):
+            if fields.prompt is not None and fields.prompt_file is not None:
+                raise self.where.error(f"{at}.prompt_file", "set prompt or prompt_file, not both")
+            if fields.prompt is not None:
+                field, template = f"{at}.prompt", fields.prompt
+                break
+            if fields.prompt_file is not None:
+                field = f"{at}.prompt_file"
+                template = self.read_prompt(field, fields.prompt_file)
+                if not template.strip():
+                    raise self.where.error(field, f"{fields.prompt_file!r} is empty")
+                break
+        else:
+            return ""
+        prompt = self._fill(template, values, field)
         if len(prompt.encode()) > MAX_PROMPT_BYTES:
-            raise self.where.error(f"{path}.prompt", f"is larger than {MAX_PROMPT_BYTES >> 10} KiB")
+            raise self.where.error(field, f"is larger than {MAX_PROMPT_BYTES >> 10} KiB")
         return prompt
 
     def _fill(self, template: str, values: dict[str, str] | None, path: str) -> str:
