@@ -182,7 +182,7 @@ def _finish(client: p.Client, run_id: str, as_json: bool) -> None:
     if as_json:
         print_json(view)
     else:
-        render.console.print(render.final_report(view))
+        render.show(render.final_report(view))
     sys.exit(0 if view.summary.state == "completed" else 1)
 
 
@@ -206,9 +206,9 @@ def status(ctx: click.Context, run: str | None, as_json: bool) -> None:
     from orchctl import render  # rich is the heaviest import: not for --json
 
     if run is None:
-        render.console.print(render.runs_table(v.summary for v in reply.runs))
+        render.show(render.runs_table(v.summary for v in reply.runs))
     else:
-        render.console.print(render.run_status(reply.runs[0]))
+        render.show(render.run_status(reply.runs[0]))
     if reply.held:
         render.console.print(f"[bold yellow]{reply.held}[/]", highlight=False)
 
@@ -231,7 +231,7 @@ def runs(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         print_json(reply)
     else:
-        render.console.print(render.runs_table(reply.runs))
+        render.show(render.runs_table(reply.runs))
 
 
 @cli.command()

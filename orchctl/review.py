@@ -40,8 +40,8 @@ def results(ctx: click.Context, run: str, as_json: bool, markdown: bool) -> None
     elif markdown:
         click.echo(render.results_markdown(view), nl=False)
     else:
-        render.console.print(render.results_table(view))
-        render.console.print(render.summary_line(view.summary))
+        render.show(render.results_table(view))
+        render.show(render.summary_line(view.summary))
 
 
 @click.command()
