@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 import time
 from collections.abc import Iterable
@@ -232,44 +231,6 @@ def event_line(run: st.RunState, event: ev.Event) -> str | None:
     detail = task.result if task.state == "completed" else task.reason
     tail = f" (attempt {task.attempts}, {span(task.duration)})"
     return f"{head}{tail}{': ' + detail if detail else ''}"
-
-
-def story_line(row: ev.Row, event: ev.Event | None) -> str | None:
-    """One sentence of a task's story (`orchctl why`), or None for events that tell nothing new."""
-    at = when(row.ts)
-    if isinstance(event, ev.AttemptLaunching):
-        argv = shlex.join(event.argv).replace("\n", "\\n")
-        return f"{at}  attempt {event.attempt} launched: {argv[:100]}{'…' * (len(argv) > 100)}  (in {event.cwd})"
-    if isinstance(event, ev.AttemptStarted):
-        return f"{at}    running as pid {event.pid}"
-    if isinstance(event, ev.AttemptFinished):
-        how = (
-            f"exit {event.exit_code}"
-            if event.exit_code is not None
-            else (f"signal {event.signal}" if event.signal is not None else "no exit status")
-        )
-        why = f": {event.reason}" if event.reason else ""
-        return f"{at}    ended after {span(event.duration)}, {how} -> {event.outcome}{why}"
-    if isinstance(event, ev.TaskRetrying):
-        budget = "" if event.spends_retry else ", not spending a retry"
-        return f"{at}  -> next attempt in {span(event.delay)}, at {when(event.due_at)}{budget}"
-    if isinstance(event, (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled)):
-        reason = getattr(event, "reason", "")
-        return f"{at}  -> {type(event).__name__.removeprefix('Task').lower()}{': ' + reason if reason else ''}"
-    return None
-
-
-def what_next(task: views.TaskView) -> str:
-    """What happens next to a task, in words."""
-    if task.state == "pending":
-        return "waiting for a session slot"
-    if task.state == "running":
-        return f"attempt {task.attempts} is running" + (f" as pid {task.pid}" if task.pid else "")
-    if task.state == "retrying":
-        return f"attempt {task.attempts + 1} of at most {task.max_attempts} starts at {when(task.due_at)}"
-    if task.state == "failed":
-        return "nothing: it failed (`orchctl retry RUN TASK` runs it again with a fresh budget)"
-    return f"nothing: it is {task.state}"
 
 
 def progress_line(run: st.RunState, now: float | None = None) -> str:
