@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.table import Table
@@ -68,7 +69,7 @@ class Grid:
 
     def table(self, width: int) -> tuple[Table, bool]:
         """The table for a terminal `width` columns wide, and whether a cell was cut to fit."""
-        widths = [max(Text(plain(c)).cell_len for c in col) for col in zip(self.header, *self.rows)]
+        widths = [max(cell_len(plain(c)) for c in col) for col in zip(self.header, *self.rows)]
         room = max(MIN_ROOM, width - sum(w + PADDING for w in widths[:-1]) - PADDING)
         self.width = sum(w + PADDING for w in widths[:-1]) + min(widths[-1], room) + PADDING
         table = Table(box=None, header_style="bold")
