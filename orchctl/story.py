@@ -32,6 +32,7 @@ ENDED = {
     "permanent": "failed",
     "park": "was parked",
     "lost": "was lost",
+    "disk_full": "failed with the disk full",
     "cancelled": "was cancelled",
 }
 

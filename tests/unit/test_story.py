@@ -124,6 +124,22 @@ def test_the_headline_says_what_became_of_each_attempt(
     assert told(events) == headline
 
 
+def test_every_outcome_of_an_attempt_is_told_in_words() -> None:
+    from orchd import decide as d
+
+    outcomes = {
+        d.SUCCESS,
+        d.RETRY,
+        d.PARK,
+        d.PERMANENT,
+        d.TIMEOUT,
+        d.CANCELLED,
+        d.LOST,
+        d.DISK_FULL,
+    }
+    assert outcomes == set(story.ENDED)
+
+
 def test_a_long_history_names_the_last_attempts_and_points_below_for_the_rest() -> None:
     events: list[ev.Event] = []
     for n in range(1, 6):
