@@ -188,7 +188,9 @@ def main() -> None:
             == "running"
         ):
             time.sleep(0.5)
-        results = orchctl({**env, "COLUMNS": str(WIDTH)}, "results", run_id)
+        # as a terminal shows it (off one, orchctl prints tab-separated lines), without colours
+        plain = {**env, "COLUMNS": str(WIDTH), "TTY_COMPATIBLE": "1", "TERM": "dumb"}
+        results = orchctl(plain, "results", run_id)
         forced = {**env, "COLUMNS": str(WIDTH), "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"}
         svg("orchctl results", orchctl(forced, "results", run_id), DOCS / "results.svg")
         write_markdown(watch_text, results)

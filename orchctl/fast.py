@@ -65,10 +65,11 @@ def _submit_and_wait(plan: str) -> int | None:
         return None
     from pathlib import PurePath  # the plan's name as the full CLI records it (`source`)
 
-    source = str(PurePath(plan))
-    fmt = {".toml": "toml", ".json": "json"}.get(os.path.splitext(plan)[1].lower())
+    source = str(
+        PurePath(plan)
+    )  # orchd reads the plan's format from its suffix, as for the full CLI
     body = _request(
-        "Submit", plan=text, source=source, base_dir=os.path.dirname(os.path.abspath(plan)), fmt=fmt
+        "Submit", plan=text, source=source, base_dir=os.path.dirname(os.path.abspath(plan))
     )
     try:
         reply = json.loads(_call(body))

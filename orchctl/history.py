@@ -82,7 +82,7 @@ def replay(ctx: click.Context, at: int | None, as_json: bool) -> None:
         print_json(reply)
     else:
         click.echo(f"state as of event {reply.seq}")
-        render.console.print(render.runs_table(v.summary for v in reply.runs))
+        render.show(render.runs_table(v.summary for v in reply.runs))
 
 
 @click.command()

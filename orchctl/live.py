@@ -26,6 +26,7 @@ from rich.text import Text
 
 from orchctl import render as r
 from orchctl.activity import latest_activity, one_line
+from orchctl.tables import Grid
 from orchd import events as ev
 from orchd import protocol as p
 from orchd import state as st
@@ -187,9 +188,9 @@ class WatchView:
                 lines.append(Text(provider_line(provider), style="yellow"))
         return Group(*lines)
 
-    def rows(self, run: st.RunState, tasks: list[st.TaskState]) -> Table:
-        table = r.task_table(
-            ["TASK", "STATE", "ATTEMPT", "AGENT", "DURATION", "COST", "TOKENS"], "ACTIVITY"
+    def rows(self, run: st.RunState, tasks: list[st.TaskState]) -> Grid:
+        table = Grid(
+            ["TASK", "STATE", "ATTEMPT", "AGENT", "DURATION", "COST", "TOKENS", "ACTIVITY"]
         )
         now = time.time()
         for task in tasks:
@@ -205,7 +206,7 @@ class WatchView:
                 r.span(duration),
                 r.cost(view.cost_usd),
                 tokens(view.tokens_in, view.tokens_out),
-                r.fitted(activity(task, view)),
+                activity(task, view),
             )
         return table
 

@@ -16,6 +16,7 @@ from orchctl.common import client_for, follow_log, handle_errors, print_json
 from orchctl.completion import complete_run, complete_task, completion
 from orchd import protocol as p
 from orchd.errors import ErrorCode, OrchError
+from orchd.plan import STDIN
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,7 +60,13 @@ for command in (
 
 
 @cli.command()
-@click.argument("plan", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("plan", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["toml", "json"]),
+    help="The plan's format (default: what its suffix says, else guessed; JSON on stdin).",
+)
 @click.option(
     "--wait", "wait_", is_flag=True, help="Wait for the run to end; print progress lines."
 )
@@ -67,22 +74,22 @@ for command in (
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the run's status when waiting).")
 @click.pass_context
 @handle_errors
-def submit(ctx: click.Context, plan: Path, wait_: bool, watch: bool, as_json: bool) -> None:
-    """Submit PLAN (TOML or JSON) as a new run.
+def submit(
+    ctx: click.Context, plan: str, fmt: str | None, wait_: bool, watch: bool, as_json: bool
+) -> None:
+    """Submit PLAN (TOML or JSON; - reads it from stdin) as a new run.
+
+    A plan on stdin is JSON unless --format toml says otherwise; its relative paths
+    (workdir, prompt_file) are relative to the current directory.
 
     \b
     Example:
       orchctl submit plan.toml --watch
+      ./make-plan.py | orchctl submit - --wait
     """
-    try:
-        text = plan.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OrchError(f"cannot read plan {plan}: {exc}", ErrorCode.BAD_PLAN) from None
-    fmt = {".toml": "toml", ".json": "json"}.get(plan.suffix.lower())
+    request = _read_plan(plan, fmt)
     client = client_for(ctx)
-    reply = client.call(
-        p.Submit(plan=text, source=str(plan), base_dir=str(plan.absolute().parent), fmt=fmt)
-    )
+    reply = client.call(request)
     assert isinstance(reply, p.Submitted)
     for warning in reply.warnings:
         click.echo(f"orchctl: warning: {warning}", err=True)
@@ -100,6 +107,31 @@ def submit(ctx: click.Context, plan: Path, wait_: bool, watch: bool, as_json: bo
         click.echo(f"submitted {reply.run_id} ({reply.tasks} tasks)", err=True)
     _wait_for_run(client, reply.run_id, live=watch and not as_json, quiet=as_json)
     _finish(client, reply.run_id, as_json)
+
+
+def _read_plan(plan: str, fmt: str | None) -> p.Submit:
+    """The request that submits PLAN: a file, whose format its suffix says unless `fmt` does (orchd
+    reads the suffix), or `-`, stdin: JSON unless `fmt` says, relative paths from here."""
+    if plan == "-":
+        if sys.stdin.isatty():
+            click.echo("orchctl: reading the plan from stdin (end it with Ctrl-D)", err=True)
+        source, base_dir, fmt = STDIN, os.getcwd(), fmt or "json"
+        read = sys.stdin.buffer.read
+    else:
+        path = Path(plan)
+        source, base_dir, read = str(path), str(path.absolute().parent), path.read_bytes
+    try:
+        text = read().decode("utf-8")
+    except OSError as exc:
+        raise OrchError(
+            f"cannot read plan {source}: {exc.strerror or exc}", ErrorCode.BAD_PLAN
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise OrchError(
+            f"{source}: the plan is not valid UTF-8 ({exc.reason} at byte {exc.start})",
+            ErrorCode.BAD_PLAN,
+        ) from None
+    return p.Submit(plan=text, source=source, base_dir=base_dir, fmt=fmt)
 
 
 def _wait_for_run(client: p.Client, run_id: str, *, live: bool, quiet: bool) -> None:
@@ -150,7 +182,7 @@ def _finish(client: p.Client, run_id: str, as_json: bool) -> None:
     if as_json:
         print_json(view)
     else:
-        render.console.print(render.final_report(view))
+        render.show(render.final_report(view))
     sys.exit(0 if view.summary.state == "completed" else 1)
 
 
@@ -174,9 +206,9 @@ def status(ctx: click.Context, run: str | None, as_json: bool) -> None:
     from orchctl import render  # rich is the heaviest import: not for --json
 
     if run is None:
-        render.console.print(render.runs_table(v.summary for v in reply.runs))
+        render.show(render.runs_table(v.summary for v in reply.runs))
     else:
-        render.console.print(render.run_status(reply.runs[0]))
+        render.show(render.run_status(reply.runs[0]))
     if reply.held:
         render.console.print(f"[bold yellow]{reply.held}[/]", highlight=False)
 
@@ -199,7 +231,7 @@ def runs(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         print_json(reply)
     else:
-        render.console.print(render.runs_table(reply.runs))
+        render.show(render.runs_table(reply.runs))
 
 
 @cli.command()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 import time
 from collections.abc import Iterable
 from datetime import datetime
 
-from rich.console import Console, Group
-from rich.table import Table
+from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
+from orchctl import tables
 from orchd import events as ev
 from orchd import state as st
 from orchd import views
@@ -27,7 +26,14 @@ COLOURS = {
 ORDER = {"running": 0, "retrying": 1, "failed": 2, "pending": 3, "cancelled": 4, "completed": 5}
 
 console = Console()
+console.soft_wrap = not console.is_terminal  # off a terminal, a line is never wrapped or cut
 err_console = Console(stderr=True)
+
+
+def show(renderable: RenderableType) -> None:
+    """Print to stdout. A table wider than the terminal (ids too long for it) is not cropped: the
+    terminal wraps its lines, and every id stays whole."""
+    console.print(renderable, crop=False)
 
 
 def when(ts: float | None) -> str:
@@ -55,52 +61,43 @@ def counts_text(counts: dict[str, int]) -> Text:
     text = Text()
     for name in st.TASK_STATES:
         if counts.get(name):
-            text.append(f"{counts[name]} {name}  ", style=COLOURS[name])
+            text.append("  " if text else "")
+            text.append(f"{counts[name]} {name}", style=COLOURS[name])
     return text
 
 
-def runs_table(runs: Iterable[views.RunSummary]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for col in ("RUN", "STATE", "TASKS", "PROGRESS", "SUBMITTED", "DURATION", "COST", "WORKTREES"):
-        table.add_column(col)
+def whole(command: str) -> str:
+    """The hint under a table whose long text was cut to fit the terminal."""
+    return f"(…: cut to fit; {command} shows it all)"
+
+
+def runs_table(runs: Iterable[views.RunSummary]) -> tables.Grid:
+    grid = tables.Grid(
+        ["RUN", "STATE", "TASKS", "SUBMITTED", "DURATION", "COST", "WORKTREES", "PROGRESS"],
+        hint=whole("`orchctl runs --json`"),
+    )
     for run in sorted(runs, key=lambda r: r.submitted_at):
         end = run.finished_at or time.time()
-        table.add_row(
+        grid.add_row(
             run.run_id,
             state_text(run.state),
             str(run.tasks),
-            counts_text(run.counts),
             when(run.submitted_at),
             span(end - run.submitted_at),
             cost(run.cost_usd),
             str(run.worktrees) if run.worktrees else "-",
+            counts_text(run.counts),
         )
-    return table
+    return grid
 
 
-def task_table(columns: list[str], last: str) -> Table:
-    """A borderless table whose columns keep their width and whose `last` column takes the rest.
-
-    Cells of the last column go through `fitted`: the column is the only one rich may narrow, and each
-    cell stays on one line, cut with an ellipsis.
-    """
-    table = Table(header_style="bold", box=None)
-    for col in columns:
-        table.add_column(col, no_wrap=True, min_width={"TASK": 12, "STATE": 9}.get(col, len(col)))
-    table.add_column(last, overflow="ellipsis")
-    return table
-
-
-def fitted(value: object) -> Text:
-    """A cell of a task table's last column: one line, cut with an ellipsis where the terminal ends."""
-    return Text(" ".join(str(value or "").split()), no_wrap=True, overflow="ellipsis")
-
-
-def task_rows(tasks: list[views.TaskView], limit: int | None = None) -> Table:
-    table = task_table(["TASK", "STATE", "ATTEMPT", "DURATION", "EXIT", "COST"], "DETAIL")
+def task_rows(run_id: str, tasks: list[views.TaskView]) -> tables.Grid:
+    grid = tables.Grid(
+        ["TASK", "STATE", "ATTEMPT", "DURATION", "EXIT", "COST", "DETAIL"],
+        hint=whole(f"`orchctl why {run_id} TASK` or `--json`"),
+    )
     now = time.time()
-    ordered = sorted(tasks, key=lambda t: ORDER.get(t.state, 9))
-    for task in ordered[:limit]:
+    for task in sorted(tasks, key=lambda t: ORDER.get(t.state, 9)):
         if task.state == "retrying" and task.due_at:
             detail = f"next attempt at {when(task.due_at)} ({task.reason})"
         elif task.state in ("completed",):
@@ -110,18 +107,16 @@ def task_rows(tasks: list[views.TaskView], limit: int | None = None) -> Table:
         duration = task.duration
         if duration is None and task.started_at and task.state == "running":
             duration = now - task.started_at
-        table.add_row(
+        grid.add_row(
             task.id,
             state_text(task.state),
             f"{task.attempts}/{task.max_attempts}",
             span(duration),
             "-" if task.exit_code is None else str(task.exit_code),
             cost(task.cost_usd),
-            fitted(detail),
+            detail,
         )
-    if limit is not None and len(ordered) > limit:
-        table.add_row(f"… {len(ordered) - limit} more", "", "", "", "", "", "")
-    return table
+    return grid
 
 
 def summary_line(run: views.RunSummary) -> Text:
@@ -139,17 +134,18 @@ def summary_line(run: views.RunSummary) -> Text:
 
 
 def run_status(view: views.RunView) -> Group:
-    return Group(summary_line(view.summary), task_rows(view.tasks))
+    return Group(summary_line(view.summary), task_rows(view.summary.run_id, view.tasks))
 
 
-def results_table(view: views.RunView) -> Table:
+def results_table(view: views.RunView) -> tables.Grid:
     """One row per task; cost and token columns only when an agent reported them."""
     header, rows = results_rows(view)
-    table = task_table(header[:-1], header[-1])
+    run_id = view.summary.run_id
+    grid = tables.Grid(header, hint=whole(f"`orchctl why {run_id} TASK` or `--json`"))
     for task, cells in zip(sorted(view.tasks, key=lambda t: t.id), rows):
-        cells[1], cells[-1] = state_text(task.state), fitted(cells[-1])
-        table.add_row(*cells)
-    return table
+        cells[1] = state_text(task.state)
+        grid.add_row(*cells)
+    return grid
 
 
 def results_rows(view: views.RunView) -> tuple[list[str], list[list]]:
@@ -235,44 +231,6 @@ def event_line(run: st.RunState, event: ev.Event) -> str | None:
     detail = task.result if task.state == "completed" else task.reason
     tail = f" (attempt {task.attempts}, {span(task.duration)})"
     return f"{head}{tail}{': ' + detail if detail else ''}"
-
-
-def story_line(row: ev.Row, event: ev.Event | None) -> str | None:
-    """One sentence of a task's story (`orchctl why`), or None for events that tell nothing new."""
-    at = when(row.ts)
-    if isinstance(event, ev.AttemptLaunching):
-        argv = shlex.join(event.argv).replace("\n", "\\n")
-        return f"{at}  attempt {event.attempt} launched: {argv[:100]}{'…' * (len(argv) > 100)}  (in {event.cwd})"
-    if isinstance(event, ev.AttemptStarted):
-        return f"{at}    running as pid {event.pid}"
-    if isinstance(event, ev.AttemptFinished):
-        how = (
-            f"exit {event.exit_code}"
-            if event.exit_code is not None
-            else (f"signal {event.signal}" if event.signal is not None else "no exit status")
-        )
-        why = f": {event.reason}" if event.reason else ""
-        return f"{at}    ended after {span(event.duration)}, {how} -> {event.outcome}{why}"
-    if isinstance(event, ev.TaskRetrying):
-        budget = "" if event.spends_retry else ", not spending a retry"
-        return f"{at}  -> next attempt in {span(event.delay)}, at {when(event.due_at)}{budget}"
-    if isinstance(event, (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled)):
-        reason = getattr(event, "reason", "")
-        return f"{at}  -> {type(event).__name__.removeprefix('Task').lower()}{': ' + reason if reason else ''}"
-    return None
-
-
-def what_next(task: views.TaskView) -> str:
-    """What happens next to a task, in words."""
-    if task.state == "pending":
-        return "waiting for a session slot"
-    if task.state == "running":
-        return f"attempt {task.attempts} is running" + (f" as pid {task.pid}" if task.pid else "")
-    if task.state == "retrying":
-        return f"attempt {task.attempts + 1} of at most {task.max_attempts} starts at {when(task.due_at)}"
-    if task.state == "failed":
-        return "nothing: it failed (`orchctl retry RUN TASK` runs it again with a fresh budget)"
-    return f"nothing: it is {task.state}"
 
 
 def progress_line(run: st.RunState, now: float | None = None) -> str:

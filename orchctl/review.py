@@ -40,8 +40,8 @@ def results(ctx: click.Context, run: str, as_json: bool, markdown: bool) -> None
     elif markdown:
         click.echo(render.results_markdown(view), nl=False)
     else:
-        render.console.print(render.results_table(view))
-        render.console.print(render.summary_line(view.summary))
+        render.show(render.results_table(view))
+        render.show(render.summary_line(view.summary))
 
 
 @click.command()
@@ -126,7 +126,7 @@ def why(ctx: click.Context, run: str, task: str, as_json: bool) -> None:
     Example:
       orchctl why last flaky
     """
-    from orchctl import render
+    from orchctl import story
 
     client = client_for(ctx)
     info = client.call(p.TaskInfo(run=run, task=task))
@@ -134,18 +134,21 @@ def why(ctx: click.Context, run: str, task: str, as_json: bool) -> None:
     if as_json:
         print_json(info)
         return
-    view = info.task
-    click.echo(
-        f"{view.id} of {info.run_id}: {view.state}, {view.attempts} attempt{'s' * (view.attempts != 1)} "
-        f"(at most {view.max_attempts})"
-    )
-    reply = client.call(p.Events(run=info.run_id, task=task, limit=10_000))
-    assert isinstance(reply, p.EventsReply)
-    for row in reply.events:
-        line = render.story_line(row, ev.decode(row.kind, row.payload))
-        if line:
-            click.echo(line)
-    click.echo(f"next: {render.what_next(view)}")
+    rows = []  # the task's events, and the cancels and retries of the run that name it
+    for request in (
+        p.Events(run=info.run_id, task=info.task.id, limit=10_000),
+        p.Events(run=info.run_id, kinds=["CancelRequested", "RetryRequested"], limit=10_000),
+    ):
+        reply = client.call(request)
+        assert isinstance(reply, p.EventsReply)
+        rows += reply.events
+    events = [(row.seq, row.ts, ev.decode(row.kind, row.payload)) for row in rows]
+    told = [
+        (ts, e)
+        for _, ts, e in sorted(events, key=lambda x: x[0])
+        if story.concerns(e, info.task.id)
+    ]
+    click.echo(story.story(info.run_id, info.task, told))
 
 
 @click.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from orchd.plan import BackoffSpec
+from orchd.spec import BackoffSpec
 
 
 def delay(spec: BackoffSpec, retry: int, rand: random.Random | None = None) -> float:

@@ -12,7 +12,7 @@ from typing import Union
 
 import msgspec
 
-from orchd.plan import RunSpec
+from orchd.spec import RunSpec
 from orchd.streams.base import ApiError, Limit, Spend
 
 

@@ -33,9 +33,9 @@ class Ping(_Request):
 
 class Submit(_Request):
     plan: str
-    source: str = "<plan>"
-    base_dir: str = "."
-    fmt: str | None = None
+    source: str = "<plan>"  # the plan's path, or "<stdin>": errors name it
+    base_dir: str = "."  # what its relative paths (workdir, prompt_file) are relative to
+    fmt: str | None = None  # "toml" | "json"; None: what the suffix of `source` says, else guessed
 
 
 class Status(_Request):

@@ -17,7 +17,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 
 def _plan() -> Any:
-    from orchd.plan import RawPlan
+    from orchd.spec import RawPlan
 
     return RawPlan
 

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from orchd import events as ev
-from orchd.plan import RunSpec, TaskSpec
+from orchd.spec import RunSpec, TaskSpec
 from orchd.streams.base import ApiError, Limit, Spend
 
 TASK_STATES = ("pending", "running", "retrying", "completed", "failed", "cancelled")
@@ -60,6 +60,7 @@ class TaskState(msgspec.Struct, gc=False):
     reason: str = ""
     cancel_requested: bool = False
     finished_at: float | None = None
+    budget_from: int = 0  # attempts made before the user's latest `orchctl retry` (a fresh budget)
 
     @property
     def current(self) -> AttemptState | None:
@@ -215,6 +216,7 @@ def _retry_requested(run: RunState, event: ev.RetryRequested, ts: float) -> None
     for task in _tasks(run, event.task_ids):
         run.unfinished += task.state in TERMINAL
         task.state, task.retries_spent, task.reason = "pending", 0, ""
+        task.budget_from = len(task.attempts)
         task.cancel_requested, task.finished_at, task.due_at = False, None, None
     run.state, run.finished_at = "running", None
 

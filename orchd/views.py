@@ -138,7 +138,8 @@ def task_view(
     attempts = task.attempts
     first = attempts[0] if attempts else None
     last = attempts[-1] if attempts else None
-    lost = sum(1 for a in attempts if a.outcome == "lost")
+    # at most: the attempts before the user's latest retry, then a fresh budget (lost ones free)
+    lost = sum(1 for a in attempts[task.budget_from :] if a.outcome == "lost")
     started = first.started_at or first.launched_at if first else None
     end = task.finished_at
     return TaskView(
@@ -146,7 +147,7 @@ def task_view(
         state=task.state,
         agent=task.spec.agent,
         attempts=len(attempts),
-        max_attempts=task.spec.max_retries + 1 + lost,
+        max_attempts=task.budget_from + task.spec.max_retries + 1 + lost,
         reason=task.reason,
         due_at=task.due_at if task.state == "retrying" else None,
         started_at=started,

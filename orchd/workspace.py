@@ -62,7 +62,8 @@ def git(*args: str, cwd: str, check: bool = True) -> subprocess.CompletedProcess
     """Run `git ARGS` in `cwd` (argv, never a shell).
 
     Raises:
-        GitError: git is missing, timed out, or (with `check`) exited non-zero; the message has its stderr.
+        GitError: git or `cwd` is missing, git timed out, or (with `check`) exited non-zero; the
+            message has its stderr.
     """
     try:
         result = subprocess.run(
@@ -74,7 +75,12 @@ def git(*args: str, cwd: str, check: bool = True) -> subprocess.CompletedProcess
             stdin=subprocess.DEVNULL,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
         )
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        if not os.path.isdir(cwd):  # subprocess raises the same error for a missing cwd as for git
+            raise GitError(
+                f"cannot run git in {cwd}: no such directory (moved or removed?)",
+                ErrorCode.NOT_FOUND,
+            ) from None
         raise GitError(
             "git is not installed (worktree isolation needs it)", ErrorCode.INTERNAL
         ) from None

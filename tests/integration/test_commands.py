@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,17 @@ def test_retry_runs_failed_tasks_again(orchd: Daemon, tmp_path: Path) -> None:
     assert tasks["needs-marker"]["state"] == "completed" and tasks["needs-marker"]["attempts"] == 2
     assert tasks["fine"]["attempts"] == 1
     assert orchd.orchctl("retry", run_id, "nope").returncode == 2
+    # why tells what became of the first attempt, and the fresh budget counts from the retry
+    assert tasks["needs-marker"]["max_attempts"] == 2
+    lines = orchd.orchctl("why", run_id, "needs-marker", check=True).stdout.splitlines()
+    assert re.fullmatch(
+        rf"needs-marker of {run_id}: completed on attempt 2 \(attempt 1 failed: exit code 4 "
+        r"\(gave up after 1 attempt\); retried by `orchctl retry` at \d\d:\d\d\)",
+        lines[0],
+    ), lines[0]
+    assert any(
+        line.endswith("  -> `orchctl retry`: run again with a fresh retry budget") for line in lines
+    )
 
 
 def test_events_history_and_json(orchd: Daemon, tmp_path: Path) -> None:
@@ -234,7 +246,9 @@ def test_why_tells_the_story_of_a_task(orchd: Daemon, tmp_path: Path) -> None:
     run_id = json.loads(submit(orchd, plan, "--wait", "--json").stdout)["summary"]["run_id"]
     story = orchd.orchctl("why", run_id, "flaky", check=True).stdout
     lines = story.splitlines()
-    assert lines[0] == f"flaky of {run_id}: completed, 2 attempts (at most 3)"
+    assert lines[0] == (
+        f"flaky of {run_id}: completed on attempt 2 (attempt 1 failed: exit code 1; retried after 0.1s)"
+    )
     assert any("attempt 1 launched" in line for line in lines)
     assert any("exit 1 -> retry: exit code 1" in line for line in lines)
     assert any("-> next attempt in 0.1s" in line for line in lines)

@@ -228,3 +228,58 @@ def test_logs_render_an_agents_conversation_and_raw_gives_the_bytes(
         timeout=60,
     )
     assert raw.returncode == 0 and raw.stdout == fixture.read_bytes()
+
+
+# A stand-in for Claude Code whose cost is the session's running total, as Claude's is: attempt 1
+# fails having spent $0.10, attempt 2 resumes the session and ends at $0.25 in all.
+RESUMED_CLAUDE = """#!{python}
+import json, os, sys
+first = os.environ["ORCH_ATTEMPT"] == "1"
+assert first or "--resume" in sys.argv
+print(json.dumps({{"type": "result", "subtype": "success", "is_error": first,
+                  "result": "overloaded" if first else "done", "session_id": "s-1",
+                  "total_cost_usd": 0.10 if first else 0.25}}))
+sys.exit(1 if first else 0)
+"""
+
+
+@needs_tmux
+def test_the_watch_header_counts_a_resumed_session_s_cost_once(
+    make_daemon: Callable[..., Daemon], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "claude").write_text(RESUMED_CLAUDE.format(python=sys.executable))
+    (bindir / "claude").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    orchd = make_daemon()
+    gate = tmp_path / "gate"
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "name": "resumed",
+            "workdir": str(tmp_path),
+            "isolation": "none",
+            "defaults": {"max_retries": 1, "backoff": {"initial": "0.1s", "jitter": "none"}},
+            "tasks": [
+                {"id": "talk", "agent": "claude", "prompt": "go", "resume": True},
+                {
+                    "id": "worker",
+                    "agent": "command",
+                    "command": [sys.executable, "-c", GATED, str(gate)],
+                },
+            ],
+        },
+    )
+    run_id = json.loads(orchd.orchctl("submit", str(plan), "--json", check=True).stdout)["run_id"]
+    term = Terminal(watch_command(orchd, "watch", run_id), "cost")
+    try:
+        live = term.wait_for(lambda s: "1/2 done" in s, "the resumed task to complete")
+        header = live.splitlines()[0]
+        assert "cost $0.2500" in header, live  # not $0.3500: the second report includes the first
+        status = json.loads(orchd.orchctl("status", run_id, "--json", check=True).stdout)
+        assert status["runs"][0]["summary"]["cost_usd"] == 0.25
+        gate.write_text("")
+        term.wait_for(lambda s: "EXIT=0" in s, "watch to end", timeout=60)
+    finally:
+        term.close()

@@ -250,3 +250,20 @@ def test_one_plan_changes_several_repositories(orchd: Daemon, tmp_path: Path) ->
     for repo in repos:
         assert f"merged {repo.name} into main ({repo})" in merged
         assert (repo / "LICENSE").read_text() == "MIT\n"
+
+
+def test_a_repository_that_moved_away_is_named_not_taken_for_a_missing_git(
+    orchd: Daemon, tmp_path: Path
+) -> None:
+    repo = make_repo(tmp_path / "repo")
+    view = run_plan(
+        orchd, tmp_path, repo, [{"id": "docs", "command": agent("edit", "README.md=# moved")}]
+    )
+    assert view["summary"]["state"] == "completed"
+    run_id = view["summary"]["run_id"]
+    repo.rename(tmp_path / "elsewhere")
+    for args in (("diff", run_id, "docs"), ("merge", run_id)):
+        result = orchd.orchctl(*args)
+        assert result.returncode == 2, result
+        assert "not installed" not in result.stderr, result.stderr
+        assert f"cannot run git in {repo}: no such directory" in result.stderr, result.stderr

@@ -176,7 +176,8 @@ def tracked(n: int, tmp_path: Path) -> live.RunTracker:
 
 
 def frame(tracker: live.RunTracker, only: str | None = None) -> str:
-    console = Console(record=True, width=120, height=30, color_system=None)
+    # the live view runs in a terminal only
+    console = Console(record=True, width=120, height=30, color_system=None, force_terminal=True)
     view = live.WatchView(tracker, console)
     view.only = only
     console.print(view.render())
@@ -224,7 +225,7 @@ def test_progress_line_and_final_report(tmp_path: Path) -> None:
         "r [#########-----------] 49/100 done (48 pending, 1 running, 2 retrying, 48 completed, 1 failed) "
         "1m30s"
     )
-    console = Console(record=True, width=160, color_system=None)
+    console = Console(record=True, width=160, color_system=None, force_terminal=True)
     console.print(render.final_report(views.run_view(tracker.run)))
     report = console.export_text()
     assert (
