@@ -224,10 +224,7 @@ class Stream:
         with self.hub.journal.lock:
             state = self.hub.journal.state
             doc = self.page.snapshot(state) if touched is None else self.page.delta(state, touched)
-            if doc is None:
-                return None, None
-            chosen = self.page.chosen(state) if isinstance(self.page, pages.TaskPage) else None
-            return p.encode(doc), None if chosen is None else msgspec.structs.replace(chosen)
+            return (None, None) if doc is None else (p.encode(doc), self._chosen())
 
     def _conversation(self, chosen: st.AttemptState | None) -> bytes:
         """The conversation's news after a document: from the start for another attempt."""
@@ -242,8 +239,11 @@ class Stream:
         return b"" if piece is None else sse("log", p.encode(piece))
 
     def _chosen(self) -> st.AttemptState | None:
+        """A copy of the attempt whose conversation the page shows (None: not a task page)."""
+        if not isinstance(self.page, pages.TaskPage):
+            return None
         with self.hub.journal.lock:
-            chosen = self.page.chosen(self.hub.journal.state)  # type: ignore[union-attr]
+            chosen = self.page.chosen(self.hub.journal.state)
             return None if chosen is None else msgspec.structs.replace(chosen)
 
     async def events(self, clock: Callable[[], float] = time.monotonic) -> AsyncIterator[bytes]:

@@ -166,8 +166,11 @@
       const item = this.items.get(k), tr = this.rows.get(k);
       if (!item || !tr) return;
       tr.dataset.state = item.state || item.summary?.state || "";
-      tr.replaceChildren(...this.columns.map((c) =>
-        el("td", { class: c.class }, c.cell(item, this.doc, this.parked.has(k)))));
+      tr.replaceChildren(...this.columns.map((c) => {
+        const td = el("td", { class: c.class }, c.cell(item, this.doc, this.parked.has(k)));
+        if (c.class === "detail") td.title = td.textContent;  // the whole text, where it is cut
+        return td;
+      }));
     }
 
     tick() {  // running durations move on between deltas
