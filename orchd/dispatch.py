@@ -153,7 +153,7 @@ class Dispatcher:
                 with journal.lock:
                     run = self._run(name)
                     # encoded under the lock: a record holds the fold's own attempts
-                    record = msgspec.Raw(p.encode(views.run_record(run)))
+                    record = msgspec.Raw(p.encode(views.run_record(run, journal.state.providers)))
                     return p.ExportReply(seq=journal.state.seq, run=record)  # type: ignore[arg-type]
             case p.Shutdown():
                 self.shutdown_requested.set()

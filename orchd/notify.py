@@ -1,5 +1,6 @@
 """Notifications: `[notify]` in config.toml runs a command and/or sends to apprise URLs when an
-event of the kinds it names is committed to the log (by default a run finished, a task failed).
+event of the kinds it names is committed to the log (by default a run finished, a task failed,
+a provider held).
 
 A follower of the log, on one thread of its own: it reads the committed events after its cursor,
 delivers each to every notifier in turn, then moves the cursor past it. Nothing else waits for
@@ -13,9 +14,9 @@ event that was being delivered when orchd died. With no cursor (the first start 
 or after orchd ran without it, which removes the file), notifications start at the end of the
 log: turning them on never sends the history.
 
-The kinds are generic: any event kind of `events.py` may be named in `on`. A new kind that
-should notify by default (a provider held, once providers are recorded) goes in DEFAULT_ON, and
-a sentence for it in WORDS; a kind without one is sent with its payload as the body.
+The kinds are generic: any event kind of `events.py` may be named in `on`. A kind that
+should notify by default goes in DEFAULT_ON, and a sentence for it in WORDS; a kind without one
+is sent with its payload as the body.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from orchd.paths import Paths
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ON = ["RunFinished", "TaskFailed"]  # (issue 17) and "ProviderHeld", once it is an event
+DEFAULT_ON = ["RunFinished", "TaskFailed", "ProviderHeld"]
 COMPLAIN_EVERY = 600.0  # seconds between two log lines about the same failing notifier
 BATCH = 100  # events read at a time
 
@@ -114,9 +115,15 @@ def _task_failed(event: ev.TaskFailed, run: st.RunState | None) -> tuple[str, st
     )
 
 
+def _provider_held(event: ev.ProviderHeld, run: st.RunState | None) -> tuple[str, str, str]:
+    until = f" until {time.strftime('%H:%M', time.localtime(event.until))}" if event.until else ""
+    return f"orch: provider {event.provider} held{until} ({event.cause})", event.reason, "failure"
+
+
 WORDS: dict[str, Words] = {
     "RunFinished": _run_finished,  # type: ignore[dict-item]
     "TaskFailed": _task_failed,  # type: ignore[dict-item]
+    "ProviderHeld": _provider_held,  # type: ignore[dict-item]
 }
 
 

@@ -131,7 +131,7 @@ class Hub:
             touched.everything = True
         elif self.feeds:
             for row in store.rows(self._conn, after=self.seq, upto=upto):
-                touched.note(row.run_id, row.task_id)
+                touched.note(row.run_id, row.task_id, row.kind)
         self.seq = upto
         return touched
 

@@ -39,8 +39,10 @@ class Touched:
     whole: set[str] = field(default_factory=set)
     everything: bool = False
 
-    def note(self, run_id: str, task_id: str | None) -> None:
-        """One event of the log, by the run and task it belongs to."""
+    def note(self, run_id: str, task_id: str | None, kind: str = "") -> None:
+        """One event of the log, by the run and task it belongs to (and its kind)."""
+        if kind.startswith("Provider"):  # a provider's hold or limit shows in every run using it
+            self.everything = True
         self.runs.add(run_id)
         if task_id is None:
             self.whole.add(run_id)
@@ -113,15 +115,16 @@ class Summaries:
 
     def __init__(self, keep: int = 256) -> None:
         self.keep = keep
-        self._cache: OrderedDict[str, tuple[int, views.RunSummary]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[tuple[int, int], views.RunSummary]] = OrderedDict()
 
-    def of(self, run: st.RunState) -> views.RunSummary:
+    def of(self, run: st.RunState, state: st.State) -> views.RunSummary:
+        key = (run.seq, state.providers_seq)  # the providers' holds show in the summary too
         hit = self._cache.get(run.run_id)
-        if hit is not None and hit[0] == run.seq:
+        if hit is not None and hit[0] == key:
             self._cache.move_to_end(run.run_id)
             return hit[1]
-        summary = views.run_summary(run)
-        self._cache[run.run_id] = (run.seq, summary)
+        summary = views.run_summary(run, providers=state.providers)
+        self._cache[run.run_id] = (key, summary)
         self._cache.move_to_end(run.run_id)
         while len(self._cache) > self.keep:
             self._cache.popitem(last=False)
@@ -179,7 +182,7 @@ class RunsPage:
             offset=self.offset,
             total=len(state.runs),
             order=order,
-            runs=[self.summaries.of(state.runs[r]) for r in ids],
+            runs=[self.summaries.of(state.runs[r], state) for r in ids],
         )
 
 
@@ -238,12 +241,12 @@ class RunPage:
             seq=state.seq,
             snapshot=snapshot,
             run_id=run.run_id,
-            summary=self.summaries.of(run),
+            summary=self.summaries.of(run, state),
             only=self.only,
             offset=self.offset,
             total=self._total,
             order=order,
-            tasks=[views.task_view(t, run) for t in tasks],
+            tasks=[views.task_view(t, run, state.providers) for t in tasks],
             parked=[t.spec.id for t in tasks if _parked(t)],
         )
 
@@ -278,8 +281,8 @@ class TaskPage:
             seq=state.seq,
             snapshot=True,
             run_id=run.run_id,
-            summary=self.summaries.of(run),
-            task=views.task_view(task, run),
+            summary=self.summaries.of(run, state),
+            task=views.task_view(task, run, state.providers),
             attempts=list(task.attempts),
             parked=_parked(task),
         )
@@ -296,8 +299,8 @@ class TaskPage:
                 seq=state.seq,
                 snapshot=False,
                 run_id=run.run_id,
-                summary=self.summaries.of(run),
-                task=views.task_view(task, run),
+                summary=self.summaries.of(run, state),
+                task=views.task_view(task, run, state.providers),
                 attempts=None,
                 parked=_parked(task),
             )

@@ -23,7 +23,7 @@ class Log:
         for event in events:
             self.seq += 1
             st.apply(self.state, ev.Record(self.seq, 1000.0 + self.seq, ev.kind_of(event), event))
-            touched.note(event.run_id, getattr(event, "task_id", None))
+            touched.note(event.run_id, getattr(event, "task_id", None), ev.kind_of(event))
         return touched
 
 
@@ -143,3 +143,14 @@ def test_a_task_page_follows_the_latest_attempt_unless_one_is_chosen() -> None:
     submit(log, "other", 1)
     delta = latest.delta(log.state, launch(log, "other", "t00000"))
     assert delta is None
+
+
+def test_a_provider_event_starts_every_page_again() -> None:
+    log = Log()
+    submit(log, "r", 2)
+    page = pages.RunPage(pages.Summaries(), "r")
+    page.snapshot(log.state)
+    touched = log.add(ev.ProviderHeld("r", provider="claude:x", cause="auth", reason="bad key"))
+    assert touched.everything  # its hold shows in every run whose tasks spend it
+    delta = page.delta(log.state, touched)
+    assert delta is not None and delta.snapshot and len(delta.tasks) == 2

@@ -82,9 +82,11 @@
 
   // What a task is doing, or why it stopped, in a few words (as `orchctl watch` says it).
   function detail(task, parked) {
+    if (task.held) return task.held;  // "held: …": its provider is held (providers.py)
     switch (task.state) {
       case "pending": return "waiting for a session slot";
-      case "running": return task.pid ? `running as pid ${task.pid}` : "starting…";
+      case "running":
+        return task.notice || (task.pid ? `running as pid ${task.pid}` : "starting…");
       case "retrying":
         return parked
           ? `waiting until ${fmt.until(task.due_at)} (${task.reason})`
@@ -101,8 +103,7 @@
 
   // ------------------------------------------------------------------ a table that applies deltas
 
-  // Columns of the tasks table. (Provider holds, from the providers issue: one more entry here,
-  // e.g. { title: "Hold", cell: (t) => t.hold || "" }, once TaskView carries it.)
+  // Columns of the tasks table: one entry per column (a field TaskView gains is one more entry).
   const TASK_COLUMNS = [
     { title: "Task", cell: (t, doc) => link(taskHash(doc.run_id, t.id), t.id) },
     { title: "State", cell: (t) => badge(t.state) },
@@ -232,9 +233,25 @@
     every(1000, () => { for (const [k, r] of grid.items) if (r.state === "running") grid.fill(k); });
   }
 
+  // The providers a run spends: holds, limits, and what the run spent of each.
+  const PROVIDER_COLUMNS = [
+    { title: "Provider", cell: (v) => v.provider },
+    { title: "State", cell: (v) => (v.held ? badge("held") : badge("ok")) },
+    { title: "Until", cell: (v) => (v.held ? (v.until ? fmt.until(v.until) : "you act (orchctl retry)") : "–"), class: "num" },
+    { title: "Limit", cell: (v) => (v.limit === null ? "–" : String(v.limit)), class: "num" },
+    { title: "Running", cell: (v) => `${v.running}/${v.tasks}`, class: "num" },
+    { title: "Spent", cell: (v) => fmt.cost(v.cost_usd), class: "num" },
+    { title: "Reason", cell: (v) => v.reason, class: "detail" },
+  ];
+
   function runHeader(summary) {
-    // (Spend and holds, from the providers issue: more facts here, e.g.
-    // fact("Spend", fmt.cost(summary.spend_usd)), once RunSummary carries them.)
+    const providers = summary.providers || [];
+    let table = null;
+    if (providers.length) {
+      const grid = new Grid(PROVIDER_COLUMNS, (v) => v.provider);
+      grid.apply(summary, providers, providers.map((v) => v.provider));
+      table = el("div", { class: "providers" }, el("h2", { text: "Providers" }), grid.node);
+    }
     return [
       el("div", { class: "title" }, el("h1", { text: summary.run_id }), badge(summary.state)),
       progress(summary),
@@ -244,8 +261,10 @@
         fact("Elapsed", elapsed(summary)),
         fact("Concurrency", String(summary.concurrency)),
         fact("Cost", fmt.cost(summary.cost_usd)),
+        summary.budget_usd ? fact("Budget", fmt.cost(summary.budget_usd)) : null,
         fact("Tokens", fmt.tokens(summary.tokens_in, summary.tokens_out)),
         fact("Workdir", summary.workdir)),
+      table,
     ];
   }
 
@@ -348,6 +367,8 @@
           fact("Duration", duration(task)),
           fact("Cost", fmt.cost(task.cost_usd)),
           fact("Tokens", fmt.tokens(task.tokens_in, task.tokens_out)),
+          task.provider ? fact("Provider", task.provider) : null,
+          task.notice ? fact("Notice", task.notice) : null,
           task.branch ? fact("Branch", task.branch) : null,
           task.files.length ? fact("Files", task.files.join(", ")) : null));
     }
