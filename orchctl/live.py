@@ -25,12 +25,12 @@ from rich.table import Table
 from rich.text import Text
 
 from orchctl import render as r
-from orchctl.activity import latest_activity, one_line
 from orchctl.tables import Grid
 from orchd import events as ev
 from orchd import protocol as p
 from orchd import state as st
 from orchd import views
+from orchd.activity import latest_activity, one_line
 
 FILTERS: tuple[str | None, ...] = (
     None,

@@ -14,6 +14,7 @@ import click
 from orchctl import daemonctl, history, review
 from orchctl.common import client_for, follow_log, handle_errors, print_json
 from orchctl.completion import complete_run, complete_task, completion
+from orchctl.export import export
 from orchd import protocol as p
 from orchd.errors import ErrorCode, OrchError
 from orchd.plan import STDIN
@@ -55,6 +56,7 @@ for command in (
     history.replay,
     history.audit,
     daemonctl.daemon,
+    export,
 ):
     cli.add_command(command)
 
@@ -312,6 +314,28 @@ def retry(ctx: click.Context, run: str, task: str | None) -> None:
       orchctl retry last flaky-test
     """
     _change(ctx, p.Retry(run=run, task=task))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schemas/dashboard.schema.json).")
+@click.pass_context
+@handle_errors
+def dashboard(ctx: click.Context, as_json: bool) -> None:
+    """Serve the live web dashboard on 127.0.0.1 and print its URL (it opens nothing).
+
+    The URL carries a token: anyone with it can read every run while orchd runs. Asking again
+    prints the same URL; a restarted orchd serves it again only once asked, with a new token.
+
+    
+    Example:
+      orchctl dashboard
+    """
+    reply = client_for(ctx).call(p.Dashboard())
+    assert isinstance(reply, p.DashboardReply)
+    if as_json:
+        print_json(p.DashboardUrl(url=reply.url))
+    else:
+        click.echo(reply.url)
 
 
 def main(args: list[str] | None = None) -> None:

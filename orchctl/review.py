@@ -64,7 +64,7 @@ def logs(
       orchctl logs last hints-core -f
       orchctl logs last hints-core --attempt 1 --raw | jq .
     """
-    from orchctl.activity import Conversation
+    from orchd.activity import Conversation
 
     client = client_for(ctx)
     info = client.call(p.TaskInfo(run=run, task=task))

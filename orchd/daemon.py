@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import tomllib
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import pykka
@@ -25,6 +25,7 @@ from orchd.executors.base import Executor
 from orchd.executors.local import LocalExecutor
 from orchd.inotify import Growth
 from orchd.journal import Journal
+from orchd.notify import Notifier, NotifyConfig, cursor_file
 from orchd.paths import Paths, resolve
 from orchd.reactor import Reactor
 from orchd.server import Server
@@ -46,6 +47,12 @@ class RayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     )
 
 
+class DashboardConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`[dashboard]` in config.toml: where `orchctl dashboard` serves the page."""
+
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0  # on 127.0.0.1; 0: a free port
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The daemon's config.toml."""
 
@@ -53,6 +60,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         "local"  # where sessions run: this machine, or a Ray cluster
     )
     ray: RayConfig = msgspec.field(default_factory=RayConfig)
+    dashboard: DashboardConfig = msgspec.field(default_factory=DashboardConfig)
+    notify: NotifyConfig = msgspec.field(default_factory=NotifyConfig)
 
     max_sessions: int = (os.cpu_count() or 1) * 4  # global cap on sessions running at once
     kill_grace: float = 5.0  # seconds between TERM and KILL
@@ -73,9 +82,11 @@ def load_config(paths: Paths) -> Config:
     except FileNotFoundError:
         return Config()
     try:
-        return msgspec.convert(tomllib.loads(text), Config)
+        config = msgspec.convert(tomllib.loads(text), Config)
     except (tomllib.TOMLDecodeError, msgspec.ValidationError) as exc:
         raise OrchError(f"{paths.config_file}: {exc}") from None
+    config.notify.check(paths.config_file)
+    return config
 
 
 def make_executor(config: Config, reactor: Reactor, paths: Paths) -> Executor:
@@ -122,6 +133,12 @@ class Daemon:
         gc.freeze()  # what the log held is here to stay: later collections need not walk it
         log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
         self.journal = Journal(self.conn, state).start()
+        # before anything is recorded: a first start without a cursor begins at the replayed end
+        self.notifier: Notifier | None = None
+        if self.config.notify.wanted:
+            self.notifier = Notifier(self.config.notify, self.journal, paths).start()
+        else:  # notifications turned on later start from their moment, not from here
+            cursor_file(paths).unlink(missing_ok=True)
         self.reactor = Reactor().start()
         self.dispatcher = Dispatcher(threads=SESSION_THREADS, blocking=4, name="sessions")
         self.ctx = Context(
@@ -145,13 +162,17 @@ class Daemon:
             workers=self.config.server_workers,
             max_message=self.config.max_message_bytes,
             max_runs=self.config.max_runs,
+            dashboard_port=self.config.dashboard.port,
         ).start()
+
         log.info("listening on %s (pid %d)", paths.address, os.getpid())
         return self
 
     def stop(self) -> None:
         log.info("stopping")
         self.server.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         self.ctx.stopping = True  # launches still committing start nothing: recorded lost on restart, as killed ones
         self.supervisor.stop()
         getattr(

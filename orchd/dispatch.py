@@ -46,8 +46,19 @@ def _encoded(encoded: list[msgspec.Raw]) -> list[views.RunView]:
 class Dispatcher:
     """Carries out requests for one daemon, from any of the transport's workers."""
 
-    def __init__(self, ctx: Context, *, workers: int, max_message: int, max_runs: int) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        workers: int,
+        max_message: int,
+        max_runs: int,
+        dashboard_port: int = 0,
+    ) -> None:
         self.ctx, self.max_message, self.max_runs = ctx, max_message, max_runs
+        self.dashboard_port = dashboard_port
+        self._dashboard: Any = None  # the DashboardServer, once asked for (dashboard/server.py)
+        self._dashboard_lock = threading.Lock()
         # long-polls may hold all workers but a few, so that status and submit always get through
         self._waiters = threading.BoundedSemaphore(max(1, workers - RESERVED_WORKERS))
         self._submitting = (
@@ -129,20 +140,49 @@ class Dispatcher:
                     problem=result.problem,
                 )
             case p.Diff(run=name, task=task_id):
-                with journal.lock:
-                    run = self._run(name)
-                    task = self._task(run, task_id)
-                return review.diff(self.ctx, run, task, self.max_message // 2)
+                return self.diff(name, task_id)
             case p.Merge(run=name, into=into):
                 with journal.lock:
                     run = self._run(name)
                 return review.merge(self.ctx, run, into)
             case p.Clean():
                 return self._clean(request)
+            case p.Dashboard():
+                return p.DashboardReply(url=self.dashboard().url)
+            case p.Export(run=name):
+                with journal.lock:
+                    run = self._run(name)
+                    # encoded under the lock: a record holds the fold's own attempts
+                    record = msgspec.Raw(p.encode(views.run_record(run, journal.state.providers)))
+                    return p.ExportReply(seq=journal.state.seq, run=record)  # type: ignore[arg-type]
             case p.Shutdown():
                 self.shutdown_requested.set()
                 return p.Done(count=0, message="orchd is stopping")
         raise OrchError(f"unknown request {type(request).__name__}", ErrorCode.BAD_REQUEST)
+
+    def diff(self, run_name: str, task_id: str) -> p.DiffReply:
+        """A task's change, as `orchctl diff` shows it (git runs on the caller's thread)."""
+        with self.ctx.journal.lock:
+            run = self._run(run_name)
+            task = self._task(run, task_id)
+        return review.diff(self.ctx, run, task, self.max_message // 2)
+
+    def dashboard(self) -> Any:
+        """The dashboard's server, started on the first call (the web stack is imported then)."""
+        with self._dashboard_lock:
+            if self._dashboard is None:
+                from orchd.dashboard.server import DashboardServer
+
+                self._dashboard = DashboardServer(
+                    self.ctx.journal, self.ctx.paths, self.diff, self.dashboard_port
+                ).start()
+            return self._dashboard
+
+    def close(self) -> None:
+        """Stop what the requests started (the dashboard)."""
+        with self._dashboard_lock:
+            if self._dashboard is not None:
+                self._dashboard.stop()
 
     def _run(self, name: str) -> st.RunState:
         """A run by id, unique id prefix, or `last`. Call with the journal lock held."""

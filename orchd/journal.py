@@ -50,6 +50,16 @@ LAZY = 0.05  # seconds a lazy append waits for a commit to go with
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0  # seconds before a failed commit is tried again
 
 
+class _Reader:
+    """A reader waiting for a commit: after which seq, of which kinds (any when empty), what wakes it.
+    Compared by identity."""
+
+    __slots__ = ("kinds", "seq", "wake")
+
+    def __init__(self, seq: int, kinds: frozenset[str], wake: Callable[[], None]) -> None:
+        self.seq, self.kinds, self.wake = seq, kinds, wake
+
+
 class Journal:
     """Single writer of events.db; owns the daemon's folded state."""
 
@@ -58,9 +68,9 @@ class Journal:
         self._tail = store.tail(conn)
         self.state = state
         self.lock = threading.RLock()  # guards `state` for readers on other threads
-        # readers waiting for a commit: (after seq, of these kinds or any, woken); and the seq of
-        # each kind's latest event, so that a reader waiting for one kind sleeps through the others
-        self._readers: list[tuple[int, frozenset[str], threading.Event]] = []
+        # readers waiting for a commit: (after seq, of these kinds or any, what wakes them); and the
+        # seq of each kind's latest event, so that a reader waiting for one kind sleeps through the others
+        self._readers: list[_Reader] = []
         self._readers_lock = threading.Lock()
         self._latest: dict[str, int] = {}
         # appends wait in `_pending`, oldest first; only a holder of `_writing` takes them, so they
@@ -192,13 +202,13 @@ class Journal:
             i += len(events)
             _call(done, mine, None)
         with self._readers_lock:  # readers last: the callbacks start processes, readers only look
-            waiting = []
+            waiting: list[_Reader] = []
+            woken: list[_Reader] = []
             for reader in self._readers:
-                if self._holds(reader[0], reader[1]):
-                    reader[2].set()
-                else:
-                    waiting.append(reader)
+                (woken if self._holds(reader.seq, reader.kinds) else waiting).append(reader)
             self._readers = waiting
+        for reader in woken:
+            _call_wake(reader.wake)
         return True
 
     def _failed(self, batch: list, exc: BaseException) -> None:
@@ -213,9 +223,9 @@ class Journal:
             if refuse:
                 _call(done, None, self.failed)
         with self._readers_lock:  # long-polls answer with why nothing moves
-            for reader in self._readers:
-                reader[2].set()
-            self._readers = []
+            woken, self._readers = self._readers, []
+        for reader in woken:
+            _call_wake(reader.wake)
 
     def _holds(self, seq: int, kinds: frozenset[str]) -> bool:
         if not kinds:
@@ -225,17 +235,34 @@ class Journal:
     def wait_for(self, seq: int, timeout: float, kinds: Sequence[str] = ()) -> bool:
         """Block until the log holds events after `seq` (one of `kinds`, when given), or `timeout` passes.
         A reader is woken only by the commits it waits for."""
-        reader = (seq, frozenset(kinds), threading.Event())
-        with self._readers_lock:
-            if self._holds(seq, reader[1]):
-                return True
-            self._readers.append(reader)
+        woken = threading.Event()
+        reader = self.on_commit(seq, woken.set, kinds)
+        if reader is None:
+            return True
         try:
-            return reader[2].wait(timeout)
+            return woken.wait(timeout)
         finally:
-            with self._readers_lock:
-                if reader in self._readers:
-                    self._readers.remove(reader)
+            self.forget(reader)
+
+    def on_commit(
+        self, seq: int, wake: Callable[[], None], kinds: Sequence[str] = ()
+    ) -> _Reader | None:
+        """Call `wake()` once, on the committing thread, when the log holds events after `seq` (one
+        of `kinds`, when given): for readers that must not block a thread (the dashboard's loop).
+        `wake` must be quick and must not block. Returns None when such events are there already
+        (`wake` is not called), else a handle for `forget`."""
+        reader = _Reader(seq, frozenset(kinds), wake)
+        with self._readers_lock:
+            if self._holds(seq, reader.kinds):
+                return None
+            self._readers.append(reader)
+        return reader
+
+    def forget(self, reader: _Reader) -> None:
+        """Stop waiting: `wake` of an `on_commit` handle will not be called (unless it was already)."""
+        with self._readers_lock:
+            if reader in self._readers:
+                self._readers.remove(reader)
 
 
 def _call(done: Done | None, records: list[ev.Record] | None, error: OrchError | None) -> None:
@@ -244,3 +271,10 @@ def _call(done: Done | None, records: list[ev.Record] | None, error: OrchError |
             done(records, error)
         except Exception:  # a callback must not kill the writer
             log.exception("journal callback failed")
+
+
+def _call_wake(wake: Callable[[], None]) -> None:
+    try:
+        wake()
+    except Exception:  # a reader must not kill the writer
+        log.exception("journal reader's wake failed")

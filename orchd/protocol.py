@@ -16,7 +16,7 @@ from orchd import PROTOCOL_VERSION
 from orchd.errors import ErrorCode, OrchError
 from orchd.events import Row
 from orchd.state import AttemptState
-from orchd.views import RunSummary, RunView, TaskView
+from orchd.views import RunRecord, RunSummary, RunView, TaskView
 from orchd.workspace import MergeResult
 
 MAX_WAIT = 30.0  # seconds a long-poll may hold a request
@@ -100,6 +100,16 @@ class Clean(_Request):
     branches: bool = False
 
 
+class Dashboard(_Request):
+    """Serve the dashboard (once; asking again returns the same URL)."""
+
+
+class Export(_Request):
+    """One run with its tasks and every attempt, for `orchctl export`."""
+
+    run: str
+
+
 Request = Union[
     Ping,
     Submit,
@@ -115,6 +125,8 @@ Request = Union[
     Diff,
     Merge,
     Clean,
+    Dashboard,
+    Export,
 ]
 
 
@@ -187,6 +199,15 @@ class MergeReply(_Response):
     ]  # one per repository, in order; the last has the conflict that stopped it, if any
 
 
+class DashboardReply(_Response):
+    url: str  # with its token: a secret, as good as a password while orchd runs
+
+
+class ExportReply(_Response):
+    seq: int
+    run: RunRecord
+
+
 class Error(_Response):
     code: ErrorCode
     message: str
@@ -203,6 +224,8 @@ Response = Union[
     AuditReply,
     DiffReply,
     MergeReply,
+    DashboardReply,
+    ExportReply,
     Error,
 ]
 
@@ -349,3 +372,9 @@ class EventLine(msgspec.Struct, kw_only=True):
     task_id: str | None
     kind: str
     event: msgspec.Raw
+
+
+class DashboardUrl(msgspec.Struct, kw_only=True):
+    """`orchctl dashboard --json`: where the dashboard is, with its token."""
+
+    url: str

@@ -88,6 +88,18 @@ def _merge() -> Any:
     return MergeReply
 
 
+def _dashboard() -> Any:
+    from orchd.protocol import DashboardUrl
+
+    return DashboardUrl
+
+
+def _notification() -> Any:
+    from orchd.notify import Notification
+
+    return Notification
+
+
 def _daemon() -> Any:
     from orchd.protocol import Pong
 
@@ -105,6 +117,8 @@ SCHEMAS: dict[str, Callable[[], Any]] = {
     "audit.schema.json": _audit,  # `audit --json`
     "merge.schema.json": _merge,  # `merge --json`
     "daemon-status.schema.json": _daemon,  # `daemon status --json`
+    "dashboard.schema.json": _dashboard,  # `dashboard --json`
+    "notification.schema.json": _notification,  # what a [notify] command reads on its stdin
     "protocol.schema.json": _protocol,  # every request and response on the socket
     "events.schema.json": _events,  # the payload of every event in the log
 }

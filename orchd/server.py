@@ -47,11 +47,16 @@ class Server:
         workers: int = 16,
         max_message: int = 16 << 20,
         max_runs: int = 10_000,
+        dashboard_port: int = 0,
     ) -> None:
         self.ctx, self.on_shutdown = ctx, on_shutdown
         self.workers, self.max_message = workers, max_message
         self.dispatcher = Dispatcher(
-            ctx, workers=workers, max_message=max_message, max_runs=max_runs
+            ctx,
+            workers=workers,
+            max_message=max_message,
+            max_runs=max_runs,
+            dashboard_port=dashboard_port,
         )
         self._socket: pynng.Rep0 | None = None
         self._threads: list[threading.Thread] = []
@@ -88,6 +93,7 @@ class Server:
             self._socket.close()
         for thread in self._threads:
             thread.join(timeout=5)
+        self.dispatcher.close()
 
     def _work(self) -> None:
         assert self._socket is not None

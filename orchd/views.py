@@ -236,3 +236,29 @@ def run_view(run: RunState, providers: Providers | None = None) -> RunView:
     """The view of a run with all its tasks."""
     views = [task_view(t, run, providers) for t in run.tasks.values()]
     return RunView(summary=run_summary(run, views, providers), tasks=views)
+
+
+class TaskRecord(msgspec.Struct, omit_defaults=False):
+    """One task with every attempt: a row of `export`'s tasks table and its attempts' rows."""
+
+    task: TaskView
+    attempts: list[AttemptState]
+
+
+class RunRecord(msgspec.Struct, omit_defaults=False):
+    """One run with its tasks and their attempts, as `orchctl export` writes them."""
+
+    summary: RunSummary
+    tasks: list[TaskRecord]
+
+
+def run_record(run: RunState, providers: Providers | None = None) -> RunRecord:
+    """The record of a run (call with the fold holding still: attempts are its own)."""
+    views = [task_view(t, run, providers) for t in run.tasks.values()]
+    return RunRecord(
+        summary=run_summary(run, views, providers),
+        tasks=[
+            TaskRecord(task=v, attempts=list(t.attempts))
+            for v, t in zip(views, run.tasks.values(), strict=True)
+        ],
+    )

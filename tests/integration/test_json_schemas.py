@@ -29,6 +29,7 @@ COMMANDS = {
     "merge": "merge.schema.json",
     "why": "task.schema.json",
     "daemon status": "daemon-status.schema.json",
+    "dashboard": "dashboard.schema.json",
 }
 
 
@@ -118,6 +119,7 @@ def test_every_json_output_validates(orchd: Daemon, tmp_path: Path) -> None:
     check("status.schema.json", output(orchd, "replay", "--at", "5", "--json"))
     check("audit.schema.json", output(orchd, "audit", "--json"))
     check("daemon-status.schema.json", output(orchd, "daemon", "status", "--json"))
+    check("dashboard.schema.json", output(orchd, "dashboard", "--json"))
     merged = check("merge.schema.json", output(orchd, "merge", run_id, "--json"))
     assert [r["merged"] for r in merged["results"]] == [["edit"]]
 

@@ -151,3 +151,27 @@ def test_a_reader_waiting_for_some_kinds_is_woken_by_those_only(tmp_path: Path) 
         assert woken == [True]
     finally:
         journal.stop()
+
+
+def test_on_commit_wakes_once_after_the_commits_it_waits_for(tmp_path: Path) -> None:
+    journal = _journal(tmp_path)
+    try:
+        woken: list[int] = []
+        all_woken, run_woken = threading.Event(), threading.Event()
+        # already there: nothing to wait for
+        assert journal.on_commit(-1, lambda: woken.append(0)) is None
+        handle = journal.on_commit(0, lambda: (woken.append(1), all_woken.set()))
+        finished = journal.on_commit(
+            0, lambda: (woken.append(2), run_woken.set()), kinds=["RunFinished"]
+        )
+        gone = journal.on_commit(0, lambda: woken.append(3))
+        assert handle is not None and finished is not None and gone is not None
+        journal.forget(gone)
+        done, _ = _append(journal, [_submitted()])
+        assert done.wait(30) and all_woken.wait(30)
+        assert not run_woken.is_set()  # a RunFinished is what it waits for
+        done, _ = _append(journal, [ev.RunFinished("r1", state="completed")])
+        assert done.wait(30) and run_woken.wait(30)
+        assert woken == [1, 2]  # each once, in the order of the commits; the forgotten one never
+    finally:
+        journal.stop()

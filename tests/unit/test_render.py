@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from orchctl import activity, live, render
+from orchctl import live, render
 from orchctl.main import cli, handle_errors
+from orchd import activity, views
 from orchd import events as ev
-from orchd import views
 from orchd.plan import RunSpec, TaskSpec
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "agents"

@@ -1,4 +1,5 @@
-"""What an agent is doing, read from its output: one line for `watch`, the conversation for `logs`.
+"""What an agent is doing, read from its output: one line for `watch`, the conversation for `logs`
+and the dashboard (pure rendering, shared by orchctl and orchd: the daemon never imports orchctl).
 
 The agents' streams are read by `orchd.streams`, the same parsers orchd reads them
 with live: `describe` turns one event into short lines of text; `Conversation`
