@@ -125,14 +125,15 @@ class Daemon:
         threading.stack_size(
             512 << 10
         )  # one thread per actor (a run, the supervisor): small stacks
-        self.conn = store.connect(paths.db)
-        applied = store.migrate(self.conn)
+        self.conn, applied, read_only = store.open_log(paths.db)
         if applied:
             log.info("migrated the log: %s", ", ".join(applied))
         state = store.fold(self.conn)
         gc.freeze()  # what the log held is here to stay: later collections need not walk it
         log.info("orchd %s: replayed %d events, %d runs", __version__, state.seq, len(state.runs))
-        self.journal = Journal(self.conn, state).start()
+        self.journal = Journal(self.conn, state, paths.db if read_only else None).start()
+        if read_only:
+            log.warning("the event log cannot be written now (a full disk?): it is read, and held")
         # before anything is recorded: a first start without a cursor begins at the replayed end
         self.notifier: Notifier | None = None
         if self.config.notify.wanted:

@@ -28,10 +28,10 @@ def full_reason(path: str) -> str:
 
 
 def held_by(failed: OrchError | None, state_dir: str) -> str | None:
-    """Why no session starts now: the log cannot be written (with the free space, when the disk
-    is full), or None."""
+    """Why no session starts now: the log cannot be written, or the state directory's disk is
+    full (with the free space), or None."""
     if failed is None:
-        return None
+        return f"held: {full_reason(state_dir)}" if is_full(state_dir) else None
     free = free_bytes(state_dir)
     if free is None:
         return f"held: {failed.message}"

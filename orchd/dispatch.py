@@ -17,7 +17,7 @@ from typing import Any, cast
 import msgspec
 import pykka
 
-from orchd import __version__, disk, providers, review, store, views, workspace
+from orchd import __version__, providers, review, store, views, workspace
 from orchd import events as ev
 from orchd import protocol as p
 from orchd import state as st
@@ -70,7 +70,7 @@ class Dispatcher:
 
     def held(self) -> str | None:
         """Why no session starts now (the log cannot be written), or None."""
-        return disk.held_by(self.ctx.journal.failed, str(self.ctx.paths.state_dir))
+        return self.ctx.held()
 
     def dispatch(self, request: p.Request, conn: sqlite3.Connection) -> p.Response:
         """The reply to one decoded request (an OrchError for what it cannot do)."""

@@ -33,6 +33,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from orchd import events as ev
 from orchd import state as st
@@ -63,8 +64,12 @@ class _Reader:
 class Journal:
     """Single writer of events.db; owns the daemon's folded state."""
 
-    def __init__(self, conn: sqlite3.Connection, state: st.State) -> None:
+    def __init__(self, conn: sqlite3.Connection, state: st.State, db: Path | None = None) -> None:
+        """`db`: `conn` only reads the log (store.open_log, on a full disk): the journal opens
+        this file for writing before its first commit, holding every append until it can."""
         self._conn = conn
+        self._reopen = db
+        self._reopened = False  # the journal opened its own connection (closed when it stops)
         self._tail = store.tail(conn)
         self.state = state
         self.lock = threading.RLock()  # guards `state` for readers on other threads
@@ -127,6 +132,8 @@ class Journal:
         """Write what is queued, then stop the thread."""
         self._doorbell.put(_STOP)
         self._thread.join()
+        if self._reopened:
+            self._conn.close()
 
     def _drain(self) -> None:
         """Commit everything pending (holding `_writing`), until a commit fails."""
@@ -179,6 +186,10 @@ class Journal:
         flat = [e for events, _, _, _ in batch for e in events]
         try:
             recs: list[ev.Record] = []
+            if flat and self._reopen is not None:  # the log was read-only: open it for writing
+                reading, self._conn, self._reopen = self._conn, store.connect(self._reopen), None
+                self._reopened = True
+                reading.close()
             if (
                 flat
             ):  # an empty append is a barrier: its callback runs once all before it are durable

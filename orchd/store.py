@@ -88,6 +88,34 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def open_log(path: Path) -> tuple[sqlite3.Connection, list[str], bool]:
+    """Open the log for writing and migrate it: (connection, migrations applied, read_only).
+
+    A clean stop leaves the whole log in its main file (no WAL, no shared memory), and on a
+    full disk SQLite cannot make its shared-memory file again, not even to read. Then the
+    connection reads that file alone (`immutable`), and `read_only` is True: the journal opens
+    the log for writing (`connect`) once there is room, and holds every append until then.
+    """
+    try:
+        conn = connect(path)
+        return conn, migrate(conn), False
+    except sqlite3.OperationalError:
+        wal = path.with_name(path.name + "-wal")
+        if not path.exists() or (wal.exists() and wal.stat().st_size):
+            raise  # no log yet, or a WAL whose events the main file lacks: nothing to read alone
+    conn = sqlite3.connect(
+        f"{path.resolve().as_uri()}?immutable=1",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    if any(step.__name__ not in done for step in MIGRATIONS):
+        conn.close()
+        raise sqlite3.OperationalError(f"{path} needs migrating, and cannot be written now")
+    return conn, [], True
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply the migrations this database lacks; return their names."""
     db = sqlite_utils.Database(conn)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pykka
 
+from orchd import disk, store
 from orchd import events as ev
-from orchd import store
 from orchd.actors.messages import Committed
 from orchd.actors.pool import Dispatcher, tell
 from orchd.executors.base import Executor
@@ -50,6 +50,10 @@ class Context:
     def reader(self) -> sqlite3.Connection:
         """A new read-only connection to the log."""
         return store.connect(self.paths.db, readonly=True)
+
+    def held(self) -> str | None:
+        """Why no attempt may start now (the log or the state directory cannot be written)."""
+        return disk.held_by(self.journal.failed, str(self.paths.state_dir))
 
     def tell_run(self, run_id: str, message: Any) -> bool:
         """Tell the run's actor, from any thread; False when it has none alive (it is restarting)."""

@@ -44,6 +44,7 @@ from orchd.executors.base import Process
 
 log = logging.getLogger(__name__)
 
+HELD_AGAIN = 1.0  # seconds before a run holding a slot on a full disk looks again
 TERMINAL_EVENTS = (ev.TaskCompleted, ev.TaskFailed, ev.TaskCancelled)
 SPENDING = (ev.AttemptFinished, ev.AttemptSignaled)  # events that change what the run spent
 
@@ -288,7 +289,12 @@ class RunActor(Actor):
     # ------------------------------------------------------------ attempts
 
     def _granted(self, provider: str) -> None:
-        """A slot from the supervisor: start the next ready task of `provider` in it."""
+        """A slot from the supervisor: start the next ready task of `provider` in it (unless the
+        disk is full: then the run keeps the slot, and looks again a moment later)."""
+        if self.ready.has(provider) and self.ctx.held():
+            again = teller(self.actor_ref, Grant(provider))
+            self.ctx.reactor.call_later(HELD_AGAIN, again)
+            return
         step, extra = self._next_launch(provider, granted=True)
         if step is None:
             self.ready.withdraw(provider, extra)
@@ -353,6 +359,7 @@ class RunActor(Actor):
             self.ready.has(provider)
             and self.ctx.waiting <= {self.run_id}
             and provider not in self.ctx.blocked
+            and not self.ctx.held()
             and not (ok and provider in self.ctx.limits)  # the supervisor may raise its limit
         ):
             step, extra = self._next_launch(provider, granted=False)

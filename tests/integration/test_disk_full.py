@@ -202,3 +202,28 @@ def test_a_full_disk_across_a_restart(make_daemon, small_state: Path, tmp_path: 
     assert orchd.orchctl("wait", run_id, timeout=180).returncode == 0
     view = _consistent(orchd, run_id)
     assert [t["state"] for t in view["tasks"]] == ["completed"] * 6
+
+
+def test_a_full_disk_after_a_clean_stop(make_daemon, small_state: Path, tmp_path: Path) -> None:
+    """orchd stopped cleanly (its log's WAL is empty and its shared memory gone), the disk fills
+    while it is down: it starts, answers, starts nothing, and carries on once there is room."""
+    orchd = make_daemon()
+    gate = tmp_path / "gate"
+    plan = _spew_plan(tmp_path, gate, 6, 100_000)
+    run_id = json.loads(orchd.orchctl("submit", str(plan), "--json", check=True).stdout)["run_id"]
+    wait_until(
+        lambda: "AttemptStarted" in orchd.orchctl("events", "--run", run_id).stdout,
+        what="an attempt to start",
+    )
+    orchd.stop()
+    ballast = small_state / "ballast"
+    fill(ballast)
+    gate.touch()
+    orchd.start()
+    status = orchd.orchctl("status", run_id)
+    assert status.returncode == 0 and "disk full" in status.stdout, status
+    ballast.unlink()
+    done = orchd.orchctl("wait", run_id, timeout=90)
+    assert done.returncode == 0, (done.stdout, done.stderr, orchd.log()[-5000:])
+    view = _consistent(orchd, run_id)
+    assert [t["state"] for t in view["tasks"]] == ["completed"] * 6
