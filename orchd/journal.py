@@ -89,6 +89,7 @@ class Journal:
         self.failed: OrchError | None = None  # the last write error, until a write succeeds
         self._retry_in = 0.0  # the backoff of a failed commit (0: none failed)
         self._retry_at = 0.0  # when it is tried again (monotonic)
+        self.failed_at = -1.0  # when a commit last failed (monotonic)
         self._quiet = Quiet(log)
 
     def start(self) -> Journal:
@@ -224,6 +225,7 @@ class Journal:
 
     def _failed(self, batch: list, exc: BaseException) -> None:
         self.failed = OrchError(f"cannot write the event log: {exc}", ErrorCode.STORAGE)
+        self.failed_at = time.monotonic()
         self._retry_in = min(RETRY_MAX, self._retry_in * 2) if self._retry_in else RETRY_FIRST
         self._retry_at = time.monotonic() + self._retry_in
         self._quiet.log("write", logging.ERROR, "%s; trying again (nothing is lost)", self.failed)

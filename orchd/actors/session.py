@@ -318,7 +318,7 @@ class SessionActor(PooledActor):
             )
         if reading is None:  # read even when orch stopped it: what it cost counts
             reading = self.adapter.classify(self.task, exit)
-        if reading.outcome in (RETRY, LOST) and disk.is_full(str(self.log_path.parent)):
+        if reading.outcome in (RETRY, LOST) and self._disk_was_full(exit):
             why = f"{disk.full_reason(str(self.log_path.parent))}: it could not write its output"
             reading = Outcome(DISK_FULL, reason=why, report=reading.report)
         if self.verdict is not None:
@@ -329,6 +329,15 @@ class SessionActor(PooledActor):
             self.ctx.dispatcher.blocking(lambda: self._commit(verdict), self._tell_checked(exit))
             return
         self._end(exit, reading)
+
+    def _disk_was_full(self, exit: Exit) -> bool:
+        """Whether the attempt failed for want of room: its disk is full, or was seen full while
+        it ran (the log refused a commit), or its last words say so."""
+        if disk.is_full(str(self.log_path.parent)):
+            return True
+        if self.ctx.journal.failed_at >= self.started:
+            return True
+        return "No space left on device" in tail(exit.log_path, 4096)
 
     def _proven(self, exit: Exit) -> Outcome | None:
         """An attempt whose exit status is lost, but whose agent's stream says it succeeded (its
