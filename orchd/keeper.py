@@ -321,22 +321,29 @@ class Keeper:
             except OSError:
                 pass  # the child made it already, and has exec'd since
             return pid
+        step = "prctl"
         try:  # the child: no exception may leave it, whatever happens
             _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() != keeper:  # the keeper died before the line above
                 os._exit(CANNOT_RUN)
+            step = "setpgid"
             os.setpgid(0, 0)
+            step = "setpriority"
             os.setpriority(os.PRIO_PROCESS, 0, 0)  # the agent runs at the usual priority
+            step = "signals"
             for sig in _DEFAULTED:
                 signal.signal(sig, signal.SIG_DFL)
+            step = "dup2"
             os.dup2(source, 0)
             os.dup2(log, 1)
             os.dup2(log, 2)
+            step = "execve"
             os.execve(path, request.argv, request.env)
         except BaseException as exc:
             try:
                 why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                os.write(1, f"orch: cannot start {request.argv[0]!r}: {why}\n".encode())
+                where = "" if step == "execve" else f" (at {step})"
+                os.write(1, f"orch: cannot start {request.argv[0]!r}: {why}{where}\n".encode())
             finally:
                 os._exit(CANNOT_RUN)
         raise AssertionError("unreachable")
