@@ -74,9 +74,9 @@ def follow_log(
     """Batches of events after `after` (of `kinds` only, if given), long-polled: no event is ever skipped."""
     while True:
         reply = client.call(
-            p.Events(after=after, run=run, task=task, kinds=kinds or [], wait=wait, limit=5000)
+            p.Events(after=after, run=run, task=task, kinds=kinds or [], wait=wait, limit=5000),
+            p.EventsReply,
         )
-        assert isinstance(reply, p.EventsReply)
         after = reply.events[-1].seq if reply.events else max(after, reply.seq)
         yield reply.events
         if (

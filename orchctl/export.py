@@ -140,16 +140,14 @@ def export(ctx: click.Context, run: str | None, db_path: Path) -> None:
 
     client = client_for(ctx)
     if run is None:
-        reply = client.call(p.Runs())
-        assert isinstance(reply, p.RunsReply)
+        reply = client.call(p.Runs(), p.RunsReply)
         names = [r.run_id for r in reply.runs]
     else:
         names = [run]
     db = sqlite_utils.Database(db_path)
     tasks = attempts = 0
     for name in names:  # one run at a time: a reply of one run, however many runs there are
-        exported = client.call(p.Export(run=name), timeout=120)
-        assert isinstance(exported, p.ExportReply)
+        exported = client.call(p.Export(run=name), p.ExportReply, timeout=120)
         n_tasks, n_attempts = write(db, exported.run)
         tasks, attempts = tasks + n_tasks, attempts + n_attempts
     db.close()

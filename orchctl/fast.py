@@ -3,7 +3,7 @@ without click or pynng.
 
 Scripts poll `orchctl status --json` and run `orchctl submit plan --wait --json`; a whole
 orchctl (click, pynng with cffi and asyncio, the typed protocol) takes ~120 ms to import
-before it asks anything. This path sends the requests over the socket itself (orchd/sp.py),
+before it asks anything. This path sends the requests over the socket itself (orchctl/sp.py),
 asks orchd to indent its status reply (`Status.indent`), and prints that reply as it comes:
 byte for byte what the full CLI prints. It imports neither msgspec nor pathlib. Anything else,
 and any trouble before a run is submitted (no daemon, an error reply), goes to the full CLI,
@@ -36,7 +36,7 @@ def _request(op: str, **fields: object) -> bytes:
 
 
 def _call(body: bytes, timeout: float = 30.0) -> bytes:
-    from orchd import sp
+    from orchctl import sp
     from orchd.paths import socket_path
 
     return sp.request(socket_path(), body, timeout)
@@ -87,24 +87,24 @@ def _submit_and_wait(plan: str) -> int | None:
         print(f"orchctl: warning: {warning}", file=sys.stderr)
     run_id = reply["run_id"]
     end = _ended(run_id)
-    status = _status(run_id) if end else None
-    if (
-        end is None or status is None
-    ):  # trouble after the submission: the full CLI waits, without submitting again
-        from orchctl.main import main as full
+    view = _run_view(run_id) if end else None
+    if end is None or view is None:  # trouble after the submission: the full CLI waits, without
+        from orchctl.main import main as full  # submitting again
 
         full(["wait", run_id, "--json"])
         return 0
-    _print(_run_view(status))
+    _print(view)
     return 0 if end.get("payload", {}).get("state") == "completed" else 1
 
 
-def _run_view(status: bytes) -> bytes:
-    """The one run of a pre-formatted StatusReply, as `orchctl submit --wait --json` prints it: the
-    lines between `"runs": [` and `],`, four spaces less indented (JSON strings hold no newline)."""
-    lines = status.split(b"\n")
-    start = lines.index(b'  "runs": [') + 1
-    return b"\n".join(line[4:] for line in lines[start : lines.index(b"  ],", start)])
+def _run_view(run_id: str) -> bytes | None:
+    """The run's view alone, as orchd formats it (`Status.alone`): what `orchctl submit --wait
+    --json` prints. None on any trouble."""
+    try:
+        reply = _call(_request("Status", run=run_id, indent=2, alone=True))
+    except OSError:
+        return None
+    return reply if reply.startswith(b'{\n  "summary": ') else None
 
 
 def _ended(run_id: str) -> dict | None:

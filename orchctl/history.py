@@ -76,8 +76,7 @@ def replay(ctx: click.Context, at: int | None, as_json: bool) -> None:
     """
     from orchctl import render
 
-    reply = client_for(ctx).call(p.Replay(at=at), timeout=120)
-    assert isinstance(reply, p.StatusReply)
+    reply = client_for(ctx).call(p.Replay(at=at), p.StatusReply, timeout=120)
     if as_json:
         print_json(reply)
     else:
@@ -96,8 +95,7 @@ def audit(ctx: click.Context, as_json: bool) -> None:
     Example:
       orchctl audit
     """
-    reply = client_for(ctx).call(p.Audit(), timeout=600)
-    assert isinstance(reply, p.AuditReply)
+    reply = client_for(ctx).call(p.Audit(), p.AuditReply, timeout=600)
     if as_json:
         print_json(reply)
     elif reply.first_bad is None:

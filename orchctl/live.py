@@ -241,9 +241,9 @@ class EventFeed(threading.Thread):
         try:
             while not self.stopping:
                 reply = self.client.call(
-                    p.Events(after=self.after, run=self.run_id, wait=10.0, limit=5000)
+                    p.Events(after=self.after, run=self.run_id, wait=10.0, limit=5000),
+                    p.EventsReply,
                 )
-                assert isinstance(reply, p.EventsReply)
                 if reply.held != self.held:
                     self.held = reply.held
                     self._put([])  # redraw: the banner changed

@@ -91,8 +91,7 @@ def submit(
     """
     request = _read_plan(plan, fmt)
     client = client_for(ctx)
-    reply = client.call(request)
-    assert isinstance(reply, p.Submitted)
+    reply = client.call(request, p.Submitted)
     for warning in reply.warnings:
         click.echo(f"orchctl: warning: {warning}", err=True)
     if not (wait_ or watch):
@@ -178,8 +177,7 @@ def _wait_for_run(client: p.Client, run_id: str, *, live: bool, quiet: bool) -> 
 def _finish(client: p.Client, run_id: str, as_json: bool) -> None:
     from orchctl import render
 
-    reply = client.call(p.Status(run=run_id))
-    assert isinstance(reply, p.StatusReply)
+    reply = client.call(p.Status(run=run_id), p.StatusReply)
     view = reply.runs[0]
     if as_json:
         print_json(view)
@@ -200,8 +198,7 @@ def status(ctx: click.Context, run: str | None, as_json: bool) -> None:
     Example:
       orchctl status quickstart-1a2b3c --json
     """
-    reply = client_for(ctx).call(p.Status(run=run))
-    assert isinstance(reply, p.StatusReply)
+    reply = client_for(ctx).call(p.Status(run=run), p.StatusReply)
     if as_json:
         print_json(reply)
         return
@@ -228,8 +225,7 @@ def runs(ctx: click.Context, as_json: bool) -> None:
     """
     from orchctl import render
 
-    reply = client_for(ctx).call(p.Runs())
-    assert isinstance(reply, p.RunsReply)
+    reply = client_for(ctx).call(p.Runs(), p.RunsReply)
     if as_json:
         print_json(reply)
     else:
@@ -253,8 +249,7 @@ def watch(ctx: click.Context, run: str) -> None:
 def _until_it_ends(ctx: click.Context, run: str, *, live: bool, as_json: bool) -> None:
     """Follow RUN (live, or quietly) until it ends; then its report, and the exit code it calls for."""
     client = client_for(ctx)
-    reply = client.call(p.Status(run=run))
-    assert isinstance(reply, p.StatusReply)
+    reply = client.call(p.Status(run=run), p.StatusReply)
     run_id = reply.runs[0].summary.run_id
     _wait_for_run(client, run_id, live=live, quiet=not live)
     _finish(client, run_id, as_json)
@@ -281,8 +276,7 @@ def wait(ctx: click.Context, run: str, as_json: bool) -> None:
 
 
 def _change(ctx: click.Context, request: p.Cancel | p.Retry) -> None:
-    reply = client_for(ctx).call(request)
-    assert isinstance(reply, p.Done)
+    reply = client_for(ctx).call(request, p.Done)
     click.echo(reply.message)
 
 
@@ -330,8 +324,7 @@ def dashboard(ctx: click.Context, as_json: bool) -> None:
     Example:
       orchctl dashboard
     """
-    reply = client_for(ctx).call(p.Dashboard())
-    assert isinstance(reply, p.DashboardReply)
+    reply = client_for(ctx).call(p.Dashboard(), p.DashboardReply)
     if as_json:
         print_json(p.DashboardUrl(url=reply.url))
     else:

@@ -32,8 +32,7 @@ def results(ctx: click.Context, run: str, as_json: bool, markdown: bool) -> None
     """
     from orchctl import render
 
-    reply = client_for(ctx).call(p.Status(run=run))
-    assert isinstance(reply, p.StatusReply)
+    reply = client_for(ctx).call(p.Status(run=run), p.StatusReply)
     view = reply.runs[0]
     if as_json:
         print_json(view)
@@ -67,8 +66,7 @@ def logs(
     from orchd.activity import Conversation
 
     client = client_for(ctx)
-    info = client.call(p.TaskInfo(run=run, task=task))
-    assert isinstance(info, p.TaskReply)
+    info = client.call(p.TaskInfo(run=run, task=task), p.TaskReply)
     if not info.attempts:
         raise OrchError(f"task {task} has not started yet", ErrorCode.NOT_FOUND)
     n = attempt or info.attempts[-1].n
@@ -101,8 +99,7 @@ def logs(
     drain()
     for _ in follow_log(client, after=0, run=info.run_id, task=task, wait=0.2):
         drain()
-        latest = client.call(p.TaskInfo(run=info.run_id, task=task))
-        assert isinstance(latest, p.TaskReply)
+        latest = client.call(p.TaskInfo(run=info.run_id, task=task), p.TaskReply)
         if next((a for a in latest.attempts if a.n == n), chosen).outcome is not None:
             drain(last=True)
             return
@@ -129,8 +126,7 @@ def why(ctx: click.Context, run: str, task: str, as_json: bool) -> None:
     from orchctl import story
 
     client = client_for(ctx)
-    info = client.call(p.TaskInfo(run=run, task=task))
-    assert isinstance(info, p.TaskReply)
+    info = client.call(p.TaskInfo(run=run, task=task), p.TaskReply)
     if as_json:
         print_json(info)
         return
@@ -139,8 +135,7 @@ def why(ctx: click.Context, run: str, task: str, as_json: bool) -> None:
         p.Events(run=info.run_id, task=info.task.id, limit=10_000),
         p.Events(run=info.run_id, kinds=["CancelRequested", "RetryRequested"], limit=10_000),
     ):
-        reply = client.call(request)
-        assert isinstance(reply, p.EventsReply)
+        reply = client.call(request, p.EventsReply)
         rows += reply.events
     events = [(row.seq, row.ts, ev.decode(row.kind, row.payload)) for row in rows]
     told = [
@@ -163,8 +158,7 @@ def diff(ctx: click.Context, run: str, task: str) -> None:
     Example:
       orchctl diff last fix-auth | less -R
     """
-    reply = client_for(ctx).call(p.Diff(run=run, task=task))
-    assert isinstance(reply, p.DiffReply)
+    reply = client_for(ctx).call(p.Diff(run=run, task=task), p.DiffReply)
     if not reply.diff:
         click.echo(f"{reply.task} changed nothing (branch {reply.branch})", err=True)
     click.echo(reply.diff, nl=False)
@@ -186,8 +180,7 @@ def merge(ctx: click.Context, run: str, into: str | None, as_json: bool) -> None
     Example:
       orchctl merge last --into main
     """
-    reply = client_for(ctx).call(p.Merge(run=run, into=into), timeout=600.0)
-    assert isinstance(reply, p.MergeReply)
+    reply = client_for(ctx).call(p.Merge(run=run, into=into), p.MergeReply, timeout=600.0)
     if as_json:
         print_json(reply)
     several = len(reply.results) > 1
@@ -224,6 +217,5 @@ def clean(ctx: click.Context, run: str, branches: bool) -> None:
     Example:
       orchctl clean last --branches
     """
-    reply = client_for(ctx).call(p.Clean(run=run, branches=branches), timeout=600.0)
-    assert isinstance(reply, p.Done)
+    reply = client_for(ctx).call(p.Clean(run=run, branches=branches), p.Done, timeout=600.0)
     click.echo(reply.message)

@@ -8,7 +8,7 @@ the typed client; it imports nothing of the daemon's store or actors.
 from __future__ import annotations
 
 import itertools
-from typing import Union
+from typing import Any, TypeVar, Union, overload
 
 import msgspec
 
@@ -19,6 +19,7 @@ from orchd.state import AttemptState
 from orchd.views import RunRecord, RunSummary, RunView, TaskView
 from orchd.workspace import MergeResult
 
+R = TypeVar("R", bound="_Response")
 MAX_WAIT = 30.0  # seconds a long-poll may hold a request
 
 
@@ -40,6 +41,7 @@ class Submit(_Request):
 
 class Status(_Request):
     run: str | None = None
+    alone: bool = False  # with `run` and `indent`: the reply is the run's view alone, formatted
     indent: int = (
         0  # > 0: the reply comes pre-formatted, indented so: what `orchctl status --json` prints
     )
@@ -255,6 +257,12 @@ def encode(message: msgspec.Struct, indent: int = 0) -> bytes:
     return msgspec.json.format(data, indent=indent) if indent > 0 else data
 
 
+def encode_raw(document: object, indent: int = 0) -> bytes:
+    """Any document (a view, encoded ahead as Raw) as JSON with sorted keys, indented when > 0."""
+    data = _encoder.encode(document)
+    return msgspec.json.format(data, indent=indent) if indent > 0 else data
+
+
 def decode_request(data: bytes) -> Request:
     """Decode a request; raise OrchError (bad request or version mismatch) otherwise."""
     try:
@@ -308,8 +316,17 @@ class Client:
                 f"orchd is not running (no answer on {address}: {exc})", ErrorCode.UNAVAILABLE
             ) from None
 
-    def call(self, request: Request, timeout: float | None = None) -> Response:
-        """Send `request`, wait for its reply; raise OrchError for an Error reply."""
+    @overload
+    def call(self, request: Request, expect: type[R], timeout: float | None = None) -> R: ...
+
+    @overload
+    def call(self, request: Request, *, timeout: float | None = None) -> Response: ...
+
+    def call(
+        self, request: Request, expect: type[Any] | None = None, timeout: float | None = None
+    ) -> Any:
+        """Send `request`, wait for its reply (of type `expect`, when given); raise OrchError for
+        an Error reply, and for a reply of another type (orchd and orchctl disagree)."""
         request.id = next(self._ids) if not request.id else request.id
         wait = timeout if timeout is not None else self.timeout
         if isinstance(request, Events):
@@ -335,6 +352,12 @@ class Client:
             raise OrchError(f"lost the connection to orchd: {exc}", ErrorCode.UNAVAILABLE) from None
         if isinstance(reply, Error):
             raise OrchError(reply.message, reply.code)
+        if expect is not None and not isinstance(reply, expect):
+            raise OrchError(
+                f"orchd answered {type(reply).__name__} where {expect.__name__} was due: "
+                "upgrade orchctl and orchd together",
+                ErrorCode.VERSION_MISMATCH,
+            )
         return reply
 
     def close(self) -> None:

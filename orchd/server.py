@@ -138,6 +138,8 @@ class Server:
             reply = self.dispatcher.dispatch(request, conn)
             if isinstance(request, p.Status) and request.indent > 0:
                 reply.id = rid
+                if request.alone and isinstance(reply, p.StatusReply) and len(reply.runs) == 1:
+                    return p.encode_raw(reply.runs[0], indent=min(request.indent, 8))
                 return p.encode(reply, indent=min(request.indent, 8))
         except OrchError as exc:
             reply = p.Error(code=exc.code, message=exc.message)

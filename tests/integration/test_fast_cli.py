@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchd import sp
+from orchctl import sp
 from tests.conftest import write_plan
 
 
