@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Daemon, agent, wait_until, write_plan
+import pytest
+
+from tests.conftest import AGENTS, Daemon, agent, wait_until, write_plan
 from tests.integration.test_worktree import git, make_repo, run_plan
 
 # a check that passes when the file the agent was to write says "good"
@@ -79,6 +83,48 @@ def test_a_failing_check_spends_a_retry_and_the_next_attempt_passes(
     assert "-> verify_failed: verify: " in story and "| checking" in story
     assert "not spending a retry" not in story  # a failed check spends one, as a crash does
     assert git(repo, "show", f"orch/{run_id}/t:out.txt") == "good"  # the passing attempt's
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_the_next_attempt_is_told_why_the_check_failed(
+    make_daemon: Callable[..., Daemon],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    resume: bool,
+) -> None:
+    """The launcher feeds the last attempt's failed check to the adapter: a resumed session is told
+    to fix its work, a fresh one gets the task's prompt and the check's output."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    claude = bin_dir / "claude"
+    claude.write_text(
+        f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(AGENTS / 'checked.py')!r})\n"
+    )
+    claude.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    orchd = make_daemon()
+    task = {"id": "t", "agent": "claude", "prompt": "Write out.txt.", "resume": resume}
+    view = run_plan(
+        orchd,
+        tmp_path,
+        make_repo(tmp_path / "repo"),
+        [{**task, "verify": [GOOD], "max_retries": 1, "backoff": {"initial": "10ms"}}],
+    )
+    run_id = view["summary"]["run_id"]
+    assert view["tasks"][0]["state"] == "completed" and view["tasks"][0]["attempts"] == 2, view
+    first, second = (
+        orchd.orchctl("logs", run_id, "t", "--attempt", str(n), "--raw", check=True).stdout
+        for n in (1, 2)
+    )
+    assert "resumed: -" in first and "prompt: Write out.txt." in first
+    check = f"`{shlex.join(GOOD)}`"
+    if resume:  # the agent's own session goes on, told what to fix
+        assert "resumed: s-t-1" in second
+        assert "prompt: You finished the task, but its check did not pass: " + check in second
+    else:  # a fresh session: the task, then what the check said
+        assert "resumed: -" in second and "prompt: Write out.txt.\\n\\nA previous attempt" in second
+    assert "```\\nchecking\\n```" in second and check in second
+    assert git(tmp_path / "repo", "show", f"orch/{run_id}/t:out.txt") == "good\n"
 
 
 def test_a_check_that_is_not_found_fails_the_task_at_once(orchd: Daemon, tmp_path: Path) -> None:

@@ -222,13 +222,15 @@ def test_diff_of_a_failed_task_shows_its_worktree(orchd: Daemon, tmp_path: Path)
 
 def test_one_plan_changes_several_repositories(orchd: Daemon, tmp_path: Path) -> None:
     repos = [make_repo(tmp_path / name) for name in ("api", "web", "cli")]
+    for repo in repos:  # each repository's own .env: copied from the task's directory
+        (repo / ".env").write_text(f"REPO={repo.name}\n")
     path = write_plan(
         tmp_path / "plan.json",
         {
             "name": "batch",
             "workdir": str(tmp_path),
             "isolation": "worktree",
-            "defaults": {"agent": "command", "max_retries": 0},
+            "defaults": {"agent": "command", "max_retries": 0, "copy": [".env"]},
             "tasks": [
                 {"id": repo.name, "workdir": repo.name, "command": agent("edit", "LICENSE=MIT")}
                 for repo in repos
@@ -241,6 +243,9 @@ def test_one_plan_changes_several_repositories(orchd: Daemon, tmp_path: Path) ->
         "web": ["LICENSE"],
         "cli": ["LICENSE"],
     }
+    for repo in repos:
+        log = orchd.orchctl("logs", view["summary"]["run_id"], repo.name, check=True).stdout
+        assert f"saw .env: REPO={repo.name}" in log
     merged = orchd.orchctl("merge", view["summary"]["run_id"], check=True).stdout
     for repo in repos:
         assert f"merged {repo.name} into main ({repo})" in merged
