@@ -203,6 +203,21 @@ def test_what_a_check_changes_is_put_back_and_never_committed(
     assert not (worktree / "report.xml").exists()
 
 
+def test_a_quiet_check_is_not_a_stalled_agent(orchd: Daemon, tmp_path: Path) -> None:
+    """`stall` watches the agent; a check that prints nothing for longer is bounded by its own
+    verify_timeout instead."""
+    quiet = ["python3", "-c", "import time; time.sleep(3)"]
+    view = run_plan(
+        orchd,
+        tmp_path,
+        make_repo(tmp_path / "repo"),
+        [{"id": "t", "command": agent("edit", "out.txt=good"), "stall": "1s", "verify": [quiet]}],
+    )
+    task = view["tasks"][0]
+    assert task["state"] == "completed" and task["attempts"] == 1, task
+    assert task["verify"]["result"] == "passed"
+
+
 def test_checks_of_a_task_without_a_worktree_run_in_its_workdir(
     orchd: Daemon, tmp_path: Path
 ) -> None:
