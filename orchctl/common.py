@@ -39,6 +39,8 @@ def handle_errors(fn: Callable) -> Callable:
         except OrchError as exc:
             click.echo(f"orchctl: {exc.message}", err=True)
             sys.exit(exc.code.exit_code)
+        except click.exceptions.Exit:  # `ctx.exit(N)`: an exit status, not an error
+            raise
         except KeyboardInterrupt:
             sys.exit(130)
         except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as on SIGPIPE

@@ -10,6 +10,7 @@ again updates the rows, adds the new attempts, and never duplicates one. The tab
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +53,23 @@ def columns(struct: type, *, rename: dict[str, str] | None = None) -> dict[str, 
 
 
 def row(obj: msgspec.Struct, *, rename: dict[str, str] | None = None) -> dict[str, Any]:
-    """A struct as one row: a nested struct's fields in its place; lists and dicts as JSON."""
+    """A struct as one row: a nested struct's fields in its place (an optional one, such as an
+    attempt's `verify`, is one column of JSON, as `columns` says); lists and dicts as JSON."""
     out: dict[str, Any] = {}
     for name, value in msgspec.structs.asdict(obj).items():
-        if isinstance(value, msgspec.Struct):
+        if isinstance(value, msgspec.Struct) and name not in _optional(type(obj)):
             out.update(row(value))
         else:
             out[(rename or {}).get(name, name)] = msgspec.to_builtins(value)
     return out
+
+
+@functools.cache
+def _optional(struct: type) -> frozenset[str]:
+    """The fields of `struct` whose type is `SomeStruct | None`."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return frozenset(f.name for f in info.fields if isinstance(f.type, msgspec.inspect.UnionType))
 
 
 RUN_COLUMNS = {

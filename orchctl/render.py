@@ -12,8 +12,8 @@ from rich.text import Text
 
 from orchctl import tables
 from orchd import events as ev
+from orchd import reports, views
 from orchd import state as st
-from orchd import views
 
 COLOURS = {
     "pending": "bright_black",
@@ -152,10 +152,12 @@ def results_rows(view: views.RunView) -> tuple[list[str], list[list]]:
     """The review table's header and cells (plain text); cost, token and file columns only where they apply."""
     priced = any(t.cost_usd is not None or t.tokens_in is not None for t in view.tasks)
     branched = any(t.branch for t in view.tasks)
+    checked = any(t.verify is not None for t in view.tasks)
     header = (
         ["TASK", "STATE", "ATTEMPTS", "DURATION"]
         + (["COST", "TOKENS"] if priced else [])
         + (["FILES"] if branched else [])
+        + (["CHECKS"] if checked else [])
         + ["RESULT"]
     )
     rows = []
@@ -166,6 +168,8 @@ def results_rows(view: views.RunView) -> tuple[list[str], list[list]]:
             cells += [cost(task.cost_usd), tokens]
         if branched:
             cells.append(str(len(task.files)) if task.state == "completed" else "-")
+        if checked:
+            cells.append(checks_cell(task))
         cells.append(task.result if task.state == "completed" else task.reason)
         rows.append(cells)
     return header, rows
@@ -187,8 +191,9 @@ def final_report(view: views.RunView, limit: int = 40) -> Group:
     return Group(*parts, summary_line(view.summary))
 
 
-def results_markdown(view: views.RunView) -> str:
-    """The review table as GitHub Markdown, to paste into a pull request."""
+def results_markdown(view: views.RunView, conflicts: list[str] = ()) -> str:  # type: ignore[assignment]
+    """The review table as GitHub Markdown, to paste into a pull request (with the `conflicts`
+    predicted, in words)."""
     header, rows = results_rows(view)
     s = view.summary
 
@@ -215,6 +220,11 @@ def results_markdown(view: views.RunView) -> str:
         lines += ["", "<details><summary>Files changed</summary>", ""]
         lines += [f"- `{tid}`: " + ", ".join(f"`{f}`" for f in names) for tid, names in files]
         lines += ["", "</details>"]
+    if conflicts:
+        lines += [
+            "",
+            *(f"- {line.strip()}" if line.startswith(" ") else line for line in conflicts),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -231,6 +241,36 @@ def event_line(run: st.RunState, event: ev.Event) -> str | None:
     detail = task.result if task.state == "completed" else task.reason
     tail = f" (attempt {task.attempts}, {span(task.duration)})"
     return f"{head}{tail}{': ' + detail if detail else ''}"
+
+
+def checks_cell(task: views.TaskView) -> str:
+    """The CHECKS cell of the review table: how the latest attempt's checks went."""
+    if task.verify is None:
+        return "-"
+    return "passed" if task.verify.passed else f"{task.verify.result}: {task.verify.detail}"
+
+
+def conflict_lines(forecasts: list[reports.ConflictForecast]) -> list[str]:
+    """The conflicts that merging the completed branches would meet, in words."""
+    lines = []
+    several = len(forecasts) > 1
+    for f in forecasts:
+        where = f" in {f.repo}" if several else ""
+        if f.note:
+            lines.append(f"conflicts not predicted{where}: {f.note}")
+            continue
+        if not f.conflicts:
+            n = len(f.branches)
+            lines.append(
+                f"no conflicts predicted{where} between the {n} completed branch"
+                f"{'es' * (n != 1)} and {f.into}"
+            )
+            continue
+        lines.append(f"conflicts predicted{where} (merging into {f.into}):")
+        for c in f.conflicts:
+            other = f"{c.other} (the target)" if c.other_is_target else c.other
+            lines.append(f"  {c.task} with {other}: {', '.join(c.files)}")
+    return lines
 
 
 def progress_line(run: st.RunState, now: float | None = None) -> str:

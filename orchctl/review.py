@@ -10,21 +10,25 @@ from orchctl.common import client_for, follow_log, handle_errors, print_json
 from orchctl.completion import complete_run, complete_task
 from orchd import events as ev
 from orchd import protocol as p
+from orchd import reports, views
 from orchd.errors import ErrorCode, OrchError
 
 
 @click.command()
 @click.argument("run", shell_complete=complete_run)
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print JSON (one run of schemas/status.schema.json)."
-)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schemas/results.schema.json).")
 @click.option(
     "--markdown", is_flag=True, help="Print a Markdown table to paste into a pull request."
 )
+@click.option(
+    "--into",
+    help="The branch to predict conflicts with (default: the branch checked out in the repository).",
+)
 @click.pass_context
 @handle_errors
-def results(ctx: click.Context, run: str, as_json: bool, markdown: bool) -> None:
-    """Show what each task of RUN produced: state, attempts, duration, cost, files, result.
+def results(ctx: click.Context, run: str, as_json: bool, markdown: bool, into: str | None) -> None:
+    """Show what each task of RUN produced: state, attempts, duration, cost, files, checks, result;
+    and which completed branches would conflict when merged.
 
     \b
     Example:
@@ -32,15 +36,40 @@ def results(ctx: click.Context, run: str, as_json: bool, markdown: bool) -> None
     """
     from orchctl import render
 
-    reply = client_for(ctx).call(p.Status(run=run), p.StatusReply)
+    client = client_for(ctx)
+    reply = client.call(p.Status(run=run), p.StatusReply)
     view = reply.runs[0]
+    forecasts = _forecasts(client, view, into)
     if as_json:
-        print_json(view)
-    elif markdown:
-        click.echo(render.results_markdown(view), nl=False)
-    else:
-        render.show(render.results_table(view))
-        render.show(render.summary_line(view.summary))
+        print_json(reports.RunResults(summary=view.summary, tasks=view.tasks, conflicts=forecasts))
+        return
+    lines = render.conflict_lines(forecasts or [])
+    if markdown:
+        click.echo(render.results_markdown(view, lines), nl=False)
+        return
+    render.show(render.results_table(view))
+    render.show(render.summary_line(view.summary))
+    for line in lines:
+        click.echo(line)
+
+
+def _forecasts(
+    client: p.Client, view: views.RunView, into: str | None
+) -> list[reports.ConflictForecast] | None:
+    """The conflicts predicted between the run's completed branches, None for a run without any
+    (or when they cannot be predicted: then it says why on stderr)."""
+    if not any(t.branch and t.state == "completed" for t in view.tasks):
+        return None
+    try:
+        reply = client.call(
+            p.Conflicts(run=view.summary.run_id, into=into), p.ConflictsReply, timeout=600.0
+        )
+    except OrchError as exc:
+        if exc.code is ErrorCode.UNAVAILABLE:
+            raise
+        click.echo(f"orchctl: conflicts not predicted: {exc.message}", err=True)
+        return None
+    return reply.repos
 
 
 @click.command()
@@ -170,39 +199,68 @@ def diff(ctx: click.Context, run: str, task: str) -> None:
     "--into",
     help="The branch to merge into (default: the branch checked out in the plan's repository).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--verify",
+    "checked",
+    is_flag=True,
+    help="Run each task's verify commands on the integrated tree after its merge; back out a "
+    "merge that fails them.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (schemas/merge.schema.json).")
 @click.pass_context
 @handle_errors
-def merge(ctx: click.Context, run: str, into: str | None, as_json: bool) -> None:
-    """Merge the branches of RUN's completed tasks, one by one; stop at a conflict.
+def merge(ctx: click.Context, run: str, into: str | None, checked: bool, as_json: bool) -> None:
+    """Merge the branches of RUN's completed tasks one by one, in plan order: a merge queue.
+
+    A branch that conflicts (or that git refuses) is skipped, with the files and the tasks merged
+    before it that touched them, and the queue goes on; the exit status is 1 when any was skipped.
 
     \b
     Example:
-      orchctl merge last --into main
+      orchctl merge last --into main --verify
     """
-    reply = client_for(ctx).call(p.Merge(run=run, into=into), p.MergeReply, timeout=600.0)
+    # the checks of every merge may take their whole verify_timeout: no client-side limit short of a day
+    timeout = 86400.0 if checked else 600.0
+    reply = client_for(ctx).call(
+        p.Merge(run=run, into=into, verify=checked), p.MergeReply, timeout=timeout
+    )
     if as_json:
         print_json(reply)
-    several = len(reply.results) > 1
-    for r in reply.results:
-        where = f" ({r.repo})" if several else ""
-        if not as_json:
-            for task_id in r.merged:
-                click.echo(f"merged {task_id} into {r.into}{where}")
-            if r.unchanged:
-                click.echo(
-                    f"nothing to merge from {len(r.unchanged)} task(s){where}: {', '.join(r.unchanged)}"
-                )
-        if r.conflict is not None:
-            c = r.conflict
-            with_ = f" with {', '.join(c.with_tasks)} (merged before it)" if c.with_tasks else ""
-            click.echo(
-                f"orchctl: conflict{where}: task {c.task} conflicts{with_} in {', '.join(c.files)}; the "
-                f"merge of {c.task} was aborted and the rest not attempted; {len(r.merged)} task(s) merged. "
-                f"Resolve it by hand: git merge orch/{reply.run_id}/{c.task}",
-                err=True,
-            )
-            ctx.exit(1)
+    else:
+        several = len(reply.results) > 1
+        for r in reply.results:
+            for line in _merge_lines(reply.run_id, r, f" ({r.repo})" if several else ""):
+                click.echo(line, err=line.startswith("orchctl:"))
+    if any(r.skipped for r in reply.results):
+        sys.exit(1)
+
+
+def _merge_lines(run_id: str, r: reports.MergeResult, where: str) -> list[str]:
+    """What a merge queue did in one repository, in words (lines to stderr start `orchctl:`)."""
+    lines = []
+    for task_id in r.merged:
+        checked = " (its checks passed on the integrated tree)" if task_id in r.verified else ""
+        lines.append(f"merged {task_id} into {r.into}{where}{checked}")
+    if r.unchanged:
+        lines.append(
+            f"nothing to merge from {len(r.unchanged)} task(s){where}: {', '.join(r.unchanged)}"
+        )
+    for s in r.skipped:
+        by_hand = f"merge it by hand: git merge orch/{run_id}/{s.task}"
+        if s.why == "conflict":
+            with_ = f" with {', '.join(s.with_tasks)} (merged before it)" if s.with_tasks else ""
+            what = f"task {s.task} conflicts{with_} in {', '.join(s.files)}; skipped, {by_hand}"
+        elif s.why == "verify":
+            what = f"task {s.task} merged, but {s.message}; the merge was backed out"
+        else:
+            what = f"task {s.task} skipped: {s.message}"
+        lines.append(f"orchctl:{where} {what}")
+    if r.skipped:
+        lines.append(
+            f"orchctl:{where} {len(r.merged)} task(s) merged into {r.into}, "
+            f"{len(r.skipped)} skipped: {', '.join(s.task for s in r.skipped)}"
+        )
+    return lines
 
 
 @click.command()

@@ -33,6 +33,7 @@ ENDED = {
     "park": "was parked",
     "lost": "was lost",
     "disk_full": "failed with the disk full",
+    "verify_failed": "failed its checks",
     "cancelled": "was cancelled",
 }
 
@@ -126,7 +127,8 @@ def line(ts: float, event: ev.Event | None) -> str | None:
             else (f"signal {event.signal}" if event.signal is not None else "no exit status")
         )
         why = f": {event.reason}" if event.reason else ""
-        return f"{at}    ended after {span(event.duration)}, {how} -> {event.outcome}{why}"
+        ended = f"{at}    ended after {span(event.duration)}, {how} -> {event.outcome}{why}"
+        return ended + checks(event.verify)
     if isinstance(event, ev.TaskRetrying):
         budget = "" if event.spends_retry else ", not spending a retry"
         return f"{at}  -> next attempt in {span(event.delay)}, at {when(event.due_at)}{budget}"
@@ -139,6 +141,18 @@ def line(ts: float, event: ev.Event | None) -> str | None:
     if isinstance(event, ev.CancelRequested):
         return f"{at}  -> `orchctl cancel`: cancel requested"
     return None
+
+
+def checks(result: ev.VerifyResult | None, lines: int = 12) -> str:
+    """What the story adds to an attempt's end about its checks: passed, or the failing one's
+    output (its last `lines` lines)."""
+    if result is None:
+        return ""
+    indent = " " * 14
+    if result.passed:
+        return f"\n{indent}{result.reason}"
+    output = result.output.splitlines()[-lines:]
+    return "".join(f"\n{indent}{line}" for line in [result.reason, *(f"| {o}" for o in output)])
 
 
 def what_next(task: views.TaskView) -> str:

@@ -3,7 +3,8 @@
 A session gathers what is known of its ended attempt (`Ended`: how its process
 exited, whether orch stopped it and why, and what its output says: the adapter's
 reading of the agent's stream, the preparing wrapper's last words, or the error
-that kept it from starting). `decide` turns that, the task's folded state and the
+that kept it from starting), with how the task's checks went when its agent succeeded.
+`decide` turns that, the task's folded state and the
 time into the events to record; the run actor records them and carries them out
 (a `TaskRetrying` arms a timer at its `due_at`; a terminal event closes the task).
 Nothing here does I/O or reads a clock.
@@ -12,9 +13,11 @@ Nothing here does I/O or reads a clock.
 |------------------------------------------------------|-----------|----------------------------------------------|
 | orch stopped it: the user cancelled                  | cancelled | cancelled                                    |
 | orch stopped it: its timeout passed                  | timeout   | retrying after backoff (a retry spent), else failed |
-| its output says it succeeded                         | success   | completed                                    |
+| its output says it succeeded (and its checks passed) | success   | completed                                    |
 | the user asked to cancel meanwhile                   | cancelled | cancelled                                    |
+| it succeeded, but a check could not be started       | permanent | failed (no retry installs it)                |
 | its output says: permanent (auth, billing, ...)      | permanent | failed, with what to do                      |
+| it succeeded, but a check failed or timed out        | verify_failed | retrying after backoff (a retry spent), else failed; the next attempt is told why |
 | nothing says how it ended (lost)                     | lost      | retrying at once, no retry spent; the MAX_LOST-th lost attempt fails it |
 | it failed while its disk was full                    | disk_full | retrying after backoff, no retry spent (the first MAX_DISK_FULL-1 times) |
 | its output names a reset time (park)                 | park      | retrying at that time (at most MAX_PARK ahead), no retry spent; from the (MAX_PARKS+1)-th park in a row a retry is spent |
@@ -39,8 +42,9 @@ SUCCESS, RETRY, PARK, PERMANENT = "success", "retry", "park", "permanent"
 # ... and these come from orch itself: it stopped the attempt, or nothing says how it ended.
 TIMEOUT, CANCELLED, LOST = "timeout", "cancelled", "lost"
 DISK_FULL = "disk_full"  # the attempt failed while its disk had no room: not its fault
+VERIFY_FAILED = "verify_failed"  # the agent succeeded, but the task's checks did not pass
 STALLED = "stalled"  # why orch stopped an attempt: no output for `stall` (recorded as a timeout)
-RETRYABLE = frozenset({RETRY, TIMEOUT})  # outcomes that spend a retry
+RETRYABLE = frozenset({RETRY, TIMEOUT, VERIFY_FAILED})  # outcomes that spend a retry
 
 MAX_LOST = 100  # lost attempts spend no retry (orch's trouble, not the task's); a task that keeps
 # losing them (an agent that takes orch down with it, a node that keeps dying) fails in the end
@@ -57,6 +61,7 @@ class Exit(msgspec.Struct, frozen=True):
     exit_code: int | None
     signal: int | None
     log_path: str
+    log_end: int | None = None  # where the agent's own output ends in the log (checks follow it)
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -66,6 +71,7 @@ class Outcome(msgspec.Struct, frozen=True):
     reason: str = ""
     report: ev.AgentReport = ev.AgentReport()
     park_until: float | None = None  # for PARK: when the provider said to come back
+    verify: ev.VerifyResult | None = None  # how the task's checks went, when they ran
 
 
 class Ended(msgspec.Struct, frozen=True):
@@ -87,18 +93,36 @@ def describe_exit(exit: Exit) -> str:
 
 def outcome(task: TaskState, ended: Ended, timeout: float) -> Outcome:
     """How the attempt ended, all things considered (the table's first column)."""
+    reading = ended.reading
     if ended.stopped == CANCELLED:
-        return Outcome(CANCELLED, reason="cancelled by the user", report=ended.reading.report)
+        return _instead(reading, CANCELLED, "cancelled by the user")
     if ended.stopped == TIMEOUT:
-        return Outcome(TIMEOUT, reason=f"timed out after {timeout:g}s", report=ended.reading.report)
+        return _instead(reading, TIMEOUT, f"timed out after {timeout:g}s")
     if ended.stopped == STALLED:
         stall = f"{task.spec.stall:g}s" if task.spec.stall else "its stall time"
-        reason = f"stalled: no output for {stall}"
-        return Outcome(TIMEOUT, reason=reason, report=ended.reading.report)
-    reading = ended.reading
+        return _instead(reading, TIMEOUT, f"stalled: no output for {stall}")
+    reading = checked(reading)
     if task.cancel_requested and reading.outcome != SUCCESS:
-        return Outcome(CANCELLED, reason="cancelled by the user", report=reading.report)
+        return _instead(reading, CANCELLED, "cancelled by the user")
     return reading
+
+
+def _instead(reading: Outcome, outcome: str, reason: str) -> Outcome:
+    """`outcome` for `reason`, keeping what the attempt's output reported (its cost, its checks)."""
+    return Outcome(outcome, reason=reason, report=reading.report, verify=reading.verify)
+
+
+def checked(reading: Outcome) -> Outcome:
+    """The reading of an attempt once its checks have run: the agent's own verdict first (a
+    failure stays one), then the checks'. Passed: success. Failed or timed out: VERIFY_FAILED,
+    which spends a retry like RETRY. A check that cannot be started: PERMANENT."""
+    checks = reading.verify
+    if reading.outcome != SUCCESS or checks is None or checks.passed:
+        return reading
+    if checks.result == "not_found":
+        reason = f"{checks.reason} (is it installed, and on orchd's PATH?)"
+        return msgspec.structs.replace(reading, outcome=PERMANENT, reason=reason)
+    return msgspec.structs.replace(reading, outcome=VERIFY_FAILED, reason=checks.reason)
 
 
 def decide(
@@ -120,6 +144,7 @@ def decide(
         reason=o.reason,
         duration=round(ended.duration, 6),
         report=o.report,
+        verify=o.verify,
     )
     return [finished, _next(run_id, task, o, now, rand)]
 

@@ -141,10 +141,14 @@ class Dispatcher:
                 )
             case p.Diff(run=name, task=task_id):
                 return self.diff(name, task_id)
-            case p.Merge(run=name, into=into):
+            case p.Merge(run=name, into=into, verify=verify):
                 with journal.lock:
                     run = self._run(name)
-                return review.merge(self.ctx, run, into)
+                return review.merge(self.ctx, run, into, verify)
+            case p.Conflicts(run=name, into=into):
+                with journal.lock:
+                    run = self._run(name)
+                return review.conflicts(self.ctx, run, into)
             case p.Clean():
                 return self._clean(request)
             case p.Dashboard():

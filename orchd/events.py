@@ -8,6 +8,7 @@ decode to `None` and are skipped by the fold, never a crash.
 
 from __future__ import annotations
 
+import shlex
 from typing import Union
 
 import msgspec
@@ -28,6 +29,29 @@ class AgentReport(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     session_totals: list[
         str
     ] = []  # fields above that are running totals of the agent session, not of the attempt
+
+
+class VerifyResult(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """How the task's verify commands went, after an attempt's agent exited 0 (orchd/verify.py)."""
+
+    result: str  # passed | failed | timeout | not_found (the check cannot be started: permanent)
+    checks: int = 0  # the checks that ran, the one that did not pass included
+    argv: list[str] = []  # the check that did not pass
+    detail: str = ""  # how it ended: "exit 1", "killed by SIGSEGV", "timed out after 600s", ...
+    output: str = ""  # the tail of its output
+    log_offset: int = 0  # where the checks' output starts in the attempt's log (the agent's ends)
+
+    @property
+    def passed(self) -> bool:
+        """Whether every check passed."""
+        return self.result == "passed"
+
+    @property
+    def reason(self) -> str:
+        """`verify: python3 -m pytest -q: exit 1`, or `verify: 2 checks passed`."""
+        if self.passed:
+            return f"verify: {self.checks} check{'s' * (self.checks != 1)} passed"
+        return f"verify: {shlex.join(self.argv)}: {self.detail}"
 
 
 class _Event(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_defaults=True, gc=False):
@@ -79,7 +103,8 @@ class AttemptAdopted(_Event, frozen=True):
 class AttemptFinished(_Event, frozen=True):
     """An attempt ended. `outcome` is how its adapter classified it.
 
-    outcome: success | retry | park | permanent | timeout | cancelled | lost
+    outcome: success | retry | park | permanent | timeout | cancelled | lost | disk_full |
+    verify_failed. `verify`: how the task's checks went, when its agent exited 0 and it has any.
     """
 
     task_id: str
@@ -90,6 +115,7 @@ class AttemptFinished(_Event, frozen=True):
     reason: str = ""
     duration: float = 0.0
     report: AgentReport = AgentReport()
+    verify: VerifyResult | None = None
 
 
 class AttemptSignaled(_Event, frozen=True):

@@ -278,7 +278,7 @@ def _resolve(raw: RawPlan, source: str, base_dir: Path, where: _Where) -> RunSpe
     name = raw.name or Path(source).stem.strip("<>") or "run"  # "<stdin>": "stdin"
     tasks: list[TaskSpec] = []
     first_seen: dict[str, str] = {}
-    rules = TaskRules(raw.defaults, raw.isolation, where, _PromptFiles(base_dir, where))
+    rules = TaskRules(raw, where, _PromptFiles(base_dir, where))
     for i, raw_task in enumerate(raw.tasks):
         path = f"tasks[{i}]"
         task_dir = (

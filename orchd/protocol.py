@@ -15,9 +15,9 @@ import msgspec
 from orchd import PROTOCOL_VERSION
 from orchd.errors import ErrorCode, OrchError
 from orchd.events import Row
+from orchd.reports import ConflictForecast, MergeResult
 from orchd.state import AttemptState
 from orchd.views import RunRecord, RunSummary, RunView, TaskView
-from orchd.workspace import MergeResult
 
 R = TypeVar("R", bound="_Response")
 MAX_WAIT = 30.0  # seconds a long-poll may hold a request
@@ -95,6 +95,14 @@ class Diff(_Request):
 class Merge(_Request):
     run: str
     into: str | None = None  # default: the branch checked out in the plan's repository
+    verify: bool = False  # run each task's verify commands on the integrated tree after its merge
+
+
+class Conflicts(_Request):
+    """Which completed branches of a run would conflict, with each other or with `into`."""
+
+    run: str
+    into: str | None = None  # default: the branch checked out in each repository
 
 
 class Clean(_Request):
@@ -126,6 +134,7 @@ Request = Union[
     Shutdown,
     Diff,
     Merge,
+    Conflicts,
     Clean,
     Dashboard,
     Export,
@@ -196,9 +205,12 @@ class DiffReply(_Response):
 
 class MergeReply(_Response):
     run_id: str
-    results: list[
-        MergeResult
-    ]  # one per repository, in order; the last has the conflict that stopped it, if any
+    results: list[MergeResult]  # one per repository, in order
+
+
+class ConflictsReply(_Response):
+    run_id: str
+    repos: list[ConflictForecast]  # one per repository with completed branches
 
 
 class DashboardReply(_Response):
@@ -226,6 +238,7 @@ Response = Union[
     AuditReply,
     DiffReply,
     MergeReply,
+    ConflictsReply,
     DashboardReply,
     ExportReply,
     Error,

@@ -82,6 +82,12 @@ def _audit() -> Any:
     return AuditReply
 
 
+def _results() -> Any:
+    from orchd.reports import RunResults
+
+    return RunResults
+
+
 def _merge() -> Any:
     from orchd.protocol import MergeReply
 
@@ -109,7 +115,8 @@ def _daemon() -> Any:
 SCHEMAS: dict[str, Callable[[], Any]] = {
     "plan.schema.json": _plan,  # what users write
     "status.schema.json": _status,  # `status --json`, `replay --json`
-    "run.schema.json": _run,  # `results --json`, `submit --wait --json`, `watch`'s run (one run of status)
+    "run.schema.json": _run,  # `submit --wait --json`, `wait --json`, `watch`'s run (one run of status)
+    "results.schema.json": _results,  # `results --json`: a run, and the conflicts predicted
     "runs.schema.json": _runs,  # `runs --json`
     "submitted.schema.json": _submitted,  # `submit --json` without --wait
     "event-line.schema.json": _event_line,  # each line of `events --json`

@@ -64,6 +64,8 @@ class TaskSpec(
     provider: str | None = None  # the account it spends: the plan's name, else resolved at submit
     budget_usd: float | None = None  # the most this task may spend, over all its attempts
     stall: float | None = None  # seconds without output after which an attempt is stopped
+    verify: list[list[str]] = []  # argvs run in the task's directory after its agent exits 0
+    verify_timeout: float = 600.0  # for each of them
 
 
 class RunSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
@@ -118,6 +120,8 @@ class RawTaskFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     provider: str | None = None
     budget_usd: float | None = None
     stall: Duration | None = None
+    verify: list[list[str]] | None = None
+    verify_timeout: Duration | None = None
 
 
 class RawTask(RawTaskFields, forbid_unknown_fields=True, kw_only=True):
@@ -136,6 +140,8 @@ class RawPlan(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     isolation: Literal["worktree", "none"] | None = None
     base: str | None = None
     budget_usd: float | None = None
+    verify: list[list[str]] | None = None  # every task's checks, unless [defaults] or the task say
+    verify_timeout: Duration | None = None
     defaults: RawTaskFields = msgspec.field(default_factory=RawTaskFields)
     tasks: list[RawTask] = []
 
@@ -186,15 +192,15 @@ _PLACEHOLDER_RE = re.compile(r"\{(path|stem|name|dir)\}")
 
 
 class TaskRules:
-    """Turns each task of one plan into a TaskSpec: its fields over the plan's [defaults]."""
+    """Turns each task of one plan into a TaskSpec: its fields over the plan's [defaults] (and the
+    plan's own `verify` and `verify_timeout`, where [defaults] sets none)."""
 
-    def __init__(
-        self, defaults: RawTaskFields, isolation: str | None, where: Where, read_prompt: ReadPrompt
-    ) -> None:
-        self.defaults, self.isolation, self.where = defaults, isolation, where
+    def __init__(self, plan: RawPlan, where: Where, read_prompt: ReadPrompt) -> None:
+        self.defaults, self.isolation, self.where = plan.defaults, plan.isolation, where
+        self.plan = {"verify": plan.verify, "verify_timeout": plan.verify_timeout}
         self.read_prompt = read_prompt
         # one frozen spec shared by every task that sets no backoff of its own
-        self.backoff = self._backoff([("defaults", defaults.backoff)])
+        self.backoff = self._backoff([("defaults", plan.defaults.backoff)])
 
     def task(
         self, raw: RawTask, workdir: Path, values: dict[str, str] | None, path: str
@@ -250,11 +256,9 @@ class TaskRules:
                     f"{at}[{j}]", f"{name!r} must be a path relative to the workdir, inside it"
                 )
         setup, at = self._pick(raw, "setup", [], path)
-        for j, argv in enumerate(setup):
-            if not argv:
-                raise error(
-                    f"{at}[{j}]", 'is empty (each setup step is an argv list, e.g. ["uv", "sync"])'
-                )
+        self._argvs(setup, at)
+        verify, at = self._pick(raw, "verify", [], path)
+        self._argvs(verify, at)
         provider, at = self._pick(raw, "provider", None, path)
         if provider is not None and not PROVIDER_RE.match(provider):
             raise error(
@@ -287,16 +291,33 @@ class TaskRules:
             provider=provider,
             budget_usd=budget,
             stall=self._positive_duration(raw, "stall", None, path),
+            verify=[  # a check may name the task's file: {path} {stem} {name} {dir}
+                [self._fill(arg, values, f"{at}[{j}][{k}]") for k, arg in enumerate(argv)]
+                for j, argv in enumerate(verify)
+            ],
+            verify_timeout=self._positive_duration(raw, "verify_timeout", "10m", path),
         )
 
+    def _argvs(self, argvs: list[list[str]], at: str) -> None:
+        """Each of `setup`'s steps and `verify`'s checks is a non-empty argv."""
+        for j, argv in enumerate(argvs):
+            if not argv:
+                raise self.where.error(
+                    f"{at}[{j}]",
+                    'is empty (each is an argv list, e.g. ["python3", "-m", "pytest"])',
+                )
+
     def _pick(self, raw: RawTask, field: str, fallback: Any, path: str) -> tuple[Any, str]:
-        """The task's value of `field`, else the defaults', else `fallback`; and where it is
-        written (`tasks[3].timeout`, `defaults.timeout`), for errors."""
+        """The task's value of `field`, else the defaults', else the plan's, else `fallback`; and
+        where it is written (`tasks[3].timeout`, `defaults.timeout`), for errors."""
         value = getattr(raw, field)
         if value is not None:
             return value, f"{path}.{field}"
         value = getattr(self.defaults, field)
-        return (value, f"defaults.{field}") if value is not None else (fallback, f"{path}.{field}")
+        if value is not None:
+            return value, f"defaults.{field}"
+        value = self.plan.get(field)  # the plan's own `verify`, `verify_timeout`
+        return (value, field) if value is not None else (fallback, f"{path}.{field}")
 
     def _positive_duration(
         self, raw: RawTask, field: str, fallback: Duration | None, path: str

@@ -43,6 +43,7 @@ class AttemptState(msgspec.Struct, gc=False):
     signal: int | None = None
     reason: str = ""
     report: ev.AgentReport = ev.AgentReport()
+    verify: ev.VerifyResult | None = None  # how the task's checks went, when they ran
     adoptions: int = 0  # times a restarted orchd took the attempt over again
     spent: Spend = Spend()  # what its stream said it had spent so far, while it ran
     notice: str = ""  # the latest API error or limit its stream showed, in words
@@ -254,7 +255,7 @@ def _finished(task: TaskState, event: ev.AttemptFinished, ts: float) -> None:
         event.exit_code,
         event.signal,
     )
-    attempt.reason, attempt.report = event.reason, event.report
+    attempt.reason, attempt.report, attempt.verify = event.reason, event.report, event.verify
     task.reason = event.reason
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from orchd.events import VerifyResult
 from orchd.state import TASK_STATES, TERMINAL, AttemptState, ProviderState, RunState, TaskState
 
 Providers = dict[str, ProviderState]  # the fold's providers (State.providers)
@@ -40,6 +41,7 @@ class TaskView(msgspec.Struct, omit_defaults=False):
     provider: str | None = None  # the account its sessions spend (providers.py)
     notice: str = ""  # the latest API error or limit its latest attempt's stream showed
     held: str | None = None  # why it waits: its provider is held (and until when)
+    verify: VerifyResult | None = None  # how its latest attempt's checks went (None: none ran)
 
 
 class ProviderView(msgspec.Struct, omit_defaults=False):
@@ -174,6 +176,7 @@ def task_view(
         held=held_reason((providers or {}).get(task.spec.provider or ""))
         if task.state not in TERMINAL and task.current is None
         else None,
+        verify=last.verify if last else None,
     )
 
 

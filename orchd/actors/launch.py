@@ -1,5 +1,9 @@
 """What a run actor needs to launch an attempt: its session actor, its event, its log file.
 
+An attempt of a task with a worktree or checks runs inside the attempt's own process
+(orchd/attempt.py: prepare, the agent, verify); the next attempt after one whose checks failed is
+told why (the adapter quotes the failing check in its prompt).
+
 An attempt's log is created ahead of its spawn, while the launch commits (creating
 a file on this disk can cost more than the spawn itself), and the next ready
 task's log after each launch, off the path from an exit to the next spawn.
@@ -22,6 +26,9 @@ from orchd.actors.context import Context
 from orchd.actors.session import SessionActor
 from orchd.agents import adapter_for
 from orchd.agents.base import Launch
+from orchd.attempt import Prep, Wrapper
+from orchd.decide import VERIFY_FAILED
+from orchd.events import VerifyResult
 from orchd.executors.base import Process
 from orchd.plan import TaskSpec
 
@@ -33,7 +40,6 @@ class Launcher:
         self.ctx, self.run_id = ctx, run_id
         self.logs: list[Path] = []  # logs of attempts about to launch, to create while they commit
         self.made: set[Path] = set()  # logs created ahead, for the next ready task's attempt
-        self.workdir = ""  # the run's workdir, where files to copy into worktrees come from
 
     def launch(
         self, task: st.TaskState, n: int, spent: float | None = None
@@ -92,8 +98,8 @@ class Launcher:
     ) -> tuple[pykka.ActorRef[Any], Launch]:
         adapter = adapter_for(task.spec.agent)
         assert adapter is not None, "plans are checked for known agents at submit"
-        spec, prep = self._workspace(task, n)
-        launch = adapter.launch(spec, n, resume_id(task))
+        spec, wrapper = self._wrapper(task, n)
+        launch = adapter.launch(spec, n, resume_id(task), feedback(task))
         env = {}
         if adopt is None:
             env = {
@@ -114,22 +120,28 @@ class Launcher:
             adapter,
             env,
             log_path,
-            prep,
+            wrapper,
             adopt,
             elapsed,
             spent,
         )
         return ref, launch
 
-    def _workspace(self, task: st.TaskState, n: int) -> tuple[TaskSpec, workspace.Prep | None]:
-        """The task's spec as attempt `n` sees it, and how to prepare its worktree (None: none)."""
+    def _wrapper(self, task: st.TaskState, n: int) -> tuple[TaskSpec, Wrapper | None]:
+        """The task's spec as attempt `n` sees it, and what the attempt's process does around its
+        agent: prepare its worktree, verify its work (None: nothing, the agent starts directly)."""
         spec = task.spec
         ws = workspace.workspace_of(self.ctx.paths.worktrees, self.run_id, spec)
-        if ws is None:
+        prep = None
+        if ws is not None:
+            spec = msgspec.structs.replace(spec, cwd=ws.cwd)
+            fresh = n > 1 and resume_id(task) is None
+            # files to copy come from the task's own directory (a task may name its workdir)
+            prep = Prep(ws, task.spec.cwd, spec.copy, spec.setup, fresh=fresh)
+        if prep is None and not spec.verify:
             return spec, None
-        spec = msgspec.structs.replace(spec, cwd=ws.cwd)
-        fresh = n > 1 and resume_id(task) is None
-        return spec, workspace.Prep(ws, self.workdir, spec.copy, spec.setup, fresh=fresh)
+        grace = self.ctx.kill_grace
+        return spec, Wrapper(spec.cwd, prep, spec.verify, spec.verify_timeout, grace=grace)
 
     def create_logs(self) -> None:
         while self.logs:
@@ -149,6 +161,12 @@ def create_log(log_path: Path) -> None:
         os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
     except OSError:
         pass
+
+
+def feedback(task: st.TaskState) -> VerifyResult | None:
+    """The failed check of the task's latest attempt, for the next attempt's prompt."""
+    last = task.attempts[-1] if task.attempts else None
+    return last.verify if last is not None and last.outcome == VERIFY_FAILED else None
 
 
 def resume_id(task: st.TaskState) -> str | None:

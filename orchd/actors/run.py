@@ -137,7 +137,6 @@ class RunActor(Actor):
             self.state.runs[self.run_id] = st.copy_run(self.ctx.journal.state.runs[self.run_id])
             self.state.seq = self.ctx.journal.state.seq
         self.resumed = True
-        self.launcher.workdir = self.run.spec.workdir
         self.ctx.paths.attempt_log(self.run_id, "-", 0).parent.mkdir(parents=True, exist_ok=True)
         self._let_recorded_go()
         now = time.time()

@@ -12,6 +12,7 @@ the log finds its sessions still there and takes them over (`Reattach`).
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import signal
 import time
@@ -22,12 +23,14 @@ from typing import Any
 
 import msgspec
 
-from orchd import disk, workspace
+from orchd import disk
 from orchd import events as ev
+from orchd.actors import reading as read
 from orchd.actors.context import Context
 from orchd.actors.pool import PooledActor, tell, teller
 from orchd.actors.stream import Stream
 from orchd.agents.base import AgentAdapter, Launch, tail
+from orchd.attempt import Wrapper, start_dir, wrap
 from orchd.decide import (
     CANCELLED,
     DISK_FULL,
@@ -35,7 +38,6 @@ from orchd.decide import (
     PERMANENT,
     RETRY,
     STALLED,
-    SUCCESS,
     TIMEOUT,
     Ended,
     Exit,
@@ -47,7 +49,6 @@ from orchd.reactor import Timer
 
 log = logging.getLogger(__name__)
 
-PREP_EXITS = (workspace.SETUP_FAILED, workspace.CANNOT_RUN, workspace.NOT_FOUND)
 DECIDED = "decided"  # stopping: the attempt ends as its `verdict` says
 TRANSIENT = (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM)
 
@@ -133,7 +134,7 @@ class SessionActor(PooledActor):
         adapter: AgentAdapter,
         env: dict[str, str],
         log_path: Path,
-        prep: workspace.Prep | None = None,
+        wrapper: Wrapper | None = None,
         adopt: Process | None = None,
         elapsed: float = 0.0,
         spent_before: float = 0.0,
@@ -141,9 +142,9 @@ class SessionActor(PooledActor):
         super().__init__(ctx.dispatcher)
         self.ctx, self.run_id, self.task, self.attempt = ctx, run_id, task, attempt
         self.launch, self.adapter, self.env, self.log_path = launch, adapter, env, log_path
-        self.prep = (
-            prep  # worktree isolation: the attempt's process prepares it, then execs the agent
-        )
+        # a worktree or checks: the attempt's process prepares it, runs the agent, verifies
+        self.wrapper = wrapper
+        self.prep = wrapper.prep if wrapper is not None else None
         self.process: Process | None = adopt  # a process that outlived the previous orchd
         self.adopted = adopt is not None
         self.elapsed = elapsed  # seconds the attempt ran before this session took it over
@@ -227,10 +228,10 @@ class SessionActor(PooledActor):
             return
         if self.ctx.stopping:  # orchd is stopping: a restart records it lost, as a killed one
             return
-        if self.prep is None:
+        if self.wrapper is None:
             argv, cwd = self.launch.argv, self.launch.cwd
         else:
-            argv, cwd = workspace.wrap(self.prep, self.launch.argv), self.prep.workdir
+            argv, cwd = wrap(self.wrapper, self.launch.argv), start_dir(self.wrapper)
         ref = self.actor_ref
 
         def started(result: Process | OSError) -> None:
@@ -308,25 +309,25 @@ class SessionActor(PooledActor):
             self.stream.read(
                 final=True
             )  # what it said last: a final refusal holds its provider too
-        reading = self._prep_failure(exit)
+        reading = read.wrapper_failure(exit, self.adapter)
         if reading is None and exit_code is None and sig is None:
-            reading = self._proven(exit) or Outcome(
+            reading = read.proven(self.adapter, self.task, exit) or Outcome(
                 LOST,
                 reason="the attempt ended while orchd was down and left no exit status"
                 if self.adopted
                 else "the attempt's process was lost (its keeper or node died): no exit status",
             )
         if reading is None:  # read even when orch stopped it: what it cost counts
-            reading = self.adapter.classify(self.task, exit)
+            reading = read.classify(self.adapter, self.task, exit)
         if reading.outcome in (RETRY, LOST) and self._disk_was_full(exit):
             why = f"{disk.full_reason(str(self.log_path.parent))}: it could not write its output"
             reading = Outcome(DISK_FULL, reason=why, report=reading.report)
         if self.verdict is not None:
             reading = msgspec.structs.replace(self.verdict, report=reading.report)
-        if reading.outcome == SUCCESS and self.prep is not None and self.stopping is None:
+        if read.passed(reading) and self.prep is not None and self.stopping is None:
             # committing runs git: on the blocking pool, so that sessions go on
-            verdict = reading
-            self.ctx.dispatcher.blocking(lambda: self._commit(verdict), self._tell_checked(exit))
+            commit = functools.partial(read.commit, self.prep, self.task.id, reading)
+            self.ctx.dispatcher.blocking(commit, self._tell_checked(exit))
             return
         self._end(exit, reading)
 
@@ -338,14 +339,6 @@ class SessionActor(PooledActor):
         if self.ctx.journal.failed_at >= self.started:
             return True
         return "No space left on device" in tail(exit.log_path, 4096)
-
-    def _proven(self, exit: Exit) -> Outcome | None:
-        """An attempt whose exit status is lost, but whose agent's stream says it succeeded (its
-        final event): success, proven from its log. Nothing else is taken from a log alone."""
-        if not getattr(self.adapter, "states_outcome", False):
-            return None
-        reading = self.adapter.classify(self.task, Exit(0, None, exit.log_path))
-        return reading if reading.outcome == SUCCESS else None
 
     def _tell_checked(self, exit: Exit) -> Callable[[Outcome | BaseException], None]:
         ref = self.actor_ref
@@ -359,34 +352,6 @@ class SessionActor(PooledActor):
         if isinstance(reading, BaseException):  # orch's commit failed in a way it did not foresee
             reading = Outcome(RETRY, reason=f"could not commit the task's changes: {reading!r}")
         self._end(exit, reading)
-
-    def _prep_failure(self, exit: Exit) -> Outcome | None:
-        """The wrapper's own failure (workspace, setup, agent not startable), told by its exit code
-        and last line."""
-        if exit.exit_code not in PREP_EXITS:
-            return None
-        lines = tail(exit.log_path, 2048).rstrip().splitlines()
-        if not lines or not lines[-1].startswith("orch: "):
-            return None
-        reason = lines[-1][len("orch: ") :]
-        hint = getattr(self.adapter, "install_hint", "")
-        if exit.exit_code == workspace.NOT_FOUND and hint:
-            reason = f"{reason}: {hint}"
-        return Outcome(
-            RETRY if exit.exit_code == workspace.SETUP_FAILED else PERMANENT, reason=reason
-        )
-
-    def _commit(self, reading: Outcome) -> Outcome:
-        """Commit a successful attempt's changes to the task's branch, listing the files it changed."""
-        assert self.prep is not None
-        message = f"orch: {self.task.id}\n\n{reading.report.result[:4000]}".rstrip() + "\n"
-        try:
-            files = workspace.commit(self.prep.workspace, message, self.prep.copy)
-        except workspace.GitError as exc:
-            return Outcome(RETRY, reason=f"could not commit the task's changes: {exc.message}")
-        return msgspec.structs.replace(
-            reading, report=msgspec.structs.replace(reading.report, files=files)
-        )
 
     def _end(self, exit: Exit | None, reading: Outcome) -> None:
         for timer in self.timers:

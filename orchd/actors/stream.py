@@ -6,7 +6,9 @@ into signals, and `decide.live` says what each calls for: stop the attempt now,
 hold or throttle its provider (told to the supervisor). Signals worth keeping go
 to the log (`AttemptSignaled`; what it spent, at most every SPEND_EVERY seconds),
 so that `status`, `watch` and `why` show them. A task with `stall` is also checked
-for output now and then: none for that long stops the attempt.
+for output now and then: none for that long stops the attempt. Once the agent has exited and the
+task's checks run (orchd/verify.py), the log is theirs: nothing in it is acted on, and their own
+`verify_timeout`, not `stall`, bounds them.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ class Stream:
     def __init__(self, session: SessionActor, spent_before: float) -> None:
         self.session = session
         self.parser = parser_for(session.task.agent)
-        self.parsed = session.task.agent != "command"  # commands print text: nothing to act on
+        task = session.task
+        # commands print text: nothing to act on, unless a stall must know when checks began
+        self.parsed = task.agent != "command" or bool(task.stall and task.verify)
         self.spent_before = spent_before
         self.offset = 0
         self.watch: int | None = None
@@ -91,6 +95,9 @@ class Stream:
     def stalled(self) -> bool:
         """Whether the attempt has written nothing for its `stall` time (else check again later)."""
         stall = self.session.task.stall or 0.0
+        self.read()  # up to now: the checks may have begun
+        if self.parser.checking:  # the agent is done; its checks have their own timeout
+            return False
         try:
             size = os.stat(self.session.log_path).st_size
         except OSError:

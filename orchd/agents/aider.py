@@ -32,11 +32,11 @@ from orchd.agents.base import (
     failed,
     last_words,
     not_installed,
-    resume_prompt,
+    prompt_for,
     tail,
     with_prompt_option,
 )
-from orchd.events import AgentReport
+from orchd.events import AgentReport, VerifyResult
 from orchd.plan import TaskSpec
 
 AGENT = "Aider"
@@ -83,13 +83,19 @@ class AiderAdapter:
     install_hint = INSTALL_HINT
     auth_hint = AUTH_HINT
 
-    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
+    def launch(
+        self,
+        task: TaskSpec,
+        attempt: int,
+        resume: str | None = None,
+        feedback: VerifyResult | None = None,
+    ) -> Launch:
         argv = ["aider", *OPTIONS]
         if task.model:
             argv += ["--model", task.model]
         if task.resume and attempt > 1:
             argv += ["--restore-chat-history"]
-        prompt = resume_prompt(task.prompt) if task.resume and attempt > 1 else task.prompt
+        prompt = prompt_for(task.prompt, task.resume and attempt > 1, feedback)
         return with_prompt_option(
             [*argv, *task.agent_args],
             "--message",
@@ -99,7 +105,7 @@ class AiderAdapter:
         )
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
-        text = tail(exit.log_path, 1 << 20)
+        text = tail(exit, 1 << 20)
         report = _report(text)
         if missing := not_installed(AGENT, exit, INSTALL_HINT, report):
             return missing
@@ -111,9 +117,7 @@ class AiderAdapter:
             return Outcome(SUCCESS, report=report)
         if error is None:
             context = CONTEXT_RE.search(text[answered + 1 :])
-            words = (
-                context.group(0) if context else last_words(exit.log_path) or describe_exit(exit)
-            )
+            words = context.group(0) if context else last_words(exit) or describe_exit(exit)
             return failed(AGENT, words, report, AUTH_HINT, kind="context" if context else None)
         # the error line and aider's explanation, unwrapped
         message = " ".join(text[error.start() :].split("\n\n")[0].split())

@@ -32,10 +32,11 @@ from orchd.agents.base import (
     has_option,
     json_lines,
     not_installed,
-    resume_prompt,
+    prompt_for,
     tail,
     with_prompt_option,
 )
+from orchd.events import VerifyResult
 from orchd.plan import TaskSpec
 
 AGENT = "Amp"
@@ -54,20 +55,26 @@ class AmpAdapter:
     auth_hint = AUTH_HINT
     states_outcome = True  # its stream ends with an event that says how it went
 
-    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
+    def launch(
+        self,
+        task: TaskSpec,
+        attempt: int,
+        resume: str | None = None,
+        feedback: VerifyResult | None = None,
+    ) -> Launch:
         argv = ["amp", "threads", "continue", resume] if resume else ["amp"]
         argv += ["--stream-json"]
         if task.model:
             argv += ["--mode", task.model]
         if not has_option(task.agent_args, "--dangerously-allow-all"):
             argv += ["--dangerously-allow-all"]
-        prompt = resume_prompt(task.prompt) if resume else task.prompt
+        prompt = prompt_for(task.prompt, bool(resume), feedback)
         return with_prompt_option(
             [*argv, *task.agent_args], "--execute", prompt, task.cwd, ["--execute"]
         )
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
-        report, result = claude_style_report(json_lines(exit.log_path))
+        report, result = claude_style_report(json_lines(exit))
         if missing := not_installed(AGENT, exit, INSTALL_HINT, report):
             return missing
         if result is not None and not result.get("is_error") and exit.exit_code == 0:
@@ -78,11 +85,7 @@ class AmpAdapter:
                 reason=f"{AGENT}: the agent used all its turns (split the task)",
                 report=report,
             )
-        text = (
-            str((result or {}).get("error") or "")
-            or error_words(exit.log_path)
-            or describe_exit(exit)
-        )
-        if "No API key found" in tail(exit.log_path):
+        text = str((result or {}).get("error") or "") or error_words(exit) or describe_exit(exit)
+        if "No API key found" in tail(exit):
             return failed(AGENT, text, report, AUTH_HINT, kind="auth")
         return failed(AGENT, text, report, AUTH_HINT)

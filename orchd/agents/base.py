@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -22,11 +23,12 @@ from orchd.decide import (
     RETRYABLE,
     SUCCESS,
     TIMEOUT,
+    VERIFY_FAILED,
     Exit,
     Outcome,
     describe_exit,
 )
-from orchd.events import AgentReport
+from orchd.events import AgentReport, VerifyResult
 from orchd.plan import TaskSpec
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "RETRYABLE",
     "SUCCESS",
     "TIMEOUT",
+    "VERIFY_FAILED",
     "Exit",
     "Outcome",
     "describe_exit",
@@ -58,12 +61,20 @@ class AgentAdapter(Protocol):
 
     name: str
 
-    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
+    def launch(
+        self,
+        task: TaskSpec,
+        attempt: int,
+        resume: str | None = None,
+        feedback: VerifyResult | None = None,
+    ) -> Launch:
         """The process to start for attempt number `attempt` (1-based) of `task`.
 
         `resume` is the agent's own session id from the latest attempt that
         reported one, given when the plan says `resume = true`: an adapter whose
         CLI can continue a session passes it on so finished work is not redone.
+        `feedback` is the failed check of the previous attempt, whose output the
+        prompt quotes (`prompt_for`).
         """
         ...
 
@@ -85,22 +96,28 @@ def with_prompt(argv: list[str], prompt: str, cwd: str, from_stdin: list[str] = 
     return Launch(argv=[*argv, "--", prompt], cwd=cwd)
 
 
-def tail(log_path: str, limit: int = 4096) -> str:
-    """The last `limit` bytes of an attempt's output, decoded leniently."""
+Log = str | Exit  # an attempt's log: its path, or how it ended (only the agent's part of the log)
+
+
+def tail(log: Log, limit: int = 4096) -> str:
+    """The last `limit` bytes of an attempt's output (of its agent's, for an Exit), decoded leniently."""
+    log_path, end = (log.log_path, log.log_end) if isinstance(log, Exit) else (log, None)
     try:  # raw fd calls: few syscalls, as this runs for every attempt
         fd = os.open(log_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return ""
     try:
         size = os.fstat(fd).st_size
-        return os.pread(fd, limit, max(0, size - limit)).decode("utf-8", "replace") if size else ""
+        size = size if end is None else min(size, end)
+        start = max(0, size - limit)
+        return os.pread(fd, size - start, start).decode("utf-8", "replace") if size else ""
     except OSError:
         return ""
     finally:
         os.close(fd)
 
 
-def json_lines(log_path: str, limit: int = 16 << 20) -> list[dict]:
+def json_lines(log_path: Log, limit: int = 16 << 20) -> list[dict]:
     """The JSON objects among the last `limit` bytes of an attempt's output, in order.
 
     Agents that stream JSON lines (Claude Code, Codex, Gemini, ...) share one
@@ -145,7 +162,32 @@ def resume_prompt(prompt: str) -> str:
     )
 
 
-def last_words(log_path: str, limit: int = 300) -> str:
+def prompt_for(prompt: str, resumed: bool, feedback: VerifyResult | None = None) -> str:
+    """The prompt of an attempt: the task's own, the continuation of a resumed session, and after
+    an attempt whose checks failed, the failing check and the tail of its output.
+
+    A resumed session continues with only what it needs to fix; a fresh one gets the task's prompt
+    followed by what the previous attempt's check said.
+    """
+    if feedback is None or feedback.passed:
+        return resume_prompt(prompt) if resumed else prompt
+    check = shlex.join(feedback.argv)
+    output = feedback.output.strip() or "(no output)"
+    quoted = f"`{check}` failed ({feedback.detail}). The end of its output:\n\n```\n{output}\n```"
+    if resumed:
+        return (
+            "You finished the task, but its check did not pass: "
+            f"{quoted}\n\nFix the work so that `{check}` passes; keep what is already right. "
+            f"The task, for reference:\n\n{prompt}"
+        )
+    return (
+        f"{prompt}\n\nA previous attempt at this task was checked with `{check}` afterwards, and "
+        f"the check failed ({feedback.detail}). The end of its output:\n\n```\n{output}\n```\n\n"
+        f"Make sure `{check}` passes when you are done."
+    )
+
+
+def last_words(log_path: Log, limit: int = 300) -> str:
     """The last line of an attempt's output that is not JSON: usually the agent's own last complaint."""
     for line in reversed(tail(log_path, 8192).splitlines()):
         line = line.strip()
@@ -278,7 +320,7 @@ def not_installed(
     """PERMANENT when the agent's program could not be started (exit 127), else None."""
     if exit.exit_code != NOT_FOUND:
         return None
-    words = last_words(exit.log_path) or describe_exit(exit)
+    words = last_words(exit) or describe_exit(exit)
     return Outcome(PERMANENT, reason=f"{agent} not found ({words}): {install_hint}", report=report)
 
 
@@ -310,7 +352,7 @@ def claude_style_report(events: list[dict[str, Any]]) -> tuple[AgentReport, dict
     ), result
 
 
-def error_words(log_path: str, limit: int = 1000) -> str:
+def error_words(log_path: Log, limit: int = 1000) -> str:
     """The last line of an attempt's output that starts with `Error`, else its last non-JSON line."""
     for line in reversed(tail(log_path, 8192).splitlines()):
         if line.lstrip().lower().startswith("error"):

@@ -35,10 +35,10 @@ from orchd.agents.base import (
     has_option,
     json_lines,
     last_words,
-    resume_prompt,
+    prompt_for,
     with_prompt,
 )
-from orchd.events import AgentReport
+from orchd.events import AgentReport, VerifyResult
 from orchd.plan import TaskSpec
 
 INSTALL_HINT = (
@@ -93,7 +93,13 @@ class ClaudeAdapter:
     auth_hint = AUTH_HINT
     states_outcome = True  # its stream ends with an event that says how it went
 
-    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
+    def launch(
+        self,
+        task: TaskSpec,
+        attempt: int,
+        resume: str | None = None,
+        feedback: VerifyResult | None = None,
+    ) -> Launch:
         argv = ["claude", "-p", "--output-format", "stream-json", "--verbose"]
         if task.model:
             argv += ["--model", task.model]
@@ -101,13 +107,13 @@ class ClaudeAdapter:
             argv += ["--resume", resume]
         if not has_option(task.agent_args, "--permission-mode", "--dangerously-skip-permissions"):
             argv += ["--permission-mode", "acceptEdits"]
-        prompt = resume_prompt(task.prompt) if resume else task.prompt
+        prompt = prompt_for(task.prompt, bool(resume), feedback)
         return with_prompt(
             [*argv, *task.agent_args], prompt, task.cwd
         )  # `claude -p` reads stdin without one
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
-        events = json_lines(exit.log_path)
+        events = json_lines(exit)
         result = next((e for e in reversed(events) if e.get("type") == "result"), None)
         report = _report(events, result)
         if result is None:
@@ -119,9 +125,7 @@ class ClaudeAdapter:
         ):
             return Outcome(SUCCESS, report=report)
         errors = "; ".join(str(e) for e in result.get("errors") or [])
-        text = str(
-            result.get("result") or errors or last_words(exit.log_path) or describe_exit(exit)
-        )
+        text = str(result.get("result") or errors or last_words(exit) or describe_exit(exit))
         reset = _reset_at(events)
         if reset is not None and reset > time.time():
             return Outcome(
@@ -198,7 +202,7 @@ def _category(events: list[dict[str, Any]], result: dict[str, Any]) -> tuple[str
 
 def _no_result(exit: Exit, report: AgentReport) -> Outcome:
     """The stream ended without a result: Claude Code crashed, was killed, or never started."""
-    words = last_words(exit.log_path)
+    words = last_words(exit)
     if exit.exit_code == NOT_FOUND:
         return Outcome(
             PERMANENT,

@@ -35,10 +35,10 @@ from orchd.agents.base import (
     has_option,
     json_lines,
     last_words,
-    resume_prompt,
+    prompt_for,
     with_prompt,
 )
-from orchd.events import AgentReport
+from orchd.events import AgentReport, VerifyResult
 from orchd.plan import TaskSpec
 
 INSTALL_HINT = "install the Codex CLI (npm install -g @openai/codex) where orchd finds it on PATH"
@@ -99,7 +99,13 @@ class CodexAdapter:
     auth_hint = AUTH_HINT
     states_outcome = True  # its stream ends with an event that says how it went
 
-    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
+    def launch(
+        self,
+        task: TaskSpec,
+        attempt: int,
+        resume: str | None = None,
+        feedback: VerifyResult | None = None,
+    ) -> Launch:
         argv = ["codex", "exec", "--json", "--skip-git-repo-check"]
         if not (
             has_option(
@@ -117,13 +123,13 @@ class CodexAdapter:
         argv += task.agent_args
         if resume:
             argv += ["resume", resume]
-        prompt = resume_prompt(task.prompt) if resume else task.prompt
+        prompt = prompt_for(task.prompt, bool(resume), feedback)
         return with_prompt(
             argv, prompt, task.cwd, from_stdin=["-"]
         )  # `codex exec -` reads the prompt from stdin
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
-        events = json_lines(exit.log_path)
+        events = json_lines(exit)
         report = _report(events)
         ended = next(
             (e for e in reversed(events) if e.get("type") in ("turn.completed", "turn.failed")),
@@ -134,11 +140,11 @@ class CodexAdapter:
         if exit.exit_code == NOT_FOUND and not events:
             return Outcome(
                 PERMANENT,
-                reason=f"codex not found ({last_words(exit.log_path) or describe_exit(exit)})"
+                reason=f"codex not found ({last_words(exit) or describe_exit(exit)})"
                 f": {INSTALL_HINT}",
                 report=report,
             )
-        message = _failure(events, ended) or last_words(exit.log_path) or describe_exit(exit)
+        message = _failure(events, ended) or last_words(exit) or describe_exit(exit)
         at = reset_time(message)
         if at is not None:
             return Outcome(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchd.agents.base import RETRY, SUCCESS, Exit, Launch, Outcome, describe_exit, tail
-from orchd.events import AgentReport
+from orchd.events import AgentReport, VerifyResult
 from orchd.plan import TaskSpec
 
 
@@ -12,11 +12,17 @@ class CommandAdapter:
 
     name = "command"
 
-    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
+    def launch(
+        self,
+        task: TaskSpec,
+        attempt: int,
+        resume: str | None = None,
+        feedback: VerifyResult | None = None,
+    ) -> Launch:
         return Launch(argv=[*task.command, *task.agent_args], cwd=task.cwd)
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
         if exit.exit_code == 0:
-            lines = tail(exit.log_path, 1024).strip().splitlines()
+            lines = tail(exit, 1024).strip().splitlines()
             return Outcome(SUCCESS, report=AgentReport(result=lines[-1][:500] if lines else ""))
         return Outcome(RETRY, reason=describe_exit(exit))

@@ -31,10 +31,10 @@ from orchd.agents.base import (
     has_option,
     json_lines,
     not_installed,
-    resume_prompt,
+    prompt_for,
     with_prompt_option,
 )
-from orchd.events import AgentReport
+from orchd.events import AgentReport, VerifyResult
 from orchd.plan import TaskSpec
 
 AGENT = "Copilot CLI"
@@ -56,7 +56,13 @@ class CopilotAdapter:
     auth_hint = AUTH_HINT
     states_outcome = True  # its stream ends with an event that says how it went
 
-    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
+    def launch(
+        self,
+        task: TaskSpec,
+        attempt: int,
+        resume: str | None = None,
+        feedback: VerifyResult | None = None,
+    ) -> Launch:
         argv = ["copilot", "--output-format", "json", "--no-ask-user", "--no-auto-update"]
         if task.model:
             argv += ["--model", task.model]
@@ -64,11 +70,11 @@ class CopilotAdapter:
             argv += [f"--resume={resume}"]
         if not has_option(task.agent_args, *PERMISSION_OPTIONS):
             argv += ["--allow-all"]
-        prompt = resume_prompt(task.prompt) if resume else task.prompt
+        prompt = prompt_for(task.prompt, bool(resume), feedback)
         return with_prompt_option([*argv, *task.agent_args], "--prompt", prompt, task.cwd)
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
-        events = json_lines(exit.log_path)
+        events = json_lines(exit)
         result = next((e for e in reversed(events) if e.get("type") == "result"), None)
         errors = [e.get("data") or {} for e in events if e.get("type") == "session.error"]
         report = _report(events, result, ok=not errors)
@@ -82,9 +88,7 @@ class CopilotAdapter:
         ):
             return Outcome(SUCCESS, report=report)
         if not errors:
-            return failed(
-                AGENT, error_words(exit.log_path) or describe_exit(exit), report, AUTH_HINT
-            )
+            return failed(AGENT, error_words(exit) or describe_exit(exit), report, AUTH_HINT)
         error = errors[-1]
         kind = "auth" if error.get("errorType") == "authentication" else None
         return failed(

@@ -28,9 +28,10 @@ from orchd.agents.base import (
     has_option,
     json_lines,
     not_installed,
-    resume_prompt,
+    prompt_for,
     with_prompt,
 )
+from orchd.events import VerifyResult
 from orchd.plan import TaskSpec
 
 AGENT = "Cursor Agent"
@@ -49,7 +50,13 @@ class CursorAdapter:
     auth_hint = AUTH_HINT
     states_outcome = True  # its stream ends with an event that says how it went
 
-    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
+    def launch(
+        self,
+        task: TaskSpec,
+        attempt: int,
+        resume: str | None = None,
+        feedback: VerifyResult | None = None,
+    ) -> Launch:
         argv = ["cursor-agent", "--print", "--output-format", "stream-json"]
         if task.model:
             argv += ["--model", task.model]
@@ -59,11 +66,11 @@ class CursorAdapter:
             argv += ["--force"]
         if not has_option(task.agent_args, "--trust"):
             argv += ["--trust"]
-        prompt = resume_prompt(task.prompt) if resume else task.prompt
+        prompt = prompt_for(task.prompt, bool(resume), feedback)
         return with_prompt([*argv, *task.agent_args], prompt, task.cwd)
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
-        report, result = claude_style_report(json_lines(exit.log_path))
+        report, result = claude_style_report(json_lines(exit))
         if missing := not_installed(AGENT, exit, INSTALL_HINT, report):
             return missing
         if result is not None and not result.get("is_error") and exit.exit_code == 0:
@@ -71,6 +78,4 @@ class CursorAdapter:
         text = (
             str((result or {}).get("error") or (result or {}).get("result") or "") if result else ""
         )
-        return failed(
-            AGENT, text or error_words(exit.log_path) or describe_exit(exit), report, AUTH_HINT
-        )
+        return failed(AGENT, text or error_words(exit) or describe_exit(exit), report, AUTH_HINT)

@@ -42,11 +42,11 @@ from orchd.agents.base import (
     json_lines,
     last_words,
     not_installed,
-    resume_prompt,
+    prompt_for,
     total,
     with_prompt_option,
 )
-from orchd.events import AgentReport
+from orchd.events import AgentReport, VerifyResult
 from orchd.plan import TaskSpec
 
 AGENT = "Gemini CLI"
@@ -76,7 +76,13 @@ class GeminiAdapter:
     auth_hint = AUTH_HINT
     states_outcome = True  # its stream ends with an event that says how it went
 
-    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
+    def launch(
+        self,
+        task: TaskSpec,
+        attempt: int,
+        resume: str | None = None,
+        feedback: VerifyResult | None = None,
+    ) -> Launch:
         argv = ["gemini", "--output-format", "stream-json", "--skip-trust"]
         if task.model:
             argv += ["--model", task.model]
@@ -84,12 +90,12 @@ class GeminiAdapter:
             argv += ["--resume", resume]
         if not has_option(task.agent_args, "--approval-mode", "--yolo", "-y"):
             argv += ["--approval-mode", "yolo"]
-        prompt = resume_prompt(task.prompt) if resume else task.prompt
+        prompt = prompt_for(task.prompt, bool(resume), feedback)
         # a long prompt goes on stdin alone: Gemini CLI runs headless when stdin is not a terminal
         return with_prompt_option([*argv, *task.agent_args], "--prompt", prompt, task.cwd)
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
-        events = json_lines(exit.log_path)
+        events = json_lines(exit)
         result = next((e for e in reversed(events) if e.get("type") == "result"), None)
         report = _report(events, result)
         if missing := not_installed(AGENT, exit, INSTALL_HINT, report):
@@ -97,7 +103,7 @@ class GeminiAdapter:
         if result is not None and result.get("status") == "success" and exit.exit_code == 0:
             return Outcome(SUCCESS, report=report)
         error = (result or {}).get("error") or {}
-        text = str(error.get("message") or last_words(exit.log_path) or describe_exit(exit))
+        text = str(error.get("message") or last_words(exit) or describe_exit(exit))
         if exit.exit_code in FATAL_EXITS:
             return Outcome(
                 PERMANENT, reason=f"{AGENT}: {text} ({FATAL_EXITS[exit.exit_code]})", report=report

@@ -37,12 +37,12 @@ from orchd.agents.base import (
     last_words,
     named_wait,
     not_installed,
-    resume_prompt,
+    prompt_for,
     tail,
     total,
     with_prompt,
 )
-from orchd.events import AgentReport
+from orchd.events import AgentReport, VerifyResult
 from orchd.plan import TaskSpec
 
 AGENT = "OpenCode"
@@ -64,7 +64,13 @@ class OpenCodeAdapter:
     auth_hint = AUTH_HINT
     states_outcome = True  # its stream ends with an event that says how it went
 
-    def launch(self, task: TaskSpec, attempt: int, resume: str | None = None) -> Launch:
+    def launch(
+        self,
+        task: TaskSpec,
+        attempt: int,
+        resume: str | None = None,
+        feedback: VerifyResult | None = None,
+    ) -> Launch:
         argv = ["opencode", "run", "--format", "json", "--print-logs", "--log-level", "ERROR"]
         if task.model:
             argv += ["--model", task.model]
@@ -72,11 +78,11 @@ class OpenCodeAdapter:
             argv += ["--session", resume]
         if not has_option(task.agent_args, "--auto", "--agent"):
             argv += ["--auto"]
-        prompt = resume_prompt(task.prompt) if resume else task.prompt
+        prompt = prompt_for(task.prompt, bool(resume), feedback)
         return with_prompt([*argv, *task.agent_args], prompt, task.cwd)
 
     def classify(self, task: TaskSpec, exit: Exit) -> Outcome:
-        events = json_lines(exit.log_path)
+        events = json_lines(exit)
         report = _report(events)
         if missing := not_installed(AGENT, exit, INSTALL_HINT, report):
             return missing
@@ -86,13 +92,11 @@ class OpenCodeAdapter:
         if error is None and exit.exit_code == 0:
             return Outcome(SUCCESS, report=report)
         if error is None:
-            return failed(
-                AGENT, last_words(exit.log_path) or describe_exit(exit), report, AUTH_HINT
-            )
+            return failed(AGENT, last_words(exit) or describe_exit(exit), report, AUTH_HINT)
         data = error.get("data") or {}
         name = str(error.get("name") or "")
         text = f"{name}: {data.get('message') or ''}"
-        logged = next((s for s in SETUP_ERRORS if s in tail(exit.log_path, 16384)), "")
+        logged = next((s for s in SETUP_ERRORS if s in tail(exit, 16384)), "")
         if name in SETUP_ERRORS or logged:
             return failed(AGENT, f"{text} ({logged or name})", report, AUTH_HINT, kind="auth")
         status = data.get("statusCode")

@@ -199,6 +199,9 @@ def number(value: Any) -> float | None:
 
 Describe = Callable[[dict, dict[str, str]], list[str] | None]
 MAX_LINE = 4 << 20  # a line longer than this is skipped, not buffered for ever
+# the line after which an attempt's log holds its checks' output, no longer its agent's
+# (orchd/verify.py writes it): nothing the checks print is taken for the agent's stream
+CHECKS_START = b"orch: verify: the agent exited 0; "
 
 
 class StreamParser:
@@ -219,9 +222,12 @@ class StreamParser:
         self.tokens_in: int | None = None
         self.tokens_out: int | None = None
         self.activity = ""
+        self.checking = False  # the agent's output ended: its checks run
 
     def feed(self, data: bytes) -> list[Signal]:
         """The signals in the complete lines of `data` (with what was left of the last feed)."""
+        if self.checking:
+            return []
         spent = self.spend()
         data = self._partial + data
         end = data.rfind(b"\n") + 1
@@ -233,6 +239,9 @@ class StreamParser:
             if self._skipping:  # the tail of an over-long line
                 self._skipping = False
                 continue
+            if line.startswith(CHECKS_START):
+                self.checking = True
+                break
             event = parse(line)
             if event is None:
                 text = line.decode("utf-8", "replace").strip()

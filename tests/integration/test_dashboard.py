@@ -201,3 +201,34 @@ def test_ten_thousand_tasks_are_paged(orchd: Daemon, tmp_path: Path) -> None:
         assert page.locator("tbody tr").count() == 1
         gate.write_text("")  # the gate opens: the page of running tasks loses its row, live
         gate_row.wait_for(state="detached", timeout=60_000)
+
+
+@chromium_needed
+def test_a_tasks_page_shows_how_each_attempts_checks_went(orchd: Daemon, tmp_path: Path) -> None:
+    write = "import os; open('out.txt', 'w').write(os.environ['ORCH_ATTEMPT'])"
+    check = [
+        "python3",
+        "-c",
+        "import sys; print('saw', open('out.txt').read()); sys.exit(1 - (open('out.txt').read() == '2'))",
+    ]
+    plan = write_plan(
+        tmp_path / "plan.json",
+        {
+            "workdir": str(tmp_path),
+            "defaults": {"agent": "command", "backoff": {"initial": "10ms", "jitter": "none"}},
+            "tasks": [{"id": "checked", "command": ["python3", "-c", write], "verify": [check]}],
+        },
+    )
+    run_id = json.loads(orchd.orchctl("submit", str(plan), "--wait", "--json", check=True).stdout)[
+        "summary"
+    ]["run_id"]
+    base, token = dashboard(orchd)
+    with browser.chromium() as page:
+        page.goto(f"{base}?token={token}#/run/{run_id}/task/checked")
+        table = page.locator("table.grid", has_text="Verify")
+        table.get_by_text("passed (1)").wait_for()
+        failed = table.locator("tbody tr").first
+        assert "verify_failed" in failed.inner_text()
+        cell = failed.get_by_text("failed: python3 -c")
+        assert cell.inner_text().endswith(": exit 1")
+        assert cell.get_attribute("title") == "saw 1"  # the tail of the check's output, on hover

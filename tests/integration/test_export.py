@@ -30,7 +30,11 @@ def test_export_writes_plain_tables_and_updates_them(orchd: Daemon, tmp_path: Pa
                 "backoff": {"initial": "0.1s", "jitter": "none"},
             },
             "tasks": [
-                {"id": "flaky", "command": agent("flaky", str(tmp_path / "starts"), "1")},
+                {
+                    "id": "flaky",
+                    "command": agent("flaky", str(tmp_path / "starts"), "1"),
+                    "verify": [["true"]],
+                },
                 {"id": "broken", "command": ["false"], "max_retries": 0},
             ],
         },
@@ -56,6 +60,10 @@ def test_export_writes_plain_tables_and_updates_them(orchd: Daemon, tmp_path: Pa
         (2, "success", 0),
     ]
     assert attempts[1]["result"] == "attempt 2: ok" and attempts[1]["duration"] >= 0
+    # how its checks went: one column of JSON (its own `result` is not the agent's)
+    assert attempts[0]["verify"] is None
+    assert json.loads(attempts[1]["verify"])["result"] == "passed"
+    assert json.loads(tasks["flaky"]["verify"])["checks"] == 1
     assert db["tasks"].pks == ["run_id", "task_id"]
     assert db["attempts"].pks == ["run_id", "task_id", "attempt"]
     assert db["attempts"].columns_dict["duration"] is float

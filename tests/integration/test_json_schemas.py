@@ -21,7 +21,7 @@ COMMANDS = {
     "submit": "submitted.schema.json",  # and run.schema.json with --wait
     "status": "status.schema.json",
     "runs": "runs.schema.json",
-    "results": "run.schema.json",
+    "results": "results.schema.json",
     "wait": "run.schema.json",
     "events": "event-line.schema.json",  # one per line
     "replay": "status.schema.json",
@@ -82,7 +82,7 @@ def test_every_json_output_validates(orchd: Daemon, tmp_path: Path) -> None:
                 "backoff": {"initial": "0.1s", "jitter": "none"},
             },
             "tasks": [
-                {"id": "edit", "command": agent("edit", "notes.txt=hello")},
+                {"id": "edit", "command": agent("edit", "notes.txt=hello"), "verify": [["true"]]},
                 {"id": "flaky", "command": agent("flaky", str(tmp_path / "f"), "1")},
                 {"id": "broken", "command": ["false"], "max_retries": 0},
             ],
@@ -112,7 +112,8 @@ def test_every_json_output_validates(orchd: Daemon, tmp_path: Path) -> None:
     check("status.schema.json", output(orchd, "status", "--json"))
     check("status.schema.json", output(orchd, "status", run_id, "--json"))
     check("runs.schema.json", output(orchd, "runs", "--json"))
-    check("run.schema.json", output(orchd, "results", run_id, "--json"))
+    results = check("results.schema.json", output(orchd, "results", run_id, "--json"))
+    assert results["conflicts"][0]["branches"] == ["edit", "flaky"]
     check("run.schema.json", output(orchd, "wait", run_id, "--json", ok=(1,)))
     check("task.schema.json", output(orchd, "why", run_id, "flaky", "--json"))
     check("status.schema.json", output(orchd, "replay", "--json"))
@@ -120,8 +121,8 @@ def test_every_json_output_validates(orchd: Daemon, tmp_path: Path) -> None:
     check("audit.schema.json", output(orchd, "audit", "--json"))
     check("daemon-status.schema.json", output(orchd, "daemon", "status", "--json"))
     check("dashboard.schema.json", output(orchd, "dashboard", "--json"))
-    merged = check("merge.schema.json", output(orchd, "merge", run_id, "--json"))
-    assert [r["merged"] for r in merged["results"]] == [["edit"]]
+    merged = check("merge.schema.json", output(orchd, "merge", run_id, "--verify", "--json"))
+    assert [(r["merged"], r["verified"]) for r in merged["results"]] == [(["edit"], ["edit"])]
 
     lines = orchd.orchctl("events", "--run", run_id, "--json", check=True).stdout.splitlines()
     events = schema("events.schema.json")

@@ -68,9 +68,8 @@ def test_tasks_work_on_their_own_branches_and_merge(orchd: Daemon, tmp_path: Pat
     assert view["summary"]["state"] == "completed", view
     run_id = view["summary"]["run_id"]
     tasks = {t["id"]: t for t in view["tasks"]}
-    assert tasks["docs"]["files"] == ["README.md", "setup.txt"] and tasks["feature"]["files"] == [
-        "feature.py"
-    ]
+    # setup.txt is what setup left: the task's starting point, not its change
+    assert tasks["docs"]["files"] == ["README.md"] and tasks["feature"]["files"] == ["feature.py"]
     assert tasks["docs"]["branch"] == f"orch/{run_id}/docs"
     assert "saw .env: TOKEN=dev-only" in orchd.orchctl("logs", run_id, "docs", check=True).stdout
     assert "saw setup.txt: ready" in orchd.orchctl("logs", run_id, "docs").stdout
@@ -78,12 +77,8 @@ def test_tasks_work_on_their_own_branches_and_merge(orchd: Daemon, tmp_path: Pat
     assert (repo / "README.md").read_text() == "# app\n" and not (repo / "feature.py").exists()
 
     diff = orchd.orchctl("diff", run_id, "docs", check=True).stdout
-    assert (
-        "+# app, documented" in diff
-        and "-# app" in diff
-        and ".env" not in diff
-        and "setup.txt" in diff
-    )
+    assert "+# app, documented" in diff and "-# app" in diff
+    assert ".env" not in diff and "setup.txt" not in diff
 
     markdown = orchd.orchctl("results", run_id, "--markdown", check=True).stdout
     assert "| docs | completed |" in markdown and "`README.md`" in markdown
@@ -106,7 +101,7 @@ def test_tasks_work_on_their_own_branches_and_merge(orchd: Daemon, tmp_path: Pat
     ]
 
 
-def test_conflicting_branches_stop_the_merge_with_a_report(orchd: Daemon, tmp_path: Path) -> None:
+def test_a_conflicting_branch_is_skipped_with_a_report(orchd: Daemon, tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo")
     view = run_plan(
         orchd,
@@ -227,13 +222,15 @@ def test_diff_of_a_failed_task_shows_its_worktree(orchd: Daemon, tmp_path: Path)
 
 def test_one_plan_changes_several_repositories(orchd: Daemon, tmp_path: Path) -> None:
     repos = [make_repo(tmp_path / name) for name in ("api", "web", "cli")]
+    for repo in repos:  # each repository's own .env: copied from the task's directory
+        (repo / ".env").write_text(f"REPO={repo.name}\n")
     path = write_plan(
         tmp_path / "plan.json",
         {
             "name": "batch",
             "workdir": str(tmp_path),
             "isolation": "worktree",
-            "defaults": {"agent": "command", "max_retries": 0},
+            "defaults": {"agent": "command", "max_retries": 0, "copy": [".env"]},
             "tasks": [
                 {"id": repo.name, "workdir": repo.name, "command": agent("edit", "LICENSE=MIT")}
                 for repo in repos
@@ -246,6 +243,9 @@ def test_one_plan_changes_several_repositories(orchd: Daemon, tmp_path: Path) ->
         "web": ["LICENSE"],
         "cli": ["LICENSE"],
     }
+    for repo in repos:
+        log = orchd.orchctl("logs", view["summary"]["run_id"], repo.name, check=True).stdout
+        assert f"saw .env: REPO={repo.name}" in log
     merged = orchd.orchctl("merge", view["summary"]["run_id"], check=True).stdout
     for repo in repos:
         assert f"merged {repo.name} into main ({repo})" in merged

@@ -285,7 +285,11 @@ def test_worktrees_on_nodes_that_share_the_repository_path(ray_daemon, tmp_path:
         repo,
         [
             {"id": "docs", "command": agent("edit", "README.md=# app, on ray")},
-            {"id": "feature", "command": agent("edit", "feature.py=print(1)")},
+            {
+                "id": "feature",
+                "command": agent("edit", "feature.py=print(1)"),
+                "verify": [["python3", "feature.py"]],  # checked on the node, read back here
+            },
         ],
     )
     assert view["summary"]["state"] == "completed", view
@@ -294,6 +298,7 @@ def test_worktrees_on_nodes_that_share_the_repository_path(ray_daemon, tmp_path:
         "docs": ["README.md"],
         "feature": ["feature.py"],
     }
+    assert [t["verify"] and t["verify"]["result"] for t in view["tasks"]] == [None, "passed"]
     assert "+# app, on ray" in daemon.orchctl("diff", run_id, "docs", check=True).stdout
     daemon.orchctl("merge", run_id, check=True)
     assert (repo / "README.md").read_text() == "# app, on ray\n" and (repo / "feature.py").exists()

@@ -38,10 +38,25 @@ def task_after(
     return state, task
 
 
-def ended(outcome: str, stopped: str | None = None, park_in: float | None = None) -> Ended:
+def ended(
+    outcome: str,
+    stopped: str | None = None,
+    park_in: float | None = None,
+    verify: ev.VerifyResult | None = None,
+) -> Ended:
     park = NOW + park_in if park_in is not None else None
     exit = Exit(0 if outcome == d.SUCCESS else 1, None, "/l/last")
-    return Ended(1, Outcome(outcome, reason=f"it said {outcome}", park_until=park), exit, stopped)
+    reading = Outcome(outcome, reason=f"it said {outcome}", park_until=park, verify=verify)
+    return Ended(1, reading, exit, stopped)
+
+
+# how the task's checks went (the plan's `verify`, run after the agent exited 0)
+PYTEST = ["python3", "-m", "pytest", "-q"]
+PASSED = ev.VerifyResult("passed", checks=1)
+FAILED = ev.VerifyResult("failed", checks=1, argv=PYTEST, detail="exit 1", output="1 failed")
+HUNG = ev.VerifyResult("timeout", checks=1, argv=PYTEST, detail="timed out after 5s")
+GONE = ev.VerifyResult("not_found", checks=1, argv=["nope"], detail="not found")
+VF = d.VERIFY_FAILED
 
 
 # (history, retries spent, cancel requested, how it ended) -> (recorded outcome, task state, retry spent, delay)
@@ -96,6 +111,19 @@ TABLE = [
     ([d.DISK_FULL] * 3, 0, False, ended(d.DISK_FULL), d.DISK_FULL, "retrying", False, 16.0),
     ([d.DISK_FULL] * 4, 0, False, ended(d.DISK_FULL), d.DISK_FULL, "retrying", True, 2.0),
     ([d.DISK_FULL] * 4, 2, False, ended(d.DISK_FULL), d.DISK_FULL, "failed", False, None),
+    # the agent succeeded: its checks decide; a failed or hung check spends a retry like `retry`
+    ([], 0, False, ended(d.SUCCESS, verify=PASSED), d.SUCCESS, "completed", False, None),
+    ([], 0, False, ended(d.SUCCESS, verify=FAILED), VF, "retrying", True, 2.0),
+    ([], 0, False, ended(d.SUCCESS, verify=HUNG), VF, "retrying", True, 2.0),
+    ([VF], 1, False, ended(d.SUCCESS, verify=FAILED), VF, "retrying", True, 4.0),
+    ([VF, VF], 2, False, ended(d.SUCCESS, verify=FAILED), VF, "failed", False, None),
+    # ... a check that cannot be started fails the task at once: no retry installs it
+    ([], 0, False, ended(d.SUCCESS, verify=GONE), d.PERMANENT, "failed", False, None),
+    # ... the agent's own verdict, orch's stop and the user's cancel come first
+    ([], 0, False, ended(d.RETRY, verify=PASSED), d.RETRY, "retrying", True, 2.0),
+    ([], 0, False, ended(d.SUCCESS, d.TIMEOUT, verify=FAILED), d.TIMEOUT, "retrying", True, 2.0),
+    ([], 0, True, ended(d.SUCCESS, verify=FAILED), d.CANCELLED, "cancelled", False, None),
+    ([], 0, True, ended(d.SUCCESS, verify=GONE), d.CANCELLED, "cancelled", False, None),
 ]
 
 
@@ -120,6 +148,27 @@ def test_decide(history, spent, cancel, end, outcome, then, spends, delay) -> No
     assert folded.state == then
     assert folded.current is None and folded.attempts[-1].outcome == outcome
     assert folded.retries_spent == spent + spends
+
+
+@pytest.mark.parametrize(
+    ("checks", "outcome", "reason"),
+    [
+        (PASSED, d.SUCCESS, "it said success"),
+        (FAILED, VF, "verify: python3 -m pytest -q: exit 1"),
+        (HUNG, VF, "verify: python3 -m pytest -q: timed out after 5s"),
+        (GONE, d.PERMANENT, "verify: nope: not found (is it installed, and on orchd's PATH?)"),
+    ],
+)
+def test_the_checks_are_recorded_with_their_reason(
+    checks: ev.VerifyResult, outcome: str, reason: str
+) -> None:
+    _, task = task_after([])
+    finished, after = d.decide("r", task, ended(d.SUCCESS, verify=checks), NOW)
+    assert finished.outcome == outcome and finished.reason == reason
+    assert finished.verify == checks  # `why`, `results` and the next attempt's prompt read it
+    assert (finished.outcome in d.RETRYABLE) == (outcome == VF)
+    if outcome == d.PERMANENT:
+        assert after == ev.TaskFailed("r", "t", reason=reason)
 
 
 def test_a_task_that_gave_up_says_how_many_attempts() -> None:

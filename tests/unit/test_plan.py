@@ -293,3 +293,62 @@ def test_a_prompt_in_defaults_is_every_task_s_prompt(tmp_path: Path) -> None:
         ("Do X in {name}.", str(tmp_path / "a")),
         ("Do Y.", str(tmp_path)),
     ]
+
+
+def test_verify_from_the_plan_the_defaults_or_the_task(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("")
+    spec = load_plan_file(
+        toml(
+            tmp_path,
+            """
+verify = [["pytest", "-q"]]
+verify_timeout = "2m"
+[defaults]
+agent = "command"
+[[tasks]]
+id = "plan"
+command = ["true"]
+[[tasks]]
+id = "own-{stem}"
+for_each = "*.py"
+command = ["true"]
+verify = [["ruff", "check", "{path}"], ["mypy", "{path}"]]
+verify_timeout = "30s"
+[[tasks]]
+id = "none"
+command = ["true"]
+verify = []
+""",
+        )
+    )
+    tasks = {t.id: t for t in spec.tasks}
+    assert (tasks["plan"].verify, tasks["plan"].verify_timeout) == ([["pytest", "-q"]], 120.0)
+    assert tasks["own-a"].verify == [["ruff", "check", "a.py"], ["mypy", "a.py"]]
+    assert tasks["own-a"].verify_timeout == 30.0 and tasks["none"].verify == []
+    default = load_plan('[[tasks]]\nid = "t"\nagent = "command"\ncommand = ["x"]\n')
+    assert default.tasks[0].verify == [] and default.tasks[0].verify_timeout == 600.0
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (
+            'verify = [[]]\n[[tasks]]\nid = "t"\nagent = "command"\ncommand = ["x"]\n',
+            ":1: verify[0]: is empty",
+        ),
+        (
+            'verify_timeout = "soon"\n[[tasks]]\nid = "t"\nagent = "command"\ncommand = ["x"]\n',
+            ":1: verify_timeout: invalid duration",
+        ),
+        (
+            '[defaults]\nverify = [["a"], []]\n[[tasks]]\nid = "t"\nagent = "command"\ncommand = ["x"]\n',
+            ":2: defaults.verify[1]: is empty",
+        ),
+        (
+            '[[tasks]]\nid = "t"\nagent = "command"\ncommand = ["x"]\nverify = "pytest"\n',
+            ":5: tasks[0].verify: expected `array`",
+        ),
+    ],
+)
+def test_verify_mistakes_name_the_field(tmp_path: Path, text: str, needle: str) -> None:
+    assert needle in error_of(tmp_path, text)

@@ -136,6 +136,7 @@ def test_every_outcome_of_an_attempt_is_told_in_words() -> None:
         d.CANCELLED,
         d.LOST,
         d.DISK_FULL,
+        d.VERIFY_FAILED,
     }
     assert outcomes == set(story.ENDED)
 

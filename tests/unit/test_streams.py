@@ -77,3 +77,23 @@ def test_text_agents_yield_no_signals_but_an_activity() -> None:
     parser = parser_for("command")
     assert parser.feed(b"compiling\nlinking...\n") == []
     assert parser.activity == "linking..."
+
+
+def test_what_the_checks_print_is_not_the_agents_stream() -> None:
+    """After the attempt's process says its agent exited 0 (orchd/verify.py's first marker), the
+    log holds the checks' output: a test suite that prints an API error is not the agent's."""
+    from orchd import verify
+
+    refused = {
+        "type": "system",
+        "subtype": "api_retry",
+        "attempt": 1,
+        "max_retries": 10,
+        "error_status": 401,
+        "error": "authentication_failed",
+    }
+    checks = f"{verify.start(1)}\n{verify.check(1, 1, ['pytest'])}\n".encode() + lines(refused)
+    assert feed_in_pieces(ClaudeStream(), checks) == []
+    parser = ClaudeStream()
+    assert parser.feed(lines(refused))[0].category == "auth"  # the agent's own: acted on
+    assert parser.feed(checks) == [] and parser.feed(lines(refused)) == []

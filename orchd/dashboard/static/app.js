@@ -320,8 +320,15 @@
     for (const line of text.split("\n")) pre.append(el("span", { class: classOf(line), text: `${line}\n` }));
   }
 
-  // Columns of the attempts table. (A verify result, from the checked-work issue: one more entry,
-  // e.g. { title: "Verify", cell: (a) => a.verify ... }, once AttemptState carries it.)
+  // How an attempt's checks went (the plan's `verify`, run after its agent exited 0): passed, or
+  // how the check that did not pass ended, with the tail of its output on hover.
+  function verified(v) {
+    if (!v) return "–";
+    if (v.result === "passed") return `passed (${v.checks})`;
+    return el("span", { text: `${v.result}: ${(v.argv || []).join(" ")}: ${v.detail}`, title: v.output || "" });
+  }
+
+  // Columns of the attempts table.
   const ATTEMPT_COLUMNS = [
     { title: "#", cell: (a) => String(a.n), class: "num" },
     { title: "Outcome", cell: (a) => (a.outcome ? badge(a.outcome === "success" ? "completed" : a.outcome) : badge("running")) },
@@ -330,6 +337,7 @@
     { title: "Duration", cell: (a) => fmt.span((a.finished_at || now()) - (a.started_at || a.launched_at)), class: "num" },
     { title: "Cost", cell: (a) => fmt.cost(a.report?.cost_usd ?? null), class: "num" },
     { title: "Tokens", cell: (a) => fmt.tokens(a.report?.tokens_in ?? null, a.report?.tokens_out ?? null), class: "num" },
+    { title: "Verify", cell: (a) => verified(a.verify) },
     { title: "Reason", cell: (a) => a.reason || a.report?.result || "", class: "detail" },
   ];
 

@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from tests.e2e.stubs.base import Fail, Handler, Reply, Request, StubServer, WriteFile
+from tests.e2e.stubs.base import Fail, Handler, ReadFile, Reply, Request, StubServer, WriteFile
 
 _ids = itertools.count(1)
 _CWD_RE = re.compile(r"Primary working directory: (\S+)")
@@ -64,17 +64,22 @@ def _cwd(text: str) -> str:
     return match.group(1).rstrip("\\n") if match else "."
 
 
-def _message(step: Reply | WriteFile, model: str, cwd: str) -> dict[str, Any]:
+def _message(step: Reply | WriteFile | ReadFile, model: str, cwd: str) -> dict[str, Any]:
     """A complete Messages API response for `step`."""
     n = next(_ids)
-    if isinstance(step, WriteFile):
+    if isinstance(step, (WriteFile, ReadFile)):
         path = step.path if step.path.startswith("/") else f"{cwd}/{step.path}"
+        tool, arguments = (
+            ("Write", {"file_path": path, "content": step.content})
+            if isinstance(step, WriteFile)
+            else ("Read", {"file_path": path})
+        )
         content = [
             {
                 "type": "tool_use",
                 "id": f"toolu_stub{n:08d}",
-                "name": "Write",
-                "input": {"file_path": path, "content": step.content},
+                "name": tool,
+                "input": arguments,
             }
         ]
         stop, tokens_in, tokens_out = "tool_use", 100, 20

@@ -44,6 +44,14 @@ class WriteFile:
 
 
 @dataclass(frozen=True)
+class ReadFile:
+    """The model calls the CLI's file-reading tool on `path` (Claude Code writes over a file only
+    after reading it). Rendered by the Anthropic stub."""
+
+    path: str
+
+
+@dataclass(frozen=True)
 class Fail:
     """The API answers with an HTTP error."""
 
@@ -54,7 +62,7 @@ class Fail:
     fields: dict[str, Any] = field(default_factory=dict)  # more members of the error object
 
 
-Step = Reply | WriteFile | Fail
+Step = Reply | WriteFile | ReadFile | Fail
 
 
 @dataclass
