@@ -309,11 +309,15 @@ class LocalExecutor:
             with self._lock:
                 waiting = self._starting.pop(request_id, None)
             if waiting is not None:
+                # a keeper that died while this was sent (its socket closed under us: EBADF)
                 transient = exc.errno in (
                     None,
                     errno.EAGAIN,
                     errno.EPIPE,
                     errno.ECONNRESET,
+                    errno.ECONNREFUSED,
+                    errno.ENOTCONN,
+                    errno.EBADF,
                     errno.ENOSPC,
                 )
                 on_started(
