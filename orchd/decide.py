@@ -31,7 +31,17 @@ from orchd import backoff
 from orchd import events as ev
 from orchd.plan import TaskSpec
 from orchd.state import TaskState
-from orchd.streams.base import AUTH, BILLING, OVERLOAD, RATE_LIMIT, ApiError, Limit, Signal, Spend
+from orchd.streams.base import (
+    AUTH,
+    BILLING,
+    OVERLOAD,
+    RATE_LIMIT,
+    Answered,
+    ApiError,
+    Limit,
+    Signal,
+    Spend,
+)
 
 # How an attempt ended. Adapters read the first four from an agent's output.
 SUCCESS, RETRY, PARK, PERMANENT = "success", "retry", "park", "permanent"
@@ -207,6 +217,7 @@ class Live(msgspec.Struct, frozen=True):
     hold: Hold | None = None  # hold its provider
     throttle: bool = False  # the provider rate-limits or is overloaded: fewer sessions of it
     pause: float | None = None  # ... and none new for this many seconds (its Retry-After)
+    answered: bool = False  # the provider serves the attempt: it may serve one more
 
 
 def live(
@@ -222,8 +233,11 @@ def live(
     | API error: auth or billing (even while the agent retries it) | stopped: permanent, with the hint | held until the user acts |
     | a usage limit with its reset time       | stopped: parked until the reset  | held until the reset |
     | API error: rate limit or overload       | goes on (the agent retries)      | throttled; paused for its Retry-After |
+    | the provider's first answer             | goes on                          | serves one more: its limit may grow |
     | spend past the task's budget            | stopped: permanent               |                     |
     """
+    if isinstance(signal, Answered):
+        return Live(answered=True)
     if isinstance(signal, ApiError):
         if signal.category in (AUTH, BILLING):
             what = "credentials rejected" if signal.category == AUTH else "billing refused"

@@ -100,43 +100,76 @@ def with_providers(spec: RunSpec, env: Mapping[str, str]) -> RunSpec:
 
 # ------------------------------------------------------------ adaptive concurrency
 
-DECREASE = 0.5  # a throttled provider's limit becomes this much of what ran when it was throttled
-COOLDOWN = 5.0  # seconds after a decrease in which further throttling does not decrease again
+START = 2  # sessions of a provider that start before it has answered any (slow start)
+DECREASE = 0.5  # one decrease never takes the limit below this share of what it was
+ROUNDS = 8  # once throttled, the limit grows by one after this many answers per session allowed
 
 
 class Aimd:
-    """How many sessions of one provider may run at once: additive increase, multiplicative
-    decrease. Starts unlimited (the plan's and the global caps still hold)."""
+    """How many sessions of one provider may run at once (the plan's and the global caps still hold).
+
+    The provider's answers clock it, as acknowledgements clock TCP's window:
+
+    - *Slow start*: from START sessions, each session's first answer lets one more start (the
+      limit doubles per round of answers), until the provider first throttles.
+    - *Decrease*: a rate limit or overload seen by a session started after the last decrease
+      brings the limit down by one, to the most sessions the provider answered at once since the
+      last decrease (what it served) if that is lower, and never below half of it in one step; a session started before the last decrease tells
+      nothing new (it was one of the excess, already counted).
+    - *Additive increase*: once throttled, ROUNDS answers per session allowed add one.
+
+    The limit grows only while it is used: never past the sessions answered plus one (a quarter
+    of them in slow start), so a probe past the provider's capacity is one session (or a few), and
+    costs one or two 429s.
+    """
 
     def __init__(self, ceiling: int, start: int | None = None) -> None:
         self.ceiling = ceiling  # the global cap: the limit never goes above it
-        self.limit = float(ceiling if start is None else min(start, ceiling))
-        self.decreased_at = -math.inf
+        self.slow = start is None  # no throttle seen yet (a restored limit was throttled before)
+        self.limit = float(min(START if start is None else start, ceiling))
+        self.decreased_at = -math.inf  # monotonic time of the last decrease
+        self.credit = 0  # answers since the last change, once throttled
+        self.served = 0  # the most sessions answered at once since the last decrease
         self.throttled = 0  # throttle signals seen (for status)
 
     @property
     def allowed(self) -> int:
         return max(1, int(self.limit))
 
-    def throttle(self, running: int, now: float) -> bool:
-        """A rate limit or overload was seen while `running` sessions ran: lower the limit, at most
-        once per COOLDOWN. True when it was lowered."""
+    def throttle(self, started: float, answering: int, now: float) -> bool:
+        """A session started at `started` (monotonic) was throttled while the provider answered
+        `answering` of its sessions: lower the limit. True when it was lowered."""
         self.throttled += 1
-        if now - self.decreased_at < COOLDOWN:
+        if started < self.decreased_at:
             return False
-        self.limit = max(1.0, min(self.limit, float(running)) * DECREASE)
-        self.decreased_at = now
+        self.slow = False
+        served = max(answering, self.served)  # answers lag: the latest count may be one short
+        lowered = max(1.0, min(self.limit - 1, max(served, self.limit * DECREASE)))
+        self.decreased_at, self.credit, self.served = now, 0, answering
+        if lowered >= self.limit:
+            return False
+        self.limit = float(int(lowered))
         return True
 
-    def succeeded(self, now: float) -> bool:
-        """A session ended well with no throttling since the last decrease's cooldown: one more.
-        True when the limit rose."""
-        if now - self.decreased_at >= COOLDOWN and self.limit < self.ceiling:
-            self.limit = min(float(self.ceiling), self.limit + 1.0)
-            return True
-        return False
+    def answered(self, answering: int) -> bool:
+        """A session's first answer, with `answering` sessions answered and running (this one
+        included): one more may start. True when the limit rose."""
+        self.served = max(self.served, answering)
+        # grow only while the limit is in use: past the sessions answered, a quarter more of them
+        # may wait for their first answer in slow start (at least one), one once throttled
+        probes = max(1, answering // 4) if self.slow else 1
+        top = min(self.ceiling, answering + probes)
+        if self.limit >= top:
+            return False
+        if not self.slow:
+            self.credit += 1
+            if self.credit < ROUNDS * self.allowed:
+                return False
+            self.credit = 0
+        self.limit += 1
+        return True
 
     @property
     def recorded(self) -> int | None:
-        """The limit as the log keeps it (None: back at the caps)."""
-        return None if self.limit >= self.ceiling else self.allowed
+        """The limit as the log keeps it (None: not learnt yet, or back at the caps)."""
+        return None if self.slow or self.limit >= self.ceiling else self.allowed

@@ -46,22 +46,33 @@ class Withdraw:
 
 @dataclass(frozen=True)
 class Release:
-    """Run → supervisor: a slot of this run, held by a session of `provider`, is free again;
-    `ok`: that session ended well (the provider may take one more)."""
+    """Run → supervisor: a slot of this run, held by a session of `provider`, is free again."""
 
     run_id: str
     provider: str = ""
-    ok: bool = False
 
 
 @dataclass(frozen=True)
 class Trouble:
-    """Session → supervisor: its provider refused or throttled it (decide.Live says what to do)."""
+    """Session → supervisor: its provider refused or throttled it (decide.Live says what to do).
+    `started`: when the session started (monotonic), which tells an excess session that was
+    already counted from a new one."""
 
     provider: str
     run_id: str
     task_id: str
     live: Any  # decide.Live
+    started: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answering:
+    """Session → supervisor: its provider answered it (`count` 1, at its first answer), or a
+    session it answered has ended (`count` -1): how many sessions the provider serves at once."""
+
+    provider: str
+    run_id: str
+    count: int
 
 
 @dataclass(frozen=True)

@@ -72,5 +72,5 @@ class Ready:
         if count:
             self.ctx.supervisor.tell(Withdraw(self.run_id, provider, count))
 
-    def release(self, provider: str, ok: bool = False) -> None:
-        self.ctx.supervisor.tell(Release(self.run_id, provider, ok))
+    def release(self, provider: str) -> None:
+        self.ctx.supervisor.tell(Release(self.run_id, provider))

@@ -347,18 +347,16 @@ class RunActor(Actor):
         if isinstance(events[-1], TERMINAL_EVENTS):
             self.closing.add(tid)
         provider = _provider(task)
-        ok = type(events[-1]) is ev.TaskCompleted
         step, extra = None, 0
         if (
             self.ready.has(provider)
             and self.ctx.waiting <= {self.run_id}
             and provider not in self.ctx.blocked
-            and not (ok and provider in self.ctx.limits)  # the supervisor may raise its limit
         ):
             step, extra = self._next_launch(provider, granted=False)
         if step is None:
             self.ready.withdraw(provider, extra)
-            self.ready.release(provider, ok)
+            self.ready.release(provider)
             self._record(events)
             return
         self._record([*events, *step[0]], start=step[1])

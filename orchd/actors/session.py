@@ -369,6 +369,8 @@ class SessionActor(PooledActor):
     def _end(self, exit: Exit | None, reading: Outcome) -> None:
         for timer in self.timers:
             timer.cancel()
+        if self.stream is not None:
+            self.stream.ended()
         duration = self.elapsed + time.monotonic() - self.started
         stopped = None if self.stopping == DECIDED else self.stopping
         ended = Ended(self.attempt, reading, exit=exit, stopped=stopped, duration=duration)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from orchd import decide
 from orchd import events as ev
-from orchd.actors.messages import Trouble
-from orchd.streams import ApiError, Limit, Spend, parser_for
+from orchd.actors.messages import Answering, Trouble
+from orchd.streams import Answered, ApiError, Limit, Spend, parser_for
 
 if TYPE_CHECKING:
     from orchd.actors.session import SessionActor
@@ -43,6 +43,7 @@ class Stream:
         self.recorded_at = 0.0
         self.size = -1  # the log's size at the last stall check, and when it last changed
         self.changed = time.monotonic()
+        self.answered = False  # the provider answered: the supervisor counts this session
 
     def follow(self) -> None:
         """The process runs: hear of each write to its log, and check for stalls."""
@@ -59,6 +60,14 @@ class Stream:
         if self.watch is not None and self.session.ctx.growth is not None:
             self.session.ctx.growth.unwatch(self.watch)
             self.watch = None
+        self.ended()
+
+    def ended(self) -> None:
+        """The attempt ended: the provider serves it no more."""
+        session = self.session
+        if self.answered and session.task.provider:
+            self.answered = False
+            session.ctx.supervisor.tell(Answering(session.task.provider, session.run_id, -1))
 
     def read(self, final: bool = False) -> None:
         """Read what was written since the last read, and act on its signals. `final`: the process
@@ -114,7 +123,9 @@ class Stream:
 
     def _act(self, signal: Signal, final: bool) -> None:
         session, now = self.session, time.time()
-        if not isinstance(signal, Spend):
+        if isinstance(signal, Answered):
+            pass  # not worth a record: the supervisor counts it
+        elif not isinstance(signal, Spend):
             self._record(signal)
         elif not final and signal != self.recorded and now - self.recorded_at >= SPEND_EVERY:
             self.recorded, self.recorded_at = signal, now
@@ -124,8 +135,12 @@ class Stream:
         if live is None:
             return
         provider = session.task.provider
+        if provider and live.answered and not final and not self.answered:
+            self.answered = True
+            session.ctx.supervisor.tell(Answering(provider, session.run_id, 1))
         if provider and (live.throttle or live.pause or live.hold):
-            session.ctx.supervisor.tell(Trouble(provider, session.run_id, session.task.id, live))
+            trouble = Trouble(provider, session.run_id, session.task.id, live, session.started)
+            session.ctx.supervisor.tell(trouble)
         if live.stop is not None and not final:  # an attempt that ended is classified as it is
             session.stop_as(live.stop)
 

@@ -23,6 +23,7 @@ import pykka
 from orchd import events as ev
 from orchd.actors.context import Actor, Context
 from orchd.actors.messages import (
+    Answering,
     CancelTasks,
     Enqueue,
     FailHeld,
@@ -58,7 +59,12 @@ class SupervisorActor(Actor):
         self.using: Counter[str] = Counter()  # provider -> its slots
         self.total = 0
         self.order: deque[tuple[str, str]] = deque()  # (run, provider), rotated for fairness
-        self.limits: dict[str, Aimd] = {}
+        self.limits: dict[
+            str, Aimd
+        ] = {}  # provider -> its adaptive limit (made at its first grant)
+        self.answering: Counter[str] = (
+            Counter()
+        )  # provider -> its sessions it has answered, running
         self.paused: dict[str, float] = {}  # provider -> monotonic time its Retry-After ends
         self.held: dict[str, float | None] = {}  # provider -> wall time its hold ends (None: never)
         self.runs = Runs(ctx)
@@ -77,8 +83,10 @@ class SupervisorActor(Actor):
         if kind is Enqueue:
             self._enqueue(message)
         elif kind is Release:
-            self._free(message.run_id, message.provider, message.ok)
+            self._take(message.run_id, message.provider, -1)
             self._dispatch()
+        elif kind is Answering:
+            self._answering(message)
         elif kind is Withdraw:
             key = (message.run_id, message.provider)
             if key in self.demand:
@@ -139,20 +147,19 @@ class SupervisorActor(Actor):
         self.using[provider] += count
         self.total += count
 
-    def _free(self, run_id: str, provider: str, ok: bool = False) -> None:
-        self._take(run_id, provider, -1)
-        limit = self.limits.get(provider)
-        if ok and limit is not None and limit.succeeded(time.monotonic()):
-            self._limited(run_id, provider, limit, "sessions succeed again")
-
     def _startable(self, provider: str) -> bool:
         """Whether a session of `provider` may start now (besides the run's and the global caps)."""
         if not provider:
             return True
         if provider in self.held or self.paused.get(provider, 0.0) > time.monotonic():
             return False
+        return self.using[provider] < self._limit(provider).allowed
+
+    def _limit(self, provider: str) -> Aimd:
         limit = self.limits.get(provider)
-        return limit is None or self.using[provider] < limit.allowed
+        if limit is None:
+            limit = self.limits[provider] = Aimd(self.max_sessions)
+        return limit
 
     def _dispatch(self) -> None:
         idle = 0
@@ -187,18 +194,25 @@ class SupervisorActor(Actor):
         blocked |= frozenset(self.held)
         if blocked != self.ctx.blocked:
             self.ctx.blocked = blocked
-        self.ctx.limits = {
-            p: a.allowed for p, a in self.limits.items() if a.allowed < self.max_sessions
-        }
 
     # ------------------------------------------------------------ providers
+
+    def _answering(self, message: Answering) -> None:
+        """A session of a provider had its first answer (1), or such a session ended (-1)."""
+        provider = message.provider
+        self.answering[provider] += message.count
+        limit = self._limit(provider)
+        if message.count > 0 and limit.answered(self.answering[provider]):
+            if not limit.slow:  # the slow start's steps are not worth a record each
+                self._limited(message.run_id, provider, limit, "the provider answers")
+            self._dispatch()
 
     def _trouble(self, message: Trouble) -> None:
         live, provider = message.live, message.provider
         now = time.monotonic()
         if live.throttle:
-            limit = self.limits.setdefault(provider, Aimd(self.max_sessions))
-            if limit.throttle(self.using[provider], now):
+            limit = self._limit(provider)
+            if limit.throttle(message.started, self.answering[provider], now):
                 self._limited(message.run_id, provider, limit, "rate limited or overloaded")
         if live.pause:
             until = now + live.pause
@@ -255,7 +269,7 @@ class SupervisorActor(Actor):
         released = [p for p in message.providers if p in self.held]
         for provider in released:
             del self.held[provider]
-            self.limits.pop(provider, None)  # start again from the caps
+            self.limits.pop(provider, None)  # start again, slowly
         if released:
             self.ctx.journal.append(
                 [ev.ProviderReleased(message.run_id, p, "retried by the user") for p in released]

@@ -6,6 +6,7 @@ from orchd.streams import claude, codex, gemini, others
 from orchd.streams.base import (
     CATEGORIES,
     Activity,
+    Answered,
     ApiError,
     Limit,
     Signal,
@@ -55,6 +56,7 @@ def describe(event: dict, tools: dict[str, str] | None = None) -> list[str] | No
 __all__ = [
     "CATEGORIES",
     "Activity",
+    "Answered",
     "ApiError",
     "Limit",
     "Signal",

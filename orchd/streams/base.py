@@ -47,6 +47,11 @@ class Limit(Signal, frozen=True):
     message: str = ""
 
 
+class Answered(Signal, frozen=True):
+    """The provider answered the agent (its first model response of the attempt): a session it
+    serves. Each parser yields it once, at the first answer."""
+
+
 class Spend(Signal, frozen=True):
     """What the attempt has spent so far (running totals, None where the stream does not say)."""
 
@@ -219,6 +224,7 @@ class StreamParser:
         self.tokens_in: int | None = None
         self.tokens_out: int | None = None
         self.activity = ""
+        self.answered = False  # the first model response was seen (Answered yielded)
 
     def feed(self, data: bytes) -> list[Signal]:
         """The signals in the complete lines of `data` (with what was left of the last feed)."""
@@ -250,6 +256,13 @@ class StreamParser:
 
     def spend(self) -> Spend:
         return Spend(self.cost_usd, self.tokens_in, self.tokens_out)
+
+    def answer(self) -> list[Signal]:
+        """[Answered()] at the attempt's first model response, [] after (parsers call it at each)."""
+        if self.answered:
+            return []
+        self.answered = True
+        return [Answered()]
 
     def on_event(self, event: dict) -> list[Signal]:
         """Signals of one JSON event (none by default)."""

@@ -172,7 +172,7 @@ class ClaudeStream(StreamParser):
             )
             self.tokens_in = sum(i for i, _ in self._messages.values())
             self.tokens_out = sum(o for _, o in self._messages.values())
-        return []
+        return [] if message.get("model") == "<synthetic>" else self.answer()
 
     def _result(self, event: dict) -> None:
         cost = number(event.get("total_cost_usd"))

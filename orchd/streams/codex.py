@@ -77,12 +77,17 @@ class CodexStream(StreamParser):
         kind = event.get("type")
         if kind == "thread.started" and event.get("thread_id"):
             self.session_id = str(event["thread_id"])
+        elif kind in ("item.started", "item.completed") and (event.get("item") or {}).get(
+            "type"
+        ) not in ("error", None):
+            return self.answer()  # the model's output: a message, a command, an edit
         elif kind == "turn.completed":
             usage = event.get("usage") or {}
             used_in = int(number(usage.get("input_tokens")) or 0)
             self._turns.append((used_in, int(number(usage.get("output_tokens")) or 0)))
             self.tokens_in = sum(i for i, _ in self._turns)
             self.tokens_out = sum(o for _, o in self._turns)
+            return self.answer()
         elif kind in ("error", "turn.failed"):
             error = event.get("error")
             message = str(

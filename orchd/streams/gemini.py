@@ -61,6 +61,8 @@ class GeminiStream(StreamParser):
         kind = event.get("type")
         if kind == "init" and event.get("session_id"):
             self.session_id = str(event["session_id"])
+        elif (kind == "message" and event.get("role") == "assistant") or kind == "tool_use":
+            return self.answer()  # the model's output
         elif kind == "result":
             stats = event.get("stats") or {}
             if isinstance(stats, dict) and stats:

@@ -142,7 +142,7 @@ def test_a_stopped_attempt_keeps_what_its_output_reported() -> None:
 
 # ------------------------------------------------------------ while an attempt runs
 
-from orchd.streams.base import ApiError, Limit, Spend  # noqa: E402
+from orchd.streams.base import Answered, ApiError, Limit, Spend  # noqa: E402
 
 
 def spec(budget: float | None = None) -> TaskSpec:
@@ -182,6 +182,10 @@ def test_live(signal, stop, cause, until, throttle) -> None:
         assert "set ANTHROPIC_API_KEY" in live.stop.reason
     if stop == d.PARK:
         assert live.stop.park_until == until
+
+
+def test_live_counts_the_providers_first_answer() -> None:
+    assert d.live(Answered(), spec(), 0.0, NOW) == d.Live(answered=True)
 
 
 def test_live_honours_retry_after_for_rate_limits_only() -> None:
