@@ -67,8 +67,9 @@ def claude_env(stub: StubServer, home: Path, retries: int = 0) -> dict[str, str]
     }
 
 
-def codex_env(stub: StubServer, home: Path, retries: int = 0) -> dict[str, str]:
-    """Environment that points Codex at `stub`: a CODEX_HOME whose config.toml names a provider on loopback."""
+def codex_env(stub: StubServer, home: Path, retries: int | None = 0) -> dict[str, str]:
+    """Environment that points Codex at `stub`: a CODEX_HOME whose config.toml names a provider on
+    loopback (`retries`: Codex's request and stream retries; None: its defaults)."""
     codex_home = home / "codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(
@@ -79,8 +80,11 @@ def codex_env(stub: StubServer, home: Path, retries: int = 0) -> dict[str, str]:
         f'base_url = "{stub.url}/v1"\n'
         'env_key = "OPENAI_API_KEY"\n'
         'wire_api = "responses"\n'
-        f"request_max_retries = {retries}\n"
-        f"stream_max_retries = {retries}\n"
+        + (
+            f"request_max_retries = {retries}\nstream_max_retries = {retries}\n"
+            if retries is not None
+            else ""
+        )
     )
     return {"HOME": str(home), "CODEX_HOME": str(codex_home), "OPENAI_API_KEY": OPENAI_KEY}
 

@@ -9,7 +9,9 @@ def test_slow_start_grows_with_answers_while_the_limit_is_in_use() -> None:
     limit = Aimd(16)
     assert limit.allowed == START and limit.recorded is None
     assert limit.answered(1) is False  # one answered of two allowed: the limit is not in use
-    assert limit.answered(2) and limit.allowed == 3  # both answered: one more may wait for its answer
+    assert (
+        limit.answered(2) and limit.allowed == 3
+    )  # both answered: one more may wait for its answer
     assert limit.answered(3) and limit.allowed == 4
     assert limit.answered(4) and limit.allowed == 5
     assert not limit.answered(4)  # four answered: at most one more unanswered

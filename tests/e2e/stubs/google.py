@@ -89,7 +89,7 @@ def quota_exceeded(quota_id: str, metric: str, limit: int, retry_after: float | 
         HELP,
     ]
     if retry_after is not None:
-        message += f"\nPlease retry in {retry_after:.6g}s."
+        message += f"\nPlease retry in {retry_after:.1f}".rstrip("0").rstrip(".") + "s."
         details.append(
             {
                 "@type": "type.googleapis.com/google.rpc.RetryInfo",
