@@ -107,6 +107,31 @@ def failure_kind(text: str) -> str | None:
     return next((kind for kind, pattern in FAILURE_KINDS if pattern.search(text)), None)
 
 
+_WAIT_RE = re.compile(
+    r"(?:retry|try again|resets?)\s+(?:in|after)\s+"
+    r"((?:\d+(?:\.\d+)?\s*(?:ms|h|m|s)[a-z]*[\s,]*)+)",
+    re.I,
+)
+_RETRY_DELAY_RE = re.compile(
+    r"\"?retry[-_ ]?(?:after|delay)\"?\s*[:=]\s*\"?(\d+(?:\.\d+)?)\s*s?\"?", re.I
+)
+_WAIT_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)", re.I)
+_WAIT_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def named_wait(text: str) -> float | None:
+    """The seconds a provider said to wait before trying again ("Please retry in 3600s",
+    "try again in 6m0s", "retry-after: 30", `"retryDelay": "43200s"`), or None."""
+    if match := _WAIT_RE.search(text):
+        return sum(
+            float(n) * _WAIT_UNITS[unit.lower()]
+            for n, unit in _WAIT_PART_RE.findall(match.group(1))
+        )
+    if match := _RETRY_DELAY_RE.search(text):
+        return float(match.group(1))
+    return None
+
+
 def status_category(status: int | None) -> str:
     """The category of an HTTP error status ("" for none known)."""
     if status is None:
