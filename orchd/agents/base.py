@@ -27,12 +27,13 @@ from orchd.decide import (
 )
 from orchd.events import AgentReport
 from orchd.plan import TaskSpec
-from orchd.streams.base import failure_kind, named_wait
+from orchd.streams.base import PARK_AFTER, failure_kind, named_wait
 
 __all__ = [
     "CANCELLED",
     "LOST",
     "PARK",
+    "PARK_AFTER",
     "PERMANENT",
     "RETRY",
     "RETRYABLE",
@@ -174,9 +175,6 @@ KIND_HINTS = {
     "model": "set the task's `model` to one this account can use",
     "invalid": "the provider refused the request as invalid: check the task's `model` and `agent_args`",
 }
-PARK_AFTER = (
-    60.0  # a named wait shorter than this is a plain retry: the backoff waits about as long
-)
 
 
 def failed(

@@ -1,16 +1,19 @@
 """What an agent's output stream says, read one line at a time: typed signals and readable lines.
 
-Pure (no I/O, no clock): orchd feeds a running attempt's new output to its
-agent's `StreamParser` as it is written and acts on the signals (a rejected
-credential, a usage limit, a rate limit, what was spent so far); orchctl and the
-dashboard render the same events as a conversation with `describe`. One parser
-per stream family, used by both.
+No I/O: orchd feeds a running attempt's new output to its agent's
+`StreamParser` as it is written and acts on the signals (a rejected credential,
+a usage limit, a rate limit, what was spent so far); orchctl and the dashboard
+render the same events as a conversation with `describe`. One parser per stream
+family, used by both. The parser's `clock` (time.time, replaceable in tests) is
+read only to turn a wait the agent names ("retry in 3600s", "try again at 5:46
+PM") into an instant.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -90,7 +93,8 @@ FAILURE_PATTERNS = (
     (RATE_LIMIT, r"rate.?limit|too many requests|\b429\b|RESOURCE_EXHAUSTED|quota|usage limit"),
     (
         OVERLOAD,
-        r"overloaded|unavailable|internal server error|server error|\b50[0-9]\b|\b529\b|capacity",
+        r"overloaded|unavailable|internal server error|server error|\b50[0-9]\b|\b529\b|capacity|"
+        r"high demand",
     ),
     (
         NETWORK,
@@ -107,6 +111,7 @@ def failure_kind(text: str) -> str | None:
     return next((kind for kind, pattern in FAILURE_KINDS if pattern.search(text)), None)
 
 
+PARK_AFTER = 60.0  # a named wait shorter than this is a retry: a backoff waits about as long
 _WAIT_RE = re.compile(
     r"(?:retry|try again|resets?)\s+(?:in|after)\s+"
     r"((?:\d+(?:\.\d+)?\s*(?:ms|h|m|s)[a-z]*[\s,]*)+)",
@@ -240,7 +245,8 @@ class StreamParser:
 
     describe: Describe | None = None  # the family's readable lines for one event
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # when a named wait ends: now + the wait
         self._partial = b""
         self._skipping = False  # inside a line over MAX_LINE
         self.tools: dict[str, str] = {}  # tool call id -> name (for the readable lines)
