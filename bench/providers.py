@@ -121,9 +121,8 @@ def measure(args: argparse.Namespace, row: str, cli: str) -> dict[str, Any]:
         load = stub.limit(args.capacity, args.retry_after)
         stub.script("[bench]", Slow(args.latency, Reply("Hello.")))
         with OrchHome(max_sessions=args.concurrency, keep=args.keep_home, start=False) as home:
-            env = clis.claude_env(stub, home.root / "home", retries=10)
-            del env["CLAUDE_CODE_MAX_RETRIES"]  # the CLI's own retries, as users run it
-            home.env.update(env)
+            # the CLI's own retries on, as users run it
+            home.env.update(clis.claude_env(stub, home.root / "home", retries=None))
             home.env["PATH"] = clis.path_with(cli)
             home.orchctl("daemon", "start", check=True, timeout=60)
             run_id = home.submit(plan(args, row, home.workdir(), cli))

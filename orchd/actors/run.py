@@ -352,6 +352,7 @@ class RunActor(Actor):
             self.ready.has(provider)
             and self.ctx.waiting <= {self.run_id}
             and provider not in self.ctx.blocked
+            and not message.held  # the supervisor may not have published the hold yet
         ):
             step, extra = self._next_launch(provider, granted=False)
         if step is None:

@@ -44,6 +44,7 @@ class Stream:
         self.size = -1  # the log's size at the last stall check, and when it last changed
         self.changed = time.monotonic()
         self.answered = False  # the provider answered: the supervisor counts this session
+        self.held = False  # the supervisor was told to hold the provider
 
     def follow(self) -> None:
         """The process runs: hear of each write to its log, and check for stalls."""
@@ -141,6 +142,7 @@ class Stream:
         if provider and (live.throttle or live.pause or live.hold):
             trouble = Trouble(provider, session.run_id, session.task.id, live, session.started)
             session.ctx.supervisor.tell(trouble)
+            self.held = self.held or live.hold is not None
         if live.stop is not None and not final:  # an attempt that ended is classified as it is
             session.stop_as(live.stop)
 

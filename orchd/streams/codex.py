@@ -153,7 +153,9 @@ class CodexStream(StreamParser):
 
 
 def reset_time(message: str, now: dt.datetime | None = None) -> float | None:
-    """When a usage limit resets, from Codex's "… try again at 9:07 AM." (local time; with a date when not today)."""
+    """When a usage limit resets, from Codex's "… try again at 9:07 AM." (local time; with a date
+    when not today): the end of that minute, as Codex cuts the seconds off (a reset at 9:07:40
+    says 9:07)."""
     match = _AT_RE.search(message)
     if not match:
         return None
@@ -176,4 +178,4 @@ def reset_time(message: str, now: dt.datetime | None = None) -> float | None:
         at = now.replace(hour=hour, minute=int(match["minute"]), second=0, microsecond=0)
         if at < now - dt.timedelta(minutes=1):  # the time has passed today: it means tomorrow
             at += dt.timedelta(days=1)
-    return at.timestamp()
+    return at.timestamp() + 60

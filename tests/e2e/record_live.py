@@ -119,9 +119,7 @@ STUBS: dict[str, type[StubServer]] = {
     "gemini": GoogleStub,
 }
 ENVS: dict[str, Callable[[StubServer, Path], dict[str, str]]] = {
-    "claude": lambda stub, home: {
-        k: v for k, v in clis.claude_env(stub, home).items() if k != "CLAUDE_CODE_MAX_RETRIES"
-    },
+    "claude": lambda stub, home: clis.claude_env(stub, home, retries=None),
     "codex": lambda stub, home: clis.codex_env(stub, home, retries=None),
     "gemini": clis.gemini_env,
 }

@@ -144,7 +144,7 @@ LIVE_SIGNALS = [
     ("codex", "server_error_500", ["5x overload retrying", "overload"]),  # "high demand"
     ("codex", "unavailable_503", ["5x overload 503 retrying", "overload 503"]),
     ("codex", "quota", ["billing"]),  # insufficient_quota: no credits
-    ("codex", "usage_limit", ["usage_limit", "limit 1899999960"]),  # to the minute, local time
+    ("codex", "usage_limit", ["usage_limit", "limit 1900000020"]),  # the minute's end
     ("gemini", "success", ["answered"]),
     ("gemini", "slow", ["answered"]),
     ("gemini", "auth_401", ["auth"]),  # 400 API_KEY_INVALID, not retried
