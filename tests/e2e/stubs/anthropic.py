@@ -129,11 +129,10 @@ class AnthropicStub(StubServer):
             http.send_fail(step)
             return
         message = _message(step, body.get("model", "claude-stub"), _cwd(json.dumps(body)))
-        headers = step.headers if isinstance(step, Reply) else {}
         if body.get("stream"):
-            http.send_sse(_stream(message), headers)
+            http.send_sse(_stream(message), step.headers)
         else:
-            http.send_json(200, message, headers)
+            http.send_json(200, message, step.headers)
 
 
 def _cwd(text: str) -> str:

@@ -47,10 +47,12 @@ class Reply:
 
 @dataclass(frozen=True)
 class WriteFile:
-    """The model calls the CLI's file-writing tool to create `path` (relative to the cwd) with `content`."""
+    """The model calls the CLI's file-writing tool to create `path` (relative to the cwd) with
+    `content` (`headers`: more response headers)."""
 
     path: str
     content: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -143,8 +143,7 @@ class OpenAIStub(StubServer):
         if isinstance(step, Fail):
             http.send_fail(step)
             return
-        headers = step.headers if isinstance(step, Reply) else {}
-        http.send_sse(_stream(step, body.get("model", "gpt-stub")), headers)
+        http.send_sse(_stream(step, body.get("model", "gpt-stub")), step.headers)
 
 
 def _item(step: Reply | WriteFile) -> dict[str, Any]:
