@@ -17,6 +17,7 @@ Nothing here does I/O or reads a clock.
 | its output says: permanent (auth, billing, ...)      | permanent | failed, with what to do                      |
 | nothing says how it ended (lost)                     | lost      | retrying at once, no retry spent; the MAX_LOST-th lost attempt fails it |
 | its output names a reset time (park)                 | park      | retrying at that time (at most MAX_PARK ahead), no retry spent; from the (MAX_PARKS+1)-th park in a row a retry is spent |
+| orch deferred it: rate-limited before any answer     | deferred  | retrying at once (its provider paused), no retry spent; from the (MAX_DEFERRALS+1)-th in a row a retry is spent |
 | anything else (retry)                                | retry     | retrying after backoff (a retry spent), else failed |
 """
 
@@ -48,10 +49,13 @@ SUCCESS, RETRY, PARK, PERMANENT = "success", "retry", "park", "permanent"
 # ... and these come from orch itself: it stopped the attempt, or nothing says how it ended.
 TIMEOUT, CANCELLED, LOST = "timeout", "cancelled", "lost"
 STALLED = "stalled"  # why orch stopped an attempt: no output for `stall` (recorded as a timeout)
+# ... or orch stopped it before its provider answered it, for want of the provider's capacity
+DEFERRED = "deferred"
 RETRYABLE = frozenset({RETRY, TIMEOUT})  # outcomes that spend a retry
 
 MAX_LOST = 5  # lost attempts spend no retry, but a task that keeps losing them fails
 MAX_PARKS = 3  # parks in a row that spend no retry; later ones do (a misread reset cannot loop)
+MAX_DEFERRALS = 10  # deferrals in a row that spend no retry; later ones do
 MAX_PARK = 7 * 24 * 3600.0  # the longest a park waits (a weekly usage limit), whatever was read
 
 SIGNALS = {sig.value: sig.name for sig in signal.Signals}
@@ -152,6 +156,8 @@ def _next(
         if task.retries_spent < task.spec.max_retries:
             return _retrying(run_id, tid, reason, now, wait, spends=True)
         return ev.TaskFailed(run_id, tid, reason=_gave_up(reason, task))
+    if o.outcome == DEFERRED and _in_a_row(task, DEFERRED) < MAX_DEFERRALS:
+        return _retrying(run_id, tid, o.reason, now, 0.0, spends=False)
     if task.retries_spent < task.spec.max_retries:  # retry, timeout, a park without a time
         delay = backoff.delay(task.spec.backoff, task.retries_spent + 1, rand)
         return _retrying(run_id, tid, o.reason, now, delay, spends=True)
@@ -189,11 +195,16 @@ def _ended_so(task: TaskState, outcome: str) -> int:
 
 def _parks_in_a_row(task: TaskState) -> int:
     """How many of the task's latest ended attempts parked, one after the other."""
+    return _in_a_row(task, PARK)
+
+
+def _in_a_row(task: TaskState, outcome: str) -> int:
+    """How many of the task's latest ended attempts ended with `outcome`, one after the other."""
     count = 0
     for attempt in reversed(task.attempts):
         if attempt.outcome is None:  # the attempt that just ended: not folded yet
             continue
-        if attempt.outcome != PARK:
+        if attempt.outcome != outcome:
             break
         count += 1
     return count
@@ -221,17 +232,24 @@ class Live(msgspec.Struct, frozen=True):
 
 
 def live(
-    signal: Signal, task: TaskSpec, spent_before: float, now: float, hint: str = ""
+    signal: Signal,
+    task: TaskSpec,
+    spent_before: float,
+    now: float,
+    hint: str = "",
+    answered: bool = True,
 ) -> Live | None:
     """What a signal of a running attempt of `task` calls for (None: nothing).
 
     `spent_before`: what the task's earlier attempts spent; `hint`: what the user should do about
-    a rejected credential, in this agent's words.
+    a rejected credential, in this agent's words; `answered`: whether the provider has answered
+    the attempt yet.
 
     | signal                                  | the attempt                      | its provider        |
     |-----------------------------------------|----------------------------------|---------------------|
     | API error: auth or billing (even while the agent retries it) | stopped: permanent, with the hint | held until the user acts |
     | a usage limit with its reset time       | stopped: parked until the reset  | held until the reset |
+    | a rate limit the agent retries, before the provider's first answer | stopped: deferred (it has done nothing yet: it waits for room, not at the provider's door) | throttled; paused for its Retry-After |
     | API error: rate limit or overload       | goes on (the agent retries)      | throttled; paused for its Retry-After |
     | the provider's first answer             | goes on                          | serves one more: its limit may grow |
     | spend past the task's budget            | stopped: permanent               |                     |
@@ -245,6 +263,10 @@ def live(
             reason = f"{task.agent}: {what}{status}: {signal.message or signal.category}"
             reason += f" ({hint})" if hint else ""
             return Live(stop=Outcome(PERMANENT, reason=reason), hold=Hold(signal.category, reason))
+        if signal.category == RATE_LIMIT and signal.retrying and not answered:
+            reason = f"{task.agent}: rate limited before its first answer: deferred"
+            stop = Outcome(DEFERRED, reason=reason)
+            return Live(stop=stop, throttle=True, pause=signal.retry_in)
         if signal.category in (RATE_LIMIT, OVERLOAD):
             pause = signal.retry_in if signal.category == RATE_LIMIT else None
             return Live(throttle=True, pause=pause)

@@ -79,7 +79,7 @@ class AttemptAdopted(_Event, frozen=True):
 class AttemptFinished(_Event, frozen=True):
     """An attempt ended. `outcome` is how its adapter classified it.
 
-    outcome: success | retry | park | permanent | timeout | cancelled | lost
+    outcome: success | retry | park | permanent | timeout | cancelled | lost | deferred
     """
 
     task_id: str

@@ -101,72 +101,67 @@ def with_providers(spec: RunSpec, env: Mapping[str, str]) -> RunSpec:
 # ------------------------------------------------------------ adaptive concurrency
 
 START = 2  # sessions of a provider that start before it has answered any (slow start)
-DECREASE = 0.5  # one decrease never takes the limit below this share of what it was
 ROUNDS = 8  # once throttled, the limit grows by one after this many answers per session allowed
 
 
 class Aimd:
     """How many sessions of one provider may run at once (the plan's and the global caps still hold).
 
-    The provider's answers clock it, as acknowledgements clock TCP's window:
+    The provider's answers and refusals clock it, as acknowledgements and losses clock TCP's
+    window; the supervisor tells it each session's first answer and its first throttle (a rate
+    limit or an overload), with when that session started, how many sessions of the provider
+    run (`using`) and how many of them are throttled now (`excess`: refused, not answered since).
 
-    - *Slow start*: from START sessions, each session's first answer lets one more start (the
-      limit doubles per round of answers), until the provider first throttles.
-    - *Decrease*: a rate limit or overload seen by a session started after the last decrease
-      brings the limit down by one, to the most sessions the provider answered at once since the
-      last decrease (what it served) if that is lower, and never below half of it in one step; a session started before the last decrease tells
-      nothing new (it was one of the excess, already counted).
-    - *Additive increase*: once throttled, ROUNDS answers per session allowed add one.
+    - *Slow start*: from START sessions, the limit grows by a quarter (at least one) each time a
+      session started since the last change is answered while the limit is in use (every
+      allowed session runs, none is throttled): the last step worked, take the next.
+    - *Decrease*: a throttle of a session started since the last change lowers the limit by one,
+      to the sessions that were not throttled (what the provider served) if that is lower; a
+      session started before the last change tells nothing new (one of the excess, counted).
+    - *Additive increase*: once throttled, ROUNDS answers per session allowed, while the limit
+      is in use, add one: a probe past the provider's capacity every so often.
 
-    The limit grows only while it is used: never past the sessions answered plus one (a quarter
-    of them in slow start), so a probe past the provider's capacity is one session (or a few), and
-    costs one or two 429s.
+    A probe past the capacity is one session; deferred at its first 429 (decide.live), it costs
+    one 429.
     """
 
     def __init__(self, ceiling: int, start: int | None = None) -> None:
         self.ceiling = ceiling  # the global cap: the limit never goes above it
         self.slow = start is None  # no throttle seen yet (a restored limit was throttled before)
-        self.limit = float(min(START if start is None else start, ceiling))
-        self.decreased_at = -math.inf  # monotonic time of the last decrease
+        self.limit = min(START if start is None else start, ceiling)
+        self.changed = -math.inf  # monotonic time of the last change
         self.credit = 0  # answers since the last change, once throttled
-        self.served = 0  # the most sessions answered at once since the last decrease
         self.throttled = 0  # throttle signals seen (for status)
 
     @property
     def allowed(self) -> int:
-        return max(1, int(self.limit))
+        return max(1, self.limit)
 
-    def throttle(self, started: float, answering: int, now: float) -> bool:
-        """A session started at `started` (monotonic) was throttled while the provider answered
-        `answering` of its sessions: lower the limit. True when it was lowered."""
+    def throttle(self, started: float, using: int, excess: int, now: float) -> bool:
+        """A session started at `started` (monotonic) was throttled while `using` sessions of the
+        provider ran, `excess` of them throttled (this one included). True when it lowered."""
         self.throttled += 1
-        if started < self.decreased_at:
+        if started < self.changed:
             return False
-        self.slow = False
-        served = max(answering, self.served)  # answers lag: the latest count may be one short
-        lowered = max(1.0, min(self.limit - 1, max(served, self.limit * DECREASE)))
-        self.decreased_at, self.credit, self.served = now, 0, answering
+        self.slow, self.credit, self.changed = False, 0, now
+        lowered = max(1, min(self.allowed - 1, using - excess))
         if lowered >= self.limit:
             return False
-        self.limit = float(int(lowered))
+        self.limit = lowered
         return True
 
-    def answered(self, answering: int) -> bool:
-        """A session's first answer, with `answering` sessions answered and running (this one
-        included): one more may start. True when the limit rose."""
-        self.served = max(self.served, answering)
-        # grow only while the limit is in use: past the sessions answered, a quarter more of them
-        # may wait for their first answer in slow start (at least one), one once throttled
-        probes = max(1, answering // 4) if self.slow else 1
-        top = min(self.ceiling, answering + probes)
-        if self.limit >= top:
-            return False
+    def answered(self, started: float, using: int, excess: int, now: float) -> bool:
+        """A session started at `started` had its first answer while `using` sessions of the
+        provider ran, `excess` of them throttled. True when the limit rose."""
+        if excess or using < self.allowed or started < self.changed or self.limit >= self.ceiling:
+            return False  # not in use, already too many, or the last step not proven yet
         if not self.slow:
             self.credit += 1
             if self.credit < ROUNDS * self.allowed:
                 return False
-            self.credit = 0
-        self.limit += 1
+        step = max(1, self.allowed // 4) if self.slow else 1
+        self.limit = min(self.ceiling, self.allowed + step)
+        self.credit, self.changed = 0, now
         return True
 
     @property

@@ -138,7 +138,7 @@ def task_view(
     attempts = task.attempts
     first = attempts[0] if attempts else None
     last = attempts[-1] if attempts else None
-    lost = sum(1 for a in attempts if a.outcome == "lost")
+    lost = sum(1 for a in attempts if a.outcome in ("lost", "deferred"))  # no retry spent
     started = first.started_at or first.launched_at if first else None
     end = task.finished_at
     return TaskView(

@@ -66,13 +66,15 @@ class Trouble:
 
 
 @dataclass(frozen=True)
-class Answering:
-    """Session → supervisor: its provider answered it (`count` 1, at its first answer), or a
-    session it answered has ended (`count` -1): how many sessions the provider serves at once."""
+class Served:
+    """Session → supervisor: its provider answered it for the first time (`ended` False), or the
+    session, which told the supervisor of an answer or a throttle, has ended."""
 
     provider: str
     run_id: str
-    count: int
+    task_id: str
+    started: float  # when the session started (monotonic): it names the session, with the task
+    ended: bool = False
 
 
 @dataclass(frozen=True)

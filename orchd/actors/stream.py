@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from orchd import decide
 from orchd import events as ev
-from orchd.actors.messages import Answering, Trouble
+from orchd.actors.messages import Served, Trouble
 from orchd.streams import Answered, ApiError, Limit, Spend, parser_for
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ class Stream:
         self.recorded_at = 0.0
         self.size = -1  # the log's size at the last stall check, and when it last changed
         self.changed = time.monotonic()
-        self.answered = False  # the provider answered: the supervisor counts this session
+        self.answered = False  # the provider has answered this attempt
+        self.told = False  # the supervisor heard of this session (an answer, a throttle)
         self.held = False  # the supervisor was told to hold the provider
 
     def follow(self) -> None:
@@ -64,11 +65,15 @@ class Stream:
         self.ended()
 
     def ended(self) -> None:
-        """The attempt ended: the provider serves it no more."""
+        """The attempt ended: the supervisor forgets what it heard of it."""
+        if self.told:
+            self.told = False
+            self.session.ctx.supervisor.tell(self._served(ended=True))
+
+    def _served(self, ended: bool = False) -> Served:
         session = self.session
-        if self.answered and session.task.provider:
-            self.answered = False
-            session.ctx.supervisor.tell(Answering(session.task.provider, session.run_id, -1))
+        provider = session.task.provider or ""
+        return Served(provider, session.run_id, session.task.id, session.started, ended)
 
     def read(self, final: bool = False) -> None:
         """Read what was written since the last read, and act on its signals. `final`: the process
@@ -132,16 +137,19 @@ class Stream:
             self.recorded, self.recorded_at = signal, now
             self._record(signal)
         hint = getattr(session.adapter, "auth_hint", "")
-        live = decide.live(signal, session.task, self.spent_before, now, hint)
+        live = decide.live(signal, session.task, self.spent_before, now, hint, self.answered)
         if live is None:
             return
         provider = session.task.provider
-        if provider and live.answered and not final and not self.answered:
+        if live.answered and not self.answered:
             self.answered = True
-            session.ctx.supervisor.tell(Answering(provider, session.run_id, 1))
+            if provider and not final:
+                self.told = True
+                session.ctx.supervisor.tell(self._served())
         if provider and (live.throttle or live.pause or live.hold):
             trouble = Trouble(provider, session.run_id, session.task.id, live, session.started)
             session.ctx.supervisor.tell(trouble)
+            self.told = True
             self.held = self.held or live.hold is not None
         if live.stop is not None and not final:  # an attempt that ended is classified as it is
             session.stop_as(live.stop)

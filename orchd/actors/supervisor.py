@@ -23,7 +23,6 @@ import pykka
 from orchd import events as ev
 from orchd.actors.context import Actor, Context
 from orchd.actors.messages import (
-    Answering,
     CancelTasks,
     Enqueue,
     FailHeld,
@@ -32,6 +31,7 @@ from orchd.actors.messages import (
     RetryTasks,
     RunCrashed,
     RunDone,
+    Served,
     Submit,
     Trouble,
     Unhold,
@@ -59,12 +59,10 @@ class SupervisorActor(Actor):
         self.using: Counter[str] = Counter()  # provider -> its slots
         self.total = 0
         self.order: deque[tuple[str, str]] = deque()  # (run, provider), rotated for fairness
-        self.limits: dict[
-            str, Aimd
-        ] = {}  # provider -> its adaptive limit (made at its first grant)
-        self.answering: Counter[str] = (
-            Counter()
-        )  # provider -> its sessions it has answered, running
+        self.limits: dict[str, Aimd] = {}  # provider -> its adaptive limit (from its first grant)
+        # provider -> its sessions (run, task, started) it has answered ("answered") or throttled
+        # since ("throttled"), as they told
+        self.heard: dict[str, dict[tuple[str, str, float], str]] = {}
         self.paused: dict[str, float] = {}  # provider -> monotonic time its Retry-After ends
         self.held: dict[str, float | None] = {}  # provider -> wall time its hold ends (None: never)
         self.runs = Runs(ctx)
@@ -85,8 +83,8 @@ class SupervisorActor(Actor):
         elif kind is Release:
             self._take(message.run_id, message.provider, -1)
             self._dispatch()
-        elif kind is Answering:
-            self._answering(message)
+        elif kind is Served:
+            self._served(message)
         elif kind is Withdraw:
             key = (message.run_id, message.provider)
             if key in self.demand:
@@ -197,22 +195,34 @@ class SupervisorActor(Actor):
 
     # ------------------------------------------------------------ providers
 
-    def _answering(self, message: Answering) -> None:
-        """A session of a provider had its first answer (1), or such a session ended (-1)."""
-        provider = message.provider
-        self.answering[provider] += message.count
-        limit = self._limit(provider)
-        if message.count > 0 and limit.answered(self.answering[provider]):
+    def _served(self, message: Served) -> None:
+        """A session of a provider had its first answer, or has ended."""
+        provider, key = message.provider, (message.run_id, message.task_id, message.started)
+        heard = self.heard.setdefault(provider, {})
+        if message.ended:
+            heard.pop(key, None)
+            return
+        heard[key] = "answered"
+        limit, now = self._limit(provider), time.monotonic()
+        if limit.answered(message.started, self.using[provider], self._excess(provider), now):
             if not limit.slow:  # the slow start's steps are not worth a record each
                 self._limited(message.run_id, provider, limit, "the provider answers")
             self._dispatch()
 
+    def _excess(self, provider: str) -> int:
+        """How many sessions of `provider` are throttled now (refused, not answered since)."""
+        return sum(1 for state in self.heard.get(provider, {}).values() if state == "throttled")
+
     def _trouble(self, message: Trouble) -> None:
         live, provider = message.live, message.provider
         now = time.monotonic()
-        if live.throttle:
+        key = (message.run_id, message.task_id, message.started)
+        heard = self.heard.setdefault(provider, {})
+        if live.throttle and heard.get(key) != "throttled":  # its retries tell nothing new
+            heard[key] = "throttled"
             limit = self._limit(provider)
-            if limit.throttle(message.started, self.answering[provider], now):
+            using, excess = self.using[provider], self._excess(provider)
+            if limit.throttle(message.started, using, excess, now):
                 self._limited(message.run_id, provider, limit, "rate limited or overloaded")
         if live.pause:
             until = now + live.pause

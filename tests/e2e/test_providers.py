@@ -126,9 +126,10 @@ def test_one_daily_quota_holds_gemini_until_midnight_pacific_or_a_retry(rig: Cal
 
     def held() -> dict[str, Any] | None:
         view = status(gemini, run_id)
-        return view if view["summary"]["providers"][0]["held"] else None
+        parked = view["by_id"]["d0"]["state"] == "retrying"
+        return view if parked and view["summary"]["providers"][0]["held"] else None
 
-    view = wait_until(held, timeout=120, what="the provider to be held")
+    view = wait_until(held, timeout=120, what="the provider held, the first task parked")
     (provider,) = view["summary"]["providers"]
     assert provider["cause"] == "usage_limit"
     assert provider["until"] == pytest.approx(next_quota_reset(), abs=5)
