@@ -14,7 +14,7 @@ run it) that asks once and ends. Three rows, each a fresh orchd, in one run:
 |---|---|
 | fixed | orch runs the same argv as `command` tasks at `--concurrency` (no provider: every slot at once, what peers do) |
 | adaptive | orch runs `agent = "claude"` tasks at `--concurrency`: the provider's limit adapts (orchd/providers.py) |
-| K at once | orch runs `agent = "claude"` tasks at concurrency K: a scheduler that knows K |
+| K at once | orch runs the same argv as `command` tasks at concurrency K: a scheduler that knows K |
 
 Wall time is the run's span as orchd recorded it (submitted to finished). The
 ideal for K is ceil(N / K) sessions in a row, each as long as a session that
@@ -90,7 +90,7 @@ def plan(args: argparse.Namespace, row: str, workdir: Path, cli: str) -> dict[st
     tasks = []
     for i in range(args.tasks):
         prompt = f"[bench] Say hello {i}."
-        if row == "fixed":
+        if row != "adaptive":  # the same argv as a command: no provider, nothing adapts
             spec = TaskSpec(id=f"t{i}", agent="claude", cwd=str(workdir), prompt=prompt)
             argv = ADAPTERS["claude"].launch(spec, 1).argv
             tasks.append({"id": f"t{i}", "command": [cli, *argv[1:]]})
@@ -102,7 +102,7 @@ def plan(args: argparse.Namespace, row: str, workdir: Path, cli: str) -> dict[st
         "concurrency": args.capacity if row == "ideal" else args.concurrency,
         "isolation": "none",
         "defaults": {
-            "agent": "command" if row == "fixed" else "claude",
+            "agent": "claude" if row == "adaptive" else "command",
             "max_retries": 3,
             "timeout": "10m",
             "backoff": {"initial": "1s", "factor": 2.0, "max": "10s"},
@@ -190,7 +190,7 @@ def report(args: argparse.Namespace, figures: dict[str, Any]) -> str:
     labels = {
         "fixed": f"fixed: {args.concurrency} at once (commands)",
         "adaptive": f"orch adaptive (concurrency {args.concurrency})",
-        "ideal": f"K = {args.capacity} at once (knows K)",
+        "ideal": f"K = {args.capacity} at once (commands, knows K)",
     }
     rows = []
     for row in ROWS:

@@ -101,7 +101,7 @@ def with_providers(spec: RunSpec, env: Mapping[str, str]) -> RunSpec:
 # ------------------------------------------------------------ adaptive concurrency
 
 START = 2  # sessions of a provider that start before it has answered any (slow start)
-ROUNDS = 8  # once throttled, the limit grows by one after this many answers per session allowed
+ROUNDS = 16  # once throttled, the limit grows by one after this many answers per session allowed
 
 
 class Aimd:
