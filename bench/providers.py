@@ -233,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
     if args.smoke:
         for key, value in SMOKE.items():
             setattr(args, key, value)
+    load_before = list(os.getloadavg())
     samples: dict[str, list[dict[str, Any]]] = {row: [] for row in ROWS}
     failures: dict[str, str] = {}
     status = "ok"
@@ -258,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         args,
         NAME,
         report(args, figures),
-        {**params, "load_before": list(os.getloadavg())},
+        {**params, "load_before": load_before},
         {"method": (__doc__ or "").split("\n\n", 2)[2].strip(), **figures},
     )
     return 1 if status == "failed" else 0

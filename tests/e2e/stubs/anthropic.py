@@ -102,7 +102,7 @@ class AnthropicStub(StubServer):
         return Fail(
             429,
             "rate_limit_error",
-            "Rate limited",
+            "This request would exceed your account's rate limit. Please try again later.",
             {**RETRYABLE, **unified_headers("rejected", reset)},
         )
 
