@@ -10,8 +10,10 @@ plan's `env`; `command` tasks have none.
 
 Holds (a rejected credential; a usage limit until its reset) are events in the
 log (`ProviderHeld`, `ProviderReleased`), folded in `state.py`. How many sessions
-of a provider run at once adapts to its rate limits (`Aimd`), in memory: a
-restart starts again from the caps.
+of a provider run at once adapts to its answers and rate limits (`Aimd`); the
+limit it learnt from a throttle is logged (`ProviderLimited`) and a restart takes
+it up again; a provider that never throttled starts again slowly. What the real
+CLIs do, and the benchmark this was tuned on: docs/providers.md.
 """
 
 from __future__ import annotations
