@@ -8,7 +8,7 @@ category), `assistant` / `user` messages (an API error the CLI gave up on is a
 `api_error_status` and, for a usage limit, `api_error: "usage_limit_reached"`),
 `rate_limit_event` (`rate_limit_info.status` is `rejected` with `resetsAt` when a
 subscription's usage limit is reached, `allowed_warning` near it), and one final
-`result` (`total_cost_usd`, `usage`). What Claude Code 2.1.331 does with each
+`result` (`total_cost_usd`, `usage`). What Claude Code 2.1.332 does with each
 error, retries and waits included, is in docs/providers.md.
 """
 

@@ -1,7 +1,7 @@
 """Codex's `exec --json` stream: `thread.started`, `turn.*`, `item.*`, and `error` events.
 
 Errors carry only a message, so they are classified by their words and the HTTP
-status they quote. What Codex 0.169 prints (docs/providers.md): while it retries
+status they quote. What Codex 0.171 prints (docs/providers.md): while it retries
 it says `Reconnecting... N/5 (unexpected status 401 Unauthorized: ...)` or
 `(exceeded retry limit, last status: 429 Too Many Requests)` in an `error`
 event; then the same error once more without the prefix, and `turn.failed`

@@ -1,6 +1,6 @@
 """A stub of the OpenAI Responses API as Codex uses it (a `[model_providers.*]` entry in CODEX_HOME/config.toml).
 
-Codex 0.169 calls `POST {base_url}/responses` with `stream: true` and reads
+Codex 0.169 and 0.171 call `POST {base_url}/responses` with `stream: true` and reads
 the server-sent events `response.created`, `response.output_item.done` (each
 finished output item: a message, a function call, a custom tool call) and
 `response.completed` (with usage). Each request names the thread in its
