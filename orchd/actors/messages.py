@@ -32,6 +32,7 @@ class Enqueue:
     counts: dict[str, int]
     ref: Any
     occupied: dict[str, int] = field(default_factory=dict)  # slots of attempts taken over
+    unclocked: set[str] = field(default_factory=set)  # providers whose streams tell no answer
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from orchd.actors.pool import tell, teller
 from orchd.actors.ready import Ready
 from orchd.actors.session import Cancel, Reattach, Recorded, SessionEnded, Start
 from orchd.executors.base import Process
+from orchd.streams import tells_answers
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +276,8 @@ class RunActor(Actor):
 
     def _enqueue(self, task_ids: Iterable[str], occupied: Counter[str] | None = None) -> None:
         tasks = [(t, _provider(self.run.tasks[t])) for t in task_ids]
-        self.ready.add(tasks, self.run.spec.concurrency, self.actor_ref, occupied)
+        unclocked = {p for t, p in tasks if p and not tells_answers(self.run.tasks[t].spec.agent)}
+        self.ready.add(tasks, self.run.spec.concurrency, self.actor_ref, occupied, unclocked)
 
     def _schedule_retry(self, task_id: str, due_at: float) -> None:
         ctx, run_id = self.ctx, self.run_id

@@ -63,6 +63,7 @@ class SupervisorActor(Actor):
         # provider -> its sessions (run, task, started) it has answered ("answered") or throttled
         # since ("throttled"), as they told
         self.heard: dict[str, dict[tuple[str, str, float], str]] = {}
+        self.unclocked: set[str] = set()  # providers whose agents' streams tell no answer
         self.paused: dict[str, float] = {}  # provider -> monotonic time its Retry-After ends
         self.held: dict[str, float | None] = {}  # provider -> wall time its hold ends (None: never)
         self.runs = Runs(ctx)
@@ -130,6 +131,7 @@ class SupervisorActor(Actor):
     def _enqueue(self, message: Enqueue) -> None:
         run_id = message.run_id
         self.caps[run_id] = message.cap
+        self.unclocked |= message.unclocked
         for provider, count in message.counts.items():
             key = (run_id, provider)
             if key not in self.demand:
@@ -155,8 +157,9 @@ class SupervisorActor(Actor):
 
     def _limit(self, provider: str) -> Aimd:
         limit = self.limits.get(provider)
-        if limit is None:
-            limit = self.limits[provider] = Aimd(self.max_sessions)
+        if limit is None:  # from the caps when no answer will clock it
+            start = self.max_sessions if provider in self.unclocked else None
+            limit = self.limits[provider] = Aimd(self.max_sessions, start)
         return limit
 
     def _dispatch(self) -> None:

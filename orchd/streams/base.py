@@ -244,6 +244,7 @@ class StreamParser:
     """
 
     describe: Describe | None = None  # the family's readable lines for one event
+    answers = False  # whether it tells the provider's first answer (Answered): a limit clocks on it
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # when a named wait ends: now + the wait

@@ -117,6 +117,7 @@ class ClaudeStream(StreamParser):
     """Signals of a Claude-family stream: API errors and retries, usage limits, tokens, cost."""
 
     describe = staticmethod(describe)
+    answers = True
 
     def __init__(self) -> None:
         super().__init__()

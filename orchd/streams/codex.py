@@ -91,6 +91,7 @@ class CodexStream(StreamParser):
     """Signals of a Codex stream: errors (retried ones say "Reconnecting"), tokens per turn."""
 
     describe = staticmethod(describe)
+    answers = True
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock)

@@ -110,6 +110,7 @@ class GeminiStream(StreamParser):
     """Signals of a Gemini stream: its retries (told in text), quotas, errors, tokens."""
 
     describe = staticmethod(describe)
+    answers = True
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchd.streams import ApiError, Limit, Spend, parser_for
+from orchd.streams import Answered, ApiError, Limit, Spend, parser_for, tells_answers
 from orchd.streams.claude import ClaudeStream
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "agents"
@@ -192,3 +192,11 @@ def test_retry_delays_and_counts_come_from_the_stream() -> None:
 
 def live(agent: str, case: str) -> bytes:
     return (LIVE / agent / "live" / f"{case}.txt").read_bytes()
+
+
+def test_which_streams_tell_the_providers_answers() -> None:
+    assert all(tells_answers(a) for a in ("claude", "codex", "gemini", "opencode", "copilot"))
+    assert not tells_answers("aider") and not tells_answers("command")  # their limit: the caps
+    for agent, fixture in (("opencode", "ok.jsonl"), ("copilot", "ok.jsonl")):
+        signals = parser_for(agent).feed((FIXTURES / agent / fixture).read_bytes())
+        assert signals.count(Answered()) == 1, (agent, signals)
