@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-PARTS = ("dispatch", "refill", "eventlog", "restart", "cli", "sessions", "large")
+PARTS = ("dispatch", "refill", "eventlog", "restart", "cli", "sessions", "large", "providers")
 
 
 def _part(name: str) -> ModuleType:

@@ -21,6 +21,7 @@ Nothing here does I/O or reads a clock.
 | nothing says how it ended (lost)                     | lost      | retrying at once, no retry spent; the MAX_LOST-th lost attempt fails it |
 | it failed while its disk was full                    | disk_full | retrying after backoff, no retry spent (the first MAX_DISK_FULL-1 times) |
 | its output names a reset time (park)                 | park      | retrying at that time (at most MAX_PARK ahead), no retry spent; from the (MAX_PARKS+1)-th park in a row a retry is spent |
+| orch deferred it: rate-limited before any answer     | deferred  | retrying at once (its provider paused), no retry spent; from the (MAX_DEFERRALS+1)-th in a row a retry is spent |
 | anything else (retry)                                | retry     | retrying after backoff (a retry spent), else failed |
 """
 
@@ -35,7 +36,17 @@ from orchd import backoff
 from orchd import events as ev
 from orchd.plan import TaskSpec
 from orchd.state import TaskState
-from orchd.streams.base import AUTH, BILLING, OVERLOAD, RATE_LIMIT, ApiError, Limit, Signal, Spend
+from orchd.streams.base import (
+    AUTH,
+    BILLING,
+    OVERLOAD,
+    RATE_LIMIT,
+    Answered,
+    ApiError,
+    Limit,
+    Signal,
+    Spend,
+)
 
 # How an attempt ended. Adapters read the first four from an agent's output.
 SUCCESS, RETRY, PARK, PERMANENT = "success", "retry", "park", "permanent"
@@ -44,12 +55,15 @@ TIMEOUT, CANCELLED, LOST = "timeout", "cancelled", "lost"
 DISK_FULL = "disk_full"  # the attempt failed while its disk had no room: not its fault
 VERIFY_FAILED = "verify_failed"  # the agent succeeded, but the task's checks did not pass
 STALLED = "stalled"  # why orch stopped an attempt: no output for `stall` (recorded as a timeout)
+# ... or orch stopped it before its provider answered it, for want of the provider's capacity
+DEFERRED = "deferred"
 RETRYABLE = frozenset({RETRY, TIMEOUT, VERIFY_FAILED})  # outcomes that spend a retry
 
 MAX_LOST = 100  # lost attempts spend no retry (orch's trouble, not the task's); a task that keeps
 # losing them (an agent that takes orch down with it, a node that keeps dying) fails in the end
 MAX_DISK_FULL = 5  # attempts failed on a full disk that spend no retry; later ones do
 MAX_PARKS = 3  # parks in a row that spend no retry; later ones do (a misread reset cannot loop)
+MAX_DEFERRALS = 10  # deferrals in a row that spend no retry; later ones do
 MAX_PARK = 7 * 24 * 3600.0  # the longest a park waits (a weekly usage limit), whatever was read
 
 SIGNALS = {sig.value: sig.name for sig in signal.Signals}
@@ -174,6 +188,8 @@ def _next(
         if task.retries_spent < task.spec.max_retries:
             return _retrying(run_id, tid, reason, now, wait, spends=True)
         return ev.TaskFailed(run_id, tid, reason=_gave_up(reason, task))
+    if o.outcome == DEFERRED and _in_a_row(task, DEFERRED) < MAX_DEFERRALS:
+        return _retrying(run_id, tid, o.reason, now, 0.0, spends=False)
     if task.retries_spent < task.spec.max_retries:  # retry, timeout, a park without a time
         delay = backoff.delay(task.spec.backoff, task.retries_spent + 1, rand)
         return _retrying(run_id, tid, o.reason, now, delay, spends=True)
@@ -211,11 +227,16 @@ def _ended_so(task: TaskState, outcome: str) -> int:
 
 def _parks_in_a_row(task: TaskState) -> int:
     """How many of the task's latest ended attempts parked, one after the other."""
+    return _in_a_row(task, PARK)
+
+
+def _in_a_row(task: TaskState, outcome: str) -> int:
+    """How many of the task's latest ended attempts ended with `outcome`, one after the other."""
     count = 0
     for attempt in reversed(task.attempts):
         if attempt.outcome is None:  # the attempt that just ended: not folded yet
             continue
-        if attempt.outcome != PARK:
+        if attempt.outcome != outcome:
             break
         count += 1
     return count
@@ -239,23 +260,34 @@ class Live(msgspec.Struct, frozen=True):
     hold: Hold | None = None  # hold its provider
     throttle: bool = False  # the provider rate-limits or is overloaded: fewer sessions of it
     pause: float | None = None  # ... and none new for this many seconds (its Retry-After)
+    answered: bool = False  # the provider serves the attempt: it may serve one more
 
 
 def live(
-    signal: Signal, task: TaskSpec, spent_before: float, now: float, hint: str = ""
+    signal: Signal,
+    task: TaskSpec,
+    spent_before: float,
+    now: float,
+    hint: str = "",
+    answered: bool = True,
 ) -> Live | None:
     """What a signal of a running attempt of `task` calls for (None: nothing).
 
     `spent_before`: what the task's earlier attempts spent; `hint`: what the user should do about
-    a rejected credential, in this agent's words.
+    a rejected credential, in this agent's words; `answered`: whether the provider has answered
+    the attempt yet.
 
     | signal                                  | the attempt                      | its provider        |
     |-----------------------------------------|----------------------------------|---------------------|
     | API error: auth or billing (even while the agent retries it) | stopped: permanent, with the hint | held until the user acts |
     | a usage limit with its reset time       | stopped: parked until the reset  | held until the reset |
+    | a rate limit the agent retries, before the provider's first answer | stopped: deferred (it has done nothing yet: it waits for room, not at the provider's door) | throttled; paused for its Retry-After |
     | API error: rate limit or overload       | goes on (the agent retries)      | throttled; paused for its Retry-After |
+    | the provider's first answer             | goes on                          | serves one more: its limit may grow |
     | spend past the task's budget            | stopped: permanent               |                     |
     """
+    if isinstance(signal, Answered):
+        return Live(answered=True)
     if isinstance(signal, ApiError):
         if signal.category in (AUTH, BILLING):
             what = "credentials rejected" if signal.category == AUTH else "billing refused"
@@ -263,6 +295,10 @@ def live(
             reason = f"{task.agent}: {what}{status}: {signal.message or signal.category}"
             reason += f" ({hint})" if hint else ""
             return Live(stop=Outcome(PERMANENT, reason=reason), hold=Hold(signal.category, reason))
+        if signal.category == RATE_LIMIT and signal.retrying and not answered:
+            reason = f"{task.agent}: rate limited before its first answer: deferred"
+            stop = Outcome(DEFERRED, reason=reason)
+            return Live(stop=stop, throttle=True, pause=signal.retry_in)
         if signal.category in (RATE_LIMIT, OVERLOAD):
             pause = signal.retry_in if signal.category == RATE_LIMIT else None
             return Live(throttle=True, pause=pause)

@@ -104,7 +104,8 @@ class AttemptFinished(_Event, frozen=True):
     """An attempt ended. `outcome` is how its adapter classified it.
 
     outcome: success | retry | park | permanent | timeout | cancelled | lost | disk_full |
-    verify_failed. `verify`: how the task's checks went, when its agent exited 0 and it has any.
+    verify_failed | deferred. `verify`: how the task's checks went, when its agent exited 0 and it
+    has any.
     """
 
     task_id: str

@@ -10,8 +10,10 @@ plan's `env`; `command` tasks have none.
 
 Holds (a rejected credential; a usage limit until its reset) are events in the
 log (`ProviderHeld`, `ProviderReleased`), folded in `state.py`. How many sessions
-of a provider run at once adapts to its rate limits (`Aimd`), in memory: a
-restart starts again from the caps.
+of a provider run at once adapts to its answers and rate limits (`Aimd`); the
+limit it learnt from a throttle is logged (`ProviderLimited`) and a restart takes
+it up again; a provider that never throttled starts again slowly. What the real
+CLIs do, and the benchmark this was tuned on: docs/providers.md.
 """
 
 from __future__ import annotations
@@ -100,43 +102,71 @@ def with_providers(spec: RunSpec, env: Mapping[str, str]) -> RunSpec:
 
 # ------------------------------------------------------------ adaptive concurrency
 
-DECREASE = 0.5  # a throttled provider's limit becomes this much of what ran when it was throttled
-COOLDOWN = 5.0  # seconds after a decrease in which further throttling does not decrease again
+START = 2  # sessions of a provider that start before it has answered any (slow start)
+ROUNDS = 16  # once throttled, the limit grows by one after this many answers per session allowed
 
 
 class Aimd:
-    """How many sessions of one provider may run at once: additive increase, multiplicative
-    decrease. Starts unlimited (the plan's and the global caps still hold)."""
+    """How many sessions of one provider may run at once (the plan's and the global caps still hold).
+
+    The provider's answers and refusals clock it, as acknowledgements and losses clock TCP's
+    window; the supervisor tells it each session's first answer and its first throttle (a rate
+    limit or an overload), with when that session started, how many sessions of the provider
+    run (`using`) and how many of them are throttled now (`excess`: refused, not answered since).
+
+    - *Slow start*: from START sessions, the limit grows by a quarter (at least one) each time a
+      session started since the last change is answered while the limit is in use (every
+      allowed session runs, none is throttled): the last step worked, take the next.
+    - *Decrease*: a throttle of a session started since the last change lowers the limit by one,
+      to the sessions that were not throttled (what the provider served) if that is lower; a
+      session started before the last change tells nothing new (one of the excess, counted).
+    - *Additive increase*: once throttled, ROUNDS answers per session allowed, while the limit
+      is in use, add one: a probe past the provider's capacity every so often.
+
+    A probe past the capacity is one session; deferred at its first 429 (decide.live), it costs
+    one 429.
+    """
 
     def __init__(self, ceiling: int, start: int | None = None) -> None:
         self.ceiling = ceiling  # the global cap: the limit never goes above it
-        self.limit = float(ceiling if start is None else min(start, ceiling))
-        self.decreased_at = -math.inf
+        self.slow = start is None  # no throttle seen yet (a restored limit was throttled before)
+        self.limit = min(START if start is None else start, ceiling)
+        self.changed = -math.inf  # monotonic time of the last change
+        self.credit = 0  # answers since the last change, once throttled
         self.throttled = 0  # throttle signals seen (for status)
 
     @property
     def allowed(self) -> int:
-        return max(1, int(self.limit))
+        return max(1, self.limit)
 
-    def throttle(self, running: int, now: float) -> bool:
-        """A rate limit or overload was seen while `running` sessions ran: lower the limit, at most
-        once per COOLDOWN. True when it was lowered."""
+    def throttle(self, started: float, using: int, excess: int, now: float) -> bool:
+        """A session started at `started` (monotonic) was throttled while `using` sessions of the
+        provider ran, `excess` of them throttled (this one included). True when it lowered."""
         self.throttled += 1
-        if now - self.decreased_at < COOLDOWN:
+        if started < self.changed:
             return False
-        self.limit = max(1.0, min(self.limit, float(running)) * DECREASE)
-        self.decreased_at = now
+        self.slow, self.credit, self.changed = False, 0, now
+        lowered = max(1, min(self.allowed - 1, using - excess))
+        if lowered >= self.limit:
+            return False
+        self.limit = lowered
         return True
 
-    def succeeded(self, now: float) -> bool:
-        """A session ended well with no throttling since the last decrease's cooldown: one more.
-        True when the limit rose."""
-        if now - self.decreased_at >= COOLDOWN and self.limit < self.ceiling:
-            self.limit = min(float(self.ceiling), self.limit + 1.0)
-            return True
-        return False
+    def answered(self, started: float, using: int, excess: int, now: float) -> bool:
+        """A session started at `started` had its first answer while `using` sessions of the
+        provider ran, `excess` of them throttled. True when the limit rose."""
+        if excess or using < self.allowed or started < self.changed or self.limit >= self.ceiling:
+            return False  # not in use, already too many, or the last step not proven yet
+        if not self.slow:
+            self.credit += 1
+            if self.credit < ROUNDS * self.allowed:
+                return False
+        step = max(1, self.allowed // 4) if self.slow else 1
+        self.limit = min(self.ceiling, self.allowed + step)
+        self.credit, self.changed = 0, now
+        return True
 
     @property
     def recorded(self) -> int | None:
-        """The limit as the log keeps it (None: back at the caps)."""
-        return None if self.limit >= self.ceiling else self.allowed
+        """The limit as the log keeps it (None: not learnt yet, or back at the caps)."""
+        return None if self.slow or self.limit >= self.ceiling else self.allowed

@@ -35,10 +35,9 @@ class Context:
     kill_grace: float = 5.0  # seconds between TERM and KILL
     supervisor: Any = None  # the supervisor's ActorRef, set once it runs
     # what the supervisor publishes for the run actors, read without a lock: the runs that wait for
-    # a slot, the providers that may not start a session now, and the lowered providers' limits
+    # a slot, and the providers that may not start a session now
     waiting: frozenset[str] = frozenset()
     blocked: frozenset[str] = frozenset()
-    limits: dict[str, int] = field(default_factory=dict)
     stopping: bool = False  # orchd is stopping: no process starts any more (the daemon sets it)
     base_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     # The live actor of each unfinished run (the supervisor writes it, before the actor resumes), and

@@ -32,6 +32,7 @@ class Enqueue:
     counts: dict[str, int]
     ref: Any
     occupied: dict[str, int] = field(default_factory=dict)  # slots of attempts taken over
+    unclocked: set[str] = field(default_factory=set)  # providers whose streams tell no answer
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,35 @@ class Withdraw:
 
 @dataclass(frozen=True)
 class Release:
-    """Run → supervisor: a slot of this run, held by a session of `provider`, is free again;
-    `ok`: that session ended well (the provider may take one more)."""
+    """Run → supervisor: a slot of this run, held by a session of `provider`, is free again."""
 
     run_id: str
     provider: str = ""
-    ok: bool = False
 
 
 @dataclass(frozen=True)
 class Trouble:
-    """Session → supervisor: its provider refused or throttled it (decide.Live says what to do)."""
+    """Session → supervisor: its provider refused or throttled it (decide.Live says what to do).
+    `started`: when the session started (monotonic), which tells an excess session that was
+    already counted from a new one."""
 
     provider: str
     run_id: str
     task_id: str
     live: Any  # decide.Live
+    started: float = 0.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """Session → supervisor: its provider answered it for the first time (`ended` False), or the
+    session, which told the supervisor of an answer or a throttle, has ended."""
+
+    provider: str
+    run_id: str
+    task_id: str
+    started: float  # when the session started (monotonic): it names the session, with the task
+    ended: bool = False
 
 
 @dataclass(frozen=True)

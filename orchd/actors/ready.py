@@ -30,9 +30,11 @@ class Ready:
         cap: int,
         ref: Any,
         occupied: Counter[str] | None = None,
+        unclocked: set[str] | None = None,
     ) -> None:
         """Queue (task id, provider) pairs, and tell the supervisor (with the slots that sessions
-        taken over hold, after a restart)."""
+        taken over hold, after a restart, and the providers whose agents' streams do not say
+        when the provider answers)."""
         counts: Counter[str] = Counter()
         for task_id, provider in tasks:
             if task_id in self.waiting:
@@ -42,7 +44,9 @@ class Ready:
             counts[provider] += 1
         if counts or occupied:
             self.ctx.supervisor.tell(
-                Enqueue(self.run_id, cap, dict(counts), ref, dict(occupied or {}))
+                Enqueue(
+                    self.run_id, cap, dict(counts), ref, dict(occupied or {}), set(unclocked or ())
+                )
             )
 
     def pop(self, provider: str) -> str | None:
@@ -72,5 +76,5 @@ class Ready:
         if count:
             self.ctx.supervisor.tell(Withdraw(self.run_id, provider, count))
 
-    def release(self, provider: str, ok: bool = False) -> None:
-        self.ctx.supervisor.tell(Release(self.run_id, provider, ok))
+    def release(self, provider: str) -> None:
+        self.ctx.supervisor.tell(Release(self.run_id, provider))

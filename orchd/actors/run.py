@@ -41,6 +41,7 @@ from orchd.actors.pool import tell, teller
 from orchd.actors.ready import Ready
 from orchd.actors.session import Cancel, Reattach, Recorded, SessionEnded, Start
 from orchd.executors.base import Process
+from orchd.streams import tells_answers
 
 log = logging.getLogger(__name__)
 
@@ -275,7 +276,8 @@ class RunActor(Actor):
 
     def _enqueue(self, task_ids: Iterable[str], occupied: Counter[str] | None = None) -> None:
         tasks = [(t, _provider(self.run.tasks[t])) for t in task_ids]
-        self.ready.add(tasks, self.run.spec.concurrency, self.actor_ref, occupied)
+        unclocked = {p for t, p in tasks if p and not tells_answers(self.run.tasks[t].spec.agent)}
+        self.ready.add(tasks, self.run.spec.concurrency, self.actor_ref, occupied, unclocked)
 
     def _schedule_retry(self, task_id: str, due_at: float) -> None:
         ctx, run_id = self.ctx, self.run_id
@@ -352,19 +354,18 @@ class RunActor(Actor):
         if isinstance(events[-1], TERMINAL_EVENTS):
             self.closing.add(tid)
         provider = _provider(task)
-        ok = type(events[-1]) is ev.TaskCompleted
         step, extra = None, 0
         if (
             self.ready.has(provider)
             and self.ctx.waiting <= {self.run_id}
             and provider not in self.ctx.blocked
-            and not self.ctx.held()
-            and not (ok and provider in self.ctx.limits)  # the supervisor may raise its limit
+            and not self.ctx.held()  # the disk is full: nothing starts
+            and not message.held  # the supervisor may not have published the hold yet
         ):
             step, extra = self._next_launch(provider, granted=False)
         if step is None:
             self.ready.withdraw(provider, extra)
-            self.ready.release(provider, ok)
+            self.ready.release(provider)
             self._record(events)
             return
         self._record([*events, *step[0]], start=step[1])

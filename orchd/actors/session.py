@@ -78,11 +78,13 @@ class Reattach:
 
 @dataclass(frozen=True)
 class SessionEnded:
-    """Session → run: the attempt ended."""
+    """Session → run: the attempt ended. `held`: its stream had the supervisor hold its provider
+    (told before this, so a slot handed back to the supervisor finds the hold in place)."""
 
     task_id: str
     attempt: int
     ended: Ended
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -356,10 +358,13 @@ class SessionActor(PooledActor):
     def _end(self, exit: Exit | None, reading: Outcome) -> None:
         for timer in self.timers:
             timer.cancel()
+        if self.stream is not None:
+            self.stream.ended()
         duration = self.elapsed + time.monotonic() - self.started
         stopped = None if self.stopping == DECIDED else self.stopping
         ended = Ended(self.attempt, reading, exit=exit, stopped=stopped, duration=duration)
-        self.ended = SessionEnded(self.task.id, self.attempt, ended)
+        held = self.stream is not None and self.stream.held
+        self.ended = SessionEnded(self.task.id, self.attempt, ended, held)
         self._report()
 
     def _report(self) -> None:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 from orchd import decide
 from orchd import events as ev
-from orchd.actors.messages import Trouble
-from orchd.streams import ApiError, Limit, Spend, parser_for
+from orchd.actors.messages import Served, Trouble
+from orchd.streams import Answered, ApiError, Limit, Spend, parser_for
 
 if TYPE_CHECKING:
     from orchd.actors.session import SessionActor
@@ -47,6 +47,9 @@ class Stream:
         self.recorded_at = 0.0
         self.size = -1  # the log's size at the last stall check, and when it last changed
         self.changed = time.monotonic()
+        self.answered = False  # the provider has answered this attempt
+        self.told = False  # the supervisor heard of this session (an answer, a throttle)
+        self.held = False  # the supervisor was told to hold the provider
 
     def follow(self) -> None:
         """The process runs: hear of each write to its log, and check for stalls."""
@@ -63,6 +66,18 @@ class Stream:
         if self.watch is not None and self.session.ctx.growth is not None:
             self.session.ctx.growth.unwatch(self.watch)
             self.watch = None
+        self.ended()
+
+    def ended(self) -> None:
+        """The attempt ended: the supervisor forgets what it heard of it."""
+        if self.told:
+            self.told = False
+            self.session.ctx.supervisor.tell(self._served(ended=True))
+
+    def _served(self, ended: bool = False) -> Served:
+        session = self.session
+        provider = session.task.provider or ""
+        return Served(provider, session.run_id, session.task.id, session.started, ended)
 
     def read(self, final: bool = False) -> None:
         """Read what was written since the last read, and act on its signals. `final`: the process
@@ -121,18 +136,28 @@ class Stream:
 
     def _act(self, signal: Signal, final: bool) -> None:
         session, now = self.session, time.time()
-        if not isinstance(signal, Spend):
+        if isinstance(signal, Answered):
+            pass  # not worth a record: the supervisor counts it
+        elif not isinstance(signal, Spend):
             self._record(signal)
         elif not final and signal != self.recorded and now - self.recorded_at >= SPEND_EVERY:
             self.recorded, self.recorded_at = signal, now
             self._record(signal)
         hint = getattr(session.adapter, "auth_hint", "")
-        live = decide.live(signal, session.task, self.spent_before, now, hint)
+        live = decide.live(signal, session.task, self.spent_before, now, hint, self.answered)
         if live is None:
             return
         provider = session.task.provider
+        if live.answered and not self.answered:
+            self.answered = True
+            if provider and not final:
+                self.told = True
+                session.ctx.supervisor.tell(self._served())
         if provider and (live.throttle or live.pause or live.hold):
-            session.ctx.supervisor.tell(Trouble(provider, session.run_id, session.task.id, live))
+            trouble = Trouble(provider, session.run_id, session.task.id, live, session.started)
+            session.ctx.supervisor.tell(trouble)
+            self.told = True
+            self.held = self.held or live.hold is not None
         if live.stop is not None and not final:  # an attempt that ended is classified as it is
             session.stop_as(live.stop)
 

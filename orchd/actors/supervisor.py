@@ -31,6 +31,7 @@ from orchd.actors.messages import (
     RetryTasks,
     RunCrashed,
     RunDone,
+    Served,
     Submit,
     Trouble,
     Unhold,
@@ -58,7 +59,11 @@ class SupervisorActor(Actor):
         self.using: Counter[str] = Counter()  # provider -> its slots
         self.total = 0
         self.order: deque[tuple[str, str]] = deque()  # (run, provider), rotated for fairness
-        self.limits: dict[str, Aimd] = {}
+        self.limits: dict[str, Aimd] = {}  # provider -> its adaptive limit (from its first grant)
+        # provider -> its sessions (run, task, started) it has answered ("answered") or throttled
+        # since ("throttled"), as they told
+        self.heard: dict[str, dict[tuple[str, str, float], str]] = {}
+        self.unclocked: set[str] = set()  # providers whose agents' streams tell no answer
         self.paused: dict[str, float] = {}  # provider -> monotonic time its Retry-After ends
         self.held: dict[str, float | None] = {}  # provider -> wall time its hold ends (None: never)
         self.runs = Runs(ctx)
@@ -77,8 +82,10 @@ class SupervisorActor(Actor):
         if kind is Enqueue:
             self._enqueue(message)
         elif kind is Release:
-            self._free(message.run_id, message.provider, message.ok)
+            self._take(message.run_id, message.provider, -1)
             self._dispatch()
+        elif kind is Served:
+            self._served(message)
         elif kind is Withdraw:
             key = (message.run_id, message.provider)
             if key in self.demand:
@@ -124,6 +131,7 @@ class SupervisorActor(Actor):
     def _enqueue(self, message: Enqueue) -> None:
         run_id = message.run_id
         self.caps[run_id] = message.cap
+        self.unclocked |= message.unclocked
         for provider, count in message.counts.items():
             key = (run_id, provider)
             if key not in self.demand:
@@ -139,20 +147,20 @@ class SupervisorActor(Actor):
         self.using[provider] += count
         self.total += count
 
-    def _free(self, run_id: str, provider: str, ok: bool = False) -> None:
-        self._take(run_id, provider, -1)
-        limit = self.limits.get(provider)
-        if ok and limit is not None and limit.succeeded(time.monotonic()):
-            self._limited(run_id, provider, limit, "sessions succeed again")
-
     def _startable(self, provider: str) -> bool:
         """Whether a session of `provider` may start now (besides the run's and the global caps)."""
         if not provider:
             return True
         if provider in self.held or self.paused.get(provider, 0.0) > time.monotonic():
             return False
+        return self.using[provider] < self._limit(provider).allowed
+
+    def _limit(self, provider: str) -> Aimd:
         limit = self.limits.get(provider)
-        return limit is None or self.using[provider] < limit.allowed
+        if limit is None:  # from the caps when no answer will clock it
+            start = self.max_sessions if provider in self.unclocked else None
+            limit = self.limits[provider] = Aimd(self.max_sessions, start)
+        return limit
 
     def _dispatch(self) -> None:
         idle = 0
@@ -187,18 +195,37 @@ class SupervisorActor(Actor):
         blocked |= frozenset(self.held)
         if blocked != self.ctx.blocked:
             self.ctx.blocked = blocked
-        self.ctx.limits = {
-            p: a.allowed for p, a in self.limits.items() if a.allowed < self.max_sessions
-        }
 
     # ------------------------------------------------------------ providers
+
+    def _served(self, message: Served) -> None:
+        """A session of a provider had its first answer, or has ended."""
+        provider, key = message.provider, (message.run_id, message.task_id, message.started)
+        heard = self.heard.setdefault(provider, {})
+        if message.ended:
+            heard.pop(key, None)
+            return
+        heard[key] = "answered"
+        limit, now = self._limit(provider), time.monotonic()
+        if limit.answered(message.started, self.using[provider], self._excess(provider), now):
+            if not limit.slow:  # the slow start's steps are not worth a record each
+                self._limited(message.run_id, provider, limit, "the provider answers")
+            self._dispatch()
+
+    def _excess(self, provider: str) -> int:
+        """How many sessions of `provider` are throttled now (refused, not answered since)."""
+        return sum(1 for state in self.heard.get(provider, {}).values() if state == "throttled")
 
     def _trouble(self, message: Trouble) -> None:
         live, provider = message.live, message.provider
         now = time.monotonic()
-        if live.throttle:
-            limit = self.limits.setdefault(provider, Aimd(self.max_sessions))
-            if limit.throttle(self.using[provider], now):
+        key = (message.run_id, message.task_id, message.started)
+        heard = self.heard.setdefault(provider, {})
+        if live.throttle and heard.get(key) != "throttled":  # its retries tell nothing new
+            heard[key] = "throttled"
+            limit = self._limit(provider)
+            using, excess = self.using[provider], self._excess(provider)
+            if limit.throttle(message.started, using, excess, now):
                 self._limited(message.run_id, provider, limit, "rate limited or overloaded")
         if live.pause:
             until = now + live.pause
@@ -255,7 +282,7 @@ class SupervisorActor(Actor):
         released = [p for p in message.providers if p in self.held]
         for provider in released:
             del self.held[provider]
-            self.limits.pop(provider, None)  # start again from the caps
+            self.limits.pop(provider, None)  # start again, slowly
         if released:
             self.ctx.journal.append(
                 [ev.ProviderReleased(message.run_id, p, "retried by the user") for p in released]

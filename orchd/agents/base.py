@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import time
 from collections.abc import Sequence
@@ -30,11 +29,13 @@ from orchd.decide import (
 )
 from orchd.events import AgentReport, VerifyResult
 from orchd.plan import TaskSpec
+from orchd.streams.base import PARK_AFTER, failure_kind, named_wait
 
 __all__ = [
     "CANCELLED",
     "LOST",
     "PARK",
+    "PARK_AFTER",
     "PERMANENT",
     "RETRY",
     "RETRYABLE",
@@ -44,6 +45,8 @@ __all__ = [
     "Exit",
     "Outcome",
     "describe_exit",
+    "failure_kind",
+    "named_wait",
 ]
 
 
@@ -198,37 +201,6 @@ def last_words(log_path: Log, limit: int = 300) -> str:
 
 # ------------------------------------------------------------ failures told in words (the adapters after claude, codex)
 
-# What kind of failure an agent's error text names, most decisive first: a billing message beats a 429.
-FAILURE_PATTERNS = (
-    (
-        "context",
-        r"context.{0,20}(window|length)|prompt is too long|maximum context|too many tokens|"
-        r"ContextWindowExceeded",
-    ),
-    (
-        "billing",
-        r"credit balance|insufficient.{0,10}(credit|quota|fund|balance)|out of (free )?credits|"
-        r"billing|payment required|\b402\b",
-    ),
-    (
-        "auth",
-        r"api.?key (not valid|is invalid)|invalid.{0,20}(api.?key|token|credential)|incorrect api key|"
-        r"authenticat|unauthori[sz]ed|\b401\b|\b403\b|forbidden|not logged in|\blogin\b",
-    ),
-    ("model", r"model.{0,40}(not found|does not exist|not supported)|ModelNotFound|NotFoundError"),
-    ("invalid", r"BadRequestError|invalid.?request|INVALID_ARGUMENT|\b400\b"),
-    ("rate_limit", r"rate.?limit|too many requests|\b429\b|RESOURCE_EXHAUSTED|quota|usage limit"),
-    (
-        "overload",
-        r"overloaded|unavailable|internal server error|server error|\b50[0-9]\b|\b529\b|capacity",
-    ),
-    (
-        "network",
-        r"ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|fetch failed|connect|network|"
-        r"timed? ?out|socket hang up",
-    ),
-)
-FAILURE_KINDS = tuple((kind, re.compile(pattern, re.I)) for kind, pattern in FAILURE_PATTERNS)
 KIND_OUTCOMES = {
     "context": PERMANENT,
     "billing": PERMANENT,
@@ -245,37 +217,6 @@ KIND_HINTS = {
     "model": "set the task's `model` to one this account can use",
     "invalid": "the provider refused the request as invalid: check the task's `model` and `agent_args`",
 }
-PARK_AFTER = (
-    60.0  # a named wait shorter than this is a plain retry: the backoff waits about as long
-)
-_WAIT_RE = re.compile(
-    r"(?:retry|try again|resets?)\s+(?:in|after)\s+"
-    r"((?:\d+(?:\.\d+)?\s*(?:ms|h|m|s)[a-z]*[\s,]*)+)",
-    re.I,
-)
-_RETRY_DELAY_RE = re.compile(
-    r"\"?retry[-_ ]?(?:after|delay)\"?\s*[:=]\s*\"?(\d+(?:\.\d+)?)\s*s?\"?", re.I
-)
-_WAIT_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)", re.I)
-_WAIT_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def failure_kind(text: str) -> str | None:
-    """The kind of failure (a key of KIND_OUTCOMES) that an agent's error text names, or None."""
-    return next((kind for kind, pattern in FAILURE_KINDS if pattern.search(text)), None)
-
-
-def named_wait(text: str) -> float | None:
-    """The seconds a provider said to wait before trying again ("Please retry in 3600s",
-    "try again in 6m0s", "retry-after: 30", `"retryDelay": "43200s"`), or None."""
-    if match := _WAIT_RE.search(text):
-        return sum(
-            float(n) * _WAIT_UNITS[unit.lower()]
-            for n, unit in _WAIT_PART_RE.findall(match.group(1))
-        )
-    if match := _RETRY_DELAY_RE.search(text):
-        return float(match.group(1))
-    return None
 
 
 def failed(

@@ -17,7 +17,6 @@ runs `codex exec resume THREAD_ID`.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
 
@@ -40,6 +39,7 @@ from orchd.agents.base import (
 )
 from orchd.events import AgentReport, VerifyResult
 from orchd.plan import TaskSpec
+from orchd.streams.codex import reset_time
 
 INSTALL_HINT = "install the Codex CLI (npm install -g @openai/codex) where orchd finds it on PATH"
 AUTH_HINT = (
@@ -84,11 +84,6 @@ RULES: list[tuple[re.Pattern[str], str, str]] = [
         ),
     ]
 ]
-_AT_RE = re.compile(
-    r"try again at (?:(?P<month>[A-Z][a-z]{2}) (?P<day>\d{1,2})(?:st|nd|rd|th)?, (?P<year>\d{4}) )?"
-    r"(?P<hour>\d{1,2}):(?P<minute>\d{2}) ?(?P<ampm>[AP]M)",
-    re.I,
-)
 
 
 class CodexAdapter:
@@ -196,30 +191,3 @@ def _failure(events: list[dict[str, Any]], ended: dict[str, Any] | None) -> str:
     if ended is not None and ended["type"] == "turn.failed":
         return str((ended.get("error") or {}).get("message") or "")
     return next((str(e.get("message")) for e in reversed(events) if e.get("type") == "error"), "")
-
-
-def reset_time(message: str, now: dt.datetime | None = None) -> float | None:
-    """When a usage limit resets, from Codex's "… try again at 9:07 AM." (local time; with a date when not today)."""
-    match = _AT_RE.search(message)
-    if not match:
-        return None
-    now = (
-        now or dt.datetime.now()
-    )  # naive local time: .timestamp() applies the DST rules of the reset's date
-    hour = int(match["hour"]) % 12 + (12 if match["ampm"].upper() == "PM" else 0)
-    if match["year"]:
-        month = dt.datetime.strptime(match["month"], "%b").month
-        at = now.replace(
-            year=int(match["year"]),
-            month=month,
-            day=int(match["day"]),
-            hour=hour,
-            minute=int(match["minute"]),
-            second=0,
-            microsecond=0,
-        )
-    else:
-        at = now.replace(hour=hour, minute=int(match["minute"]), second=0, microsecond=0)
-        if at < now - dt.timedelta(minutes=1):  # the time has passed today: it means tomorrow
-            at += dt.timedelta(days=1)
-    return at.timestamp()

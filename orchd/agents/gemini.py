@@ -23,9 +23,7 @@ GEMINI_API_KEY, Vertex AI variables, or a login in ~/.gemini.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from orchd.agents.base import (
     PARK,
@@ -48,6 +46,7 @@ from orchd.agents.base import (
 )
 from orchd.events import AgentReport, VerifyResult
 from orchd.plan import TaskSpec
+from orchd.streams.gemini import category, next_quota_reset
 
 AGENT = "Gemini CLI"
 INSTALL_HINT = "install Gemini CLI (npm install -g @google/gemini-cli) where orchd finds it on PATH"
@@ -65,7 +64,6 @@ FATAL_EXITS: dict[int, str] = {
     53: "the agent used all its turns: raise maxSessionTurns in Gemini's settings.json or split the task",
     55: "the folder is not trusted: keep --skip-trust, or set GEMINI_CLI_TRUST_WORKSPACE=true",
 }
-QUOTA_TZ = ZoneInfo("America/Los_Angeles")  # Gemini API daily quotas reset at midnight Pacific time
 
 
 class GeminiAdapter:
@@ -117,14 +115,7 @@ class GeminiAdapter:
             )
         if "exhausted your capacity" in text.lower() or "MODEL_CAPACITY" in text:
             return Outcome(RETRY, reason=f"{AGENT}: {' '.join(text.split())}", report=report)
-        return failed(AGENT, text, report, AUTH_HINT)
-
-
-def next_quota_reset(now: dt.datetime | None = None) -> float:
-    """The unix time of the next midnight in Pacific time, when Gemini API daily quotas reset."""
-    local = (now or dt.datetime.now(dt.UTC)).astimezone(QUOTA_TZ)
-    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), QUOTA_TZ)
-    return midnight.timestamp()
+        return failed(AGENT, text, report, AUTH_HINT, kind=category(text) or None)
 
 
 def _report(events: list[dict[str, Any]], result: dict[str, Any] | None) -> AgentReport:

@@ -6,6 +6,7 @@ from orchd.streams import claude, codex, gemini, others
 from orchd.streams.base import (
     CATEGORIES,
     Activity,
+    Answered,
     ApiError,
     Limit,
     Signal,
@@ -33,6 +34,12 @@ def parser_for(agent: str) -> StreamParser:
     return PARSERS.get(agent, others.TextStream)()
 
 
+def tells_answers(agent: str) -> bool:
+    """Whether `agent`'s stream says when its provider first answers (a provider's limit starts
+    low and grows with the answers only then; else it starts at the caps)."""
+    return PARSERS.get(agent, others.TextStream).answers
+
+
 def describe(event: dict, tools: dict[str, str] | None = None) -> list[str] | None:
     """Readable lines for one JSON event of a known agent, told by its shape; None when it is none."""
     tools = {} if tools is None else tools
@@ -55,6 +62,7 @@ def describe(event: dict, tools: dict[str, str] | None = None) -> list[str] | No
 __all__ = [
     "CATEGORIES",
     "Activity",
+    "Answered",
     "ApiError",
     "Limit",
     "Signal",
@@ -64,4 +72,5 @@ __all__ = [
     "one_line",
     "parse",
     "parser_for",
+    "tells_answers",
 ]

@@ -1,16 +1,19 @@
 """What an agent's output stream says, read one line at a time: typed signals and readable lines.
 
-Pure (no I/O, no clock): orchd feeds a running attempt's new output to its
-agent's `StreamParser` as it is written and acts on the signals (a rejected
-credential, a usage limit, a rate limit, what was spent so far); orchctl and the
-dashboard render the same events as a conversation with `describe`. One parser
-per stream family, used by both.
+No I/O: orchd feeds a running attempt's new output to its agent's
+`StreamParser` as it is written and acts on the signals (a rejected credential,
+a usage limit, a rate limit, what was spent so far); orchctl and the dashboard
+render the same events as a conversation with `describe`. One parser per stream
+family, used by both. The parser's `clock` (time.time, replaceable in tests) is
+read only to turn a wait the agent names ("retry in 3600s", "try again at 5:46
+PM") into an instant.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +48,11 @@ class Limit(Signal, frozen=True):
 
     resets_at: float | None  # unix seconds; None when the stream names no time
     message: str = ""
+
+
+class Answered(Signal, frozen=True):
+    """The provider answered the agent (its first model response of the attempt): a session it
+    serves. Each parser yields it once, at the first answer."""
 
 
 class Spend(Signal, frozen=True):
@@ -85,7 +93,8 @@ FAILURE_PATTERNS = (
     (RATE_LIMIT, r"rate.?limit|too many requests|\b429\b|RESOURCE_EXHAUSTED|quota|usage limit"),
     (
         OVERLOAD,
-        r"overloaded|unavailable|internal server error|server error|\b50[0-9]\b|\b529\b|capacity",
+        r"overloaded|unavailable|internal server error|server error|\b50[0-9]\b|\b529\b|capacity|"
+        r"high demand",
     ),
     (
         NETWORK,
@@ -100,6 +109,32 @@ STATUS_CATEGORIES = {400: INVALID, 401: AUTH, 402: BILLING, 403: AUTH, 404: MODE
 def failure_kind(text: str) -> str | None:
     """The category (one of CATEGORIES) that an agent's error text names, or None."""
     return next((kind for kind, pattern in FAILURE_KINDS if pattern.search(text)), None)
+
+
+PARK_AFTER = 60.0  # a named wait shorter than this is a retry: a backoff waits about as long
+_WAIT_RE = re.compile(
+    r"(?:retry|try again|resets?)\s+(?:in|after)\s+"
+    r"((?:\d+(?:\.\d+)?\s*(?:ms|h|m|s)[a-z]*[\s,]*)+)",
+    re.I,
+)
+_RETRY_DELAY_RE = re.compile(
+    r"\"?retry[-_ ]?(?:after|delay)\"?\s*[:=]\s*\"?(\d+(?:\.\d+)?)\s*s?\"?", re.I
+)
+_WAIT_PART_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)", re.I)
+_WAIT_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def named_wait(text: str) -> float | None:
+    """The seconds a provider said to wait before trying again ("Please retry in 3600s",
+    "try again in 6m0s", "retry-after: 30", `"retryDelay": "43200s"`), or None."""
+    if match := _WAIT_RE.search(text):
+        return sum(
+            float(n) * _WAIT_UNITS[unit.lower()]
+            for n, unit in _WAIT_PART_RE.findall(match.group(1))
+        )
+    if match := _RETRY_DELAY_RE.search(text):
+        return float(match.group(1))
+    return None
 
 
 def status_category(status: int | None) -> str:
@@ -212,8 +247,10 @@ class StreamParser:
     """
 
     describe: Describe | None = None  # the family's readable lines for one event
+    answers = False  # whether it tells the provider's first answer (Answered): a limit clocks on it
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # when a named wait ends: now + the wait
         self._partial = b""
         self._skipping = False  # inside a line over MAX_LINE
         self.tools: dict[str, str] = {}  # tool call id -> name (for the readable lines)
@@ -223,6 +260,7 @@ class StreamParser:
         self.tokens_out: int | None = None
         self.activity = ""
         self.checking = False  # the agent's output ended: its checks run
+        self.answered = False  # the first model response was seen (Answered yielded)
 
     def feed(self, data: bytes) -> list[Signal]:
         """The signals in the complete lines of `data` (with what was left of the last feed)."""
@@ -259,6 +297,13 @@ class StreamParser:
 
     def spend(self) -> Spend:
         return Spend(self.cost_usd, self.tokens_in, self.tokens_out)
+
+    def answer(self) -> list[Signal]:
+        """[Answered()] at the attempt's first model response, [] after (parsers call it at each)."""
+        if self.answered:
+            return []
+        self.answered = True
+        return [Answered()]
 
     def on_event(self, event: dict) -> list[Signal]:
         """Signals of one JSON event (none by default)."""

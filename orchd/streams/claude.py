@@ -3,10 +3,13 @@ Amp's streams share its shape.
 
 Events: `system` (`init`; `api_retry` while the CLI retries a failed API request:
 `attempt`, `max_retries`, `retry_delay_ms`, `error_status`, `error` = its
-category), `assistant` / `user` messages (an API error the CLI gave up on is an
-`assistant` message with `is_api_error_message` and `error`), `rate_limit_event`
-(`rate_limit_info.status` is `rejected` with `resetsAt` when a subscription's
-usage limit is reached), and one final `result` (`total_cost_usd`, `usage`).
+category), `assistant` / `user` messages (an API error the CLI gave up on is a
+`<synthetic>` `assistant` message with `is_api_error_message`, `error`,
+`api_error_status` and, for a usage limit, `api_error: "usage_limit_reached"`),
+`rate_limit_event` (`rate_limit_info.status` is `rejected` with `resetsAt` when a
+subscription's usage limit is reached, `allowed_warning` near it), and one final
+`result` (`total_cost_usd`, `usage`). What Claude Code 2.1.332 does with each
+error, retries and waits included, is in docs/providers.md.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from orchd.streams.base import (
     OVERLOAD,
     RATE_LIMIT,
     RESULT_CHARS,
+    USAGE_LIMIT,
     ApiError,
     Limit,
     Signal,
@@ -113,6 +117,7 @@ class ClaudeStream(StreamParser):
     """Signals of a Claude-family stream: API errors and retries, usage limits, tokens, cost."""
 
     describe = staticmethod(describe)
+    answers = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -156,9 +161,10 @@ class ClaudeStream(StreamParser):
         if event.get("is_api_error_message") or event.get("error"):
             text = text_of([p for p in message.get("content") or [] if isinstance(p, dict)])
             status = event.get("api_error_status")
+            limited = event.get("api_error") == "usage_limit_reached"  # its Limit came before
             return [
                 ApiError(
-                    category(event.get("error"), status),
+                    USAGE_LIMIT if limited else category(event.get("error"), status),
                     status=status if isinstance(status, int) else None,
                     message=one_line(text or str(event.get("error") or ""), 500),
                 )
@@ -172,7 +178,7 @@ class ClaudeStream(StreamParser):
             )
             self.tokens_in = sum(i for i, _ in self._messages.values())
             self.tokens_out = sum(o for _, o in self._messages.values())
-        return []
+        return [] if message.get("model") == "<synthetic>" else self.answer()
 
     def _result(self, event: dict) -> None:
         cost = number(event.get("total_cost_usd"))

@@ -71,11 +71,14 @@ class OpenCodeStream(StreamParser):
     """Signals of an OpenCode stream: cost and tokens per step (summed), errors."""
 
     describe = staticmethod(describe_opencode)
+    answers = True
 
     def on_event(self, event: dict) -> list[Signal]:
         kind, part = event.get("type"), event.get("part") or {}
         if event.get("sessionID"):
             self.session_id = str(event["sessionID"])
+        if kind in ("text", "tool_use"):
+            return self.answer()
         if kind == "step_finish" and isinstance(part, dict):
             cost, used = number(part.get("cost")), part.get("tokens") or {}
             if cost is not None:
@@ -93,8 +96,11 @@ class CopilotStream(StreamParser):
     """Signals of a Copilot stream: its session errors."""
 
     describe = staticmethod(describe_copilot)
+    answers = True
 
     def on_event(self, event: dict) -> list[Signal]:
+        if event.get("type") in ("assistant.message", "assistant.message_delta"):
+            return self.answer()
         if event.get("type") == "session.error":
             message = str((event.get("data") or {}).get("message") or "")
             return [ApiError(failure_kind(message) or "", message=one_line(message, 500))]

@@ -47,11 +47,12 @@ def require_cli(name: str) -> str:
     return path
 
 
-def claude_env(stub: StubServer, home: Path, retries: int = 0) -> dict[str, str]:
+def claude_env(stub: StubServer, home: Path, retries: int | None = 0) -> dict[str, str]:
     """Environment that points Claude Code at `stub`, with its config under `home`.
 
     Claude Code's own retries are turned off (CLAUDE_CODE_MAX_RETRIES) so
-    that an error the stub returns reaches orch at once.
+    that an error the stub returns reaches orch at once; `retries=None` leaves
+    them as users have them (10).
     """
     (home / "claude").mkdir(parents=True, exist_ok=True)
     return {
@@ -63,12 +64,13 @@ def claude_env(stub: StubServer, home: Path, retries: int = 0) -> dict[str, str]
         "DISABLE_TELEMETRY": "1",
         "DISABLE_ERROR_REPORTING": "1",
         "DISABLE_AUTOUPDATER": "1",
-        "CLAUDE_CODE_MAX_RETRIES": str(retries),
+        **({} if retries is None else {"CLAUDE_CODE_MAX_RETRIES": str(retries)}),
     }
 
 
-def codex_env(stub: StubServer, home: Path, retries: int = 0) -> dict[str, str]:
-    """Environment that points Codex at `stub`: a CODEX_HOME whose config.toml names a provider on loopback."""
+def codex_env(stub: StubServer, home: Path, retries: int | None = 0) -> dict[str, str]:
+    """Environment that points Codex at `stub`: a CODEX_HOME whose config.toml names a provider on
+    loopback (`retries`: Codex's request and stream retries; None: its defaults)."""
     codex_home = home / "codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(
@@ -79,19 +81,23 @@ def codex_env(stub: StubServer, home: Path, retries: int = 0) -> dict[str, str]:
         f'base_url = "{stub.url}/v1"\n'
         'env_key = "OPENAI_API_KEY"\n'
         'wire_api = "responses"\n'
-        f"request_max_retries = {retries}\n"
-        f"stream_max_retries = {retries}\n"
+        + (
+            f"request_max_retries = {retries}\nstream_max_retries = {retries}\n"
+            if retries is not None
+            else ""
+        )
     )
     return {"HOME": str(home), "CODEX_HOME": str(codex_home), "OPENAI_API_KEY": OPENAI_KEY}
 
 
-def gemini_env(stub: StubServer, home: Path) -> dict[str, str]:
+def gemini_env(stub: StubServer, home: Path, retries: int | None = None) -> dict[str, str]:
     """Environment that points Gemini CLI at `stub`: a HOME whose .gemini/settings.json picks API-key auth.
 
     Without `security.auth.selectedType` headless Gemini CLI exits 41 ("Invalid
     auth method selected."); the model is named so that it does not route the
     prompt first; update checks and usage statistics are off (no traffic off
-    the machine).
+    the machine). Gemini CLI has no setting to turn its retries off
+    (`general.maxAttempts`, `retries`, takes 1 to 10; 10 by default).
     """
     (home / ".gemini").mkdir(parents=True, exist_ok=True)
     (home / ".gemini" / "settings.json").write_text(
@@ -99,7 +105,11 @@ def gemini_env(stub: StubServer, home: Path) -> dict[str, str]:
             {
                 "security": {"auth": {"selectedType": "gemini-api-key"}},
                 "model": {"name": GEMINI_MODEL},
-                "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
+                "general": {
+                    "enableAutoUpdate": False,
+                    "enableAutoUpdateNotification": False,
+                    **({} if retries is None else {"maxAttempts": retries}),
+                },
                 "privacy": {"usageStatisticsEnabled": False},
             }
         )

@@ -22,7 +22,7 @@ STUBS: dict[str, type[StubServer]] = {
     "codex": OpenAIStub,
     "gemini": GoogleStub,
 }
-ENVS: dict[str, Callable[[StubServer, Path], dict[str, str]]] = {
+ENVS: dict[str, Callable[..., dict[str, str]]] = {
     "claude": clis.claude_env,
     "codex": clis.codex_env,
     "gemini": clis.gemini_env,
@@ -99,17 +99,26 @@ def rig(
     """Start an agent's stub and a real orchd whose environment (PATH, key, base URL) points the CLI at it.
 
     `rig("claude", hold=1.0, env={...})`: `hold` makes the stub hold each model request until
-    another session is in flight too (or the hold passes); `env` adds to or replaces orchd's environment.
+    another session is in flight too (or the hold passes); `env` adds to or replaces orchd's environment;
+    `own_retries`: the CLI retries errors itself, as users run it (else Claude Code and Codex do not).
     """
     stubs: list[StubServer] = []
 
     def make(
-        agent: str, hold: float = 0.0, env: dict[str, str] | None = None, **config: Any
+        agent: str,
+        hold: float = 0.0,
+        env: dict[str, str] | None = None,
+        own_retries: bool = False,
+        **config: Any,
     ) -> AgentRig:
         cli = clis.require_cli(agent)
         stub = STUBS[agent](hold=hold).__enter__()
         stubs.append(stub)
-        for name, value in {**ENVS[agent](stub, tmp_path / "home"), **(env or {})}.items():
+        retries = {"retries": None} if own_retries else {}
+        for name, value in {
+            **ENVS[agent](stub, tmp_path / "home", **retries),
+            **(env or {}),
+        }.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("PATH", clis.path_with(cli))
         workdir = make_repo(tmp_path / "work")

@@ -99,6 +99,24 @@ GEMINI: dict[str, list[Step]] = {
 }
 
 
+def scrub(text: str, work: Path, home: Path, tmp: Path, stub: StubServer) -> str:
+    """`text` with the scratch paths, the stub's port and the dummy keys replaced by fixed
+    placeholders (no secrets, stable diffs)."""
+    for old, new in [
+        (str(work), "/work/repo"),
+        (re.sub(r"[^A-Za-z0-9]", "-", str(work)), "-work-repo"),
+        (str(home), "/home/user"),
+        (str(tmp), "/tmp/rec"),
+        (stub.url, "http://127.0.0.1:8080"),
+        (stub.url.split("//")[1], "127.0.0.1:8080"),
+        (clis.CLAUDE_KEY, "sk-ant-dummy"),
+        (clis.OPENAI_KEY, "sk-dummy"),
+        (clis.GEMINI_KEY, "AIza-dummy"),
+    ]:
+        text = text.replace(old, new)
+    return text
+
+
 def record(
     agent: str,
     scenario: str,
@@ -128,19 +146,7 @@ def record(
             text=True,
             timeout=120,
         )
-        text = done.stdout
-        for old, new in [
-            (str(work), "/work/repo"),
-            (re.sub(r"[^A-Za-z0-9]", "-", str(work)), "-work-repo"),
-            (str(home), "/home/user"),
-            (tmp, "/tmp/rec"),
-            (stub.url, "http://127.0.0.1:8080"),
-            (stub.url.split("//")[1], "127.0.0.1:8080"),
-            (clis.CLAUDE_KEY, "sk-ant-dummy"),
-            (clis.OPENAI_KEY, "sk-dummy"),
-            (clis.GEMINI_KEY, "AIza-dummy"),
-        ]:
-            text = text.replace(old, new)
+        text = scrub(done.stdout, work, home, Path(tmp), stub)
         path = OUT / agent / f"{scenario}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

@@ -18,7 +18,7 @@ def mixed_plan(rig: AgentRig) -> dict[str, dict[str, Any]]:
     """A plan of four tasks: an answer, a 429 then success, a 401, a file edit. Returns the tasks by id."""
     stub = rig.stub
     stub.script("[answer]", Reply("The answer is 42.", tokens_in=1200, tokens_out=80))
-    stub.script("[flaky]", stub.rate_limited, Reply("Recovered after a rate limit."))
+    stub.script("[flaky]", stub.final_rate_limit, Reply("Recovered after a rate limit."))
     stub.script("[denied]", stub.unauthorized)
     stub.script(
         "[edit]", WriteFile("notes.txt", "written by the agent\n"), Reply("I wrote notes.txt.")
@@ -101,7 +101,7 @@ def resumed(rig: AgentRig) -> None:
     stub.script(
         "[resume]",
         WriteFile("half.txt", "first half\n"),
-        stub.rate_limited,
+        stub.final_rate_limit,
         Reply("Finished the rest."),
     )
     view = rig.run(

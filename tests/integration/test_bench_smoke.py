@@ -22,6 +22,7 @@ PARTS = {
     "cli": (False, ("median_s", "imports", "ratios")),
     "sessions": (True, ("orch", "parallel", "ratios")),
     "large": (True, ("results", "growth")),
+    "providers": (False, ("rows", "targets")),  # the Claude CLI of tests/e2e (skipped without it)
 }
 
 

@@ -45,8 +45,9 @@ def test_rate_limits_and_server_errors_retry(tmp_path: Path, name: str) -> None:
 def test_a_usage_limit_with_a_reset_time_parks_until_then(tmp_path: Path) -> None:
     outcome = classify(tmp_path, fixture("usage_limit"))
     assert outcome.outcome == PARK
-    # Codex prints the reset in local time ("try again at Mar 17th, 2030 5:46 PM" when recorded in UTC)
-    assert outcome.park_until == dt.datetime(2030, 3, 17, 17, 46).astimezone().timestamp()
+    # Codex prints the reset in local time ("try again at Mar 17th, 2030 5:46 PM" when recorded in
+    # UTC), without its seconds: orch waits to the end of that minute
+    assert outcome.park_until == dt.datetime(2030, 3, 17, 17, 47).astimezone().timestamp()
 
 
 def test_a_usage_limit_without_a_time_retries(tmp_path: Path) -> None:
@@ -56,12 +57,12 @@ def test_a_usage_limit_without_a_time_retries(tmp_path: Path) -> None:
 
 def test_reset_time_of_today_and_tomorrow() -> None:
     now = dt.datetime(2026, 5, 1, 10, 0)
-    assert reset_time("Try again at 11:30 AM.", now) == now.replace(hour=11, minute=30).timestamp()
+    assert reset_time("Try again at 11:30 AM.", now) == now.replace(hour=11, minute=31).timestamp()
     assert (
         reset_time("try again at 9:05 AM", now)
-        == (now.replace(hour=9, minute=5) + dt.timedelta(days=1)).timestamp()
+        == (now.replace(hour=9, minute=6) + dt.timedelta(days=1)).timestamp()
     )
-    assert reset_time("try again at 12:15 PM", now) == now.replace(hour=12, minute=15).timestamp()
+    assert reset_time("try again at 12:15 PM", now) == now.replace(hour=12, minute=16).timestamp()
     assert reset_time("Try again later.", now) is None
 
 

@@ -124,6 +124,11 @@ TABLE = [
     ([], 0, False, ended(d.SUCCESS, d.TIMEOUT, verify=FAILED), d.TIMEOUT, "retrying", True, 2.0),
     ([], 0, True, ended(d.SUCCESS, verify=FAILED), d.CANCELLED, "cancelled", False, None),
     ([], 0, True, ended(d.SUCCESS, verify=GONE), d.CANCELLED, "cancelled", False, None),
+    # deferred (rate-limited before any answer): again at once, no retry spent, MAX_DEFERRALS in a row
+    ([], 2, False, ended(d.DEFERRED), d.DEFERRED, "retrying", False, 0.0),
+    ([d.DEFERRED] * 9, 0, False, ended(d.DEFERRED), d.DEFERRED, "retrying", False, 0.0),
+    ([d.DEFERRED] * 10, 0, False, ended(d.DEFERRED), d.DEFERRED, "retrying", True, 2.0),
+    ([d.DEFERRED] * 10, 2, False, ended(d.DEFERRED), d.DEFERRED, "failed", False, None),
 ]
 
 
@@ -196,7 +201,7 @@ def test_a_stopped_attempt_keeps_what_its_output_reported() -> None:
 
 # ------------------------------------------------------------ while an attempt runs
 
-from orchd.streams.base import ApiError, Limit, Spend  # noqa: E402
+from orchd.streams.base import Answered, ApiError, Limit, Spend  # noqa: E402
 
 
 def spec(budget: float | None = None) -> TaskSpec:
@@ -215,7 +220,8 @@ LIVE = [
     (ApiError("billing", 402, "billing_error"), d.PERMANENT, "billing", None, False),
     # a usage limit with its reset: park the attempt, hold the provider until the reset
     (Limit(NOW + 600, "five_hour limit reached"), d.PARK, "usage_limit", NOW + 600, False),
-    # rate limits and overloads: the agent retries; the provider is throttled
+    # rate limits and overloads after the provider's first answer: the agent retries; the
+    # provider is throttled
     (ApiError("rate_limit", 429, retrying=True, retry_in=7.0), None, None, None, True),
     (ApiError("overload", 529, retrying=True), None, None, None, True),
     # a limit already past, or without a time: throttle only
@@ -236,6 +242,22 @@ def test_live(signal, stop, cause, until, throttle) -> None:
         assert "set ANTHROPIC_API_KEY" in live.stop.reason
     if stop == d.PARK:
         assert live.stop.park_until == until
+
+
+def test_live_counts_the_providers_first_answer() -> None:
+    assert d.live(Answered(), spec(), 0.0, NOW) == d.Live(answered=True)
+
+
+def test_a_rate_limit_before_the_first_answer_defers_the_attempt() -> None:
+    limited = ApiError("rate_limit", 429, retrying=True, retry_in=7.0)
+    live = d.live(limited, spec(), 0.0, NOW, answered=False)
+    assert live.stop.outcome == d.DEFERRED and live.throttle and live.pause == 7.0
+    assert live.hold is None
+    # one the agent gives up on ends the attempt anyway; an overload is left to the agent
+    gave_up = ApiError("rate_limit", 429, retrying=False)
+    assert d.live(gave_up, spec(), 0.0, NOW, answered=False).stop is None
+    overloaded = ApiError("overload", 529, retrying=True)
+    assert d.live(overloaded, spec(), 0.0, NOW, answered=False).stop is None
 
 
 def test_live_honours_retry_after_for_rate_limits_only() -> None:

@@ -5,7 +5,16 @@ the task's prompt: `stub.script("[edit]", WriteFile("notes.txt", "hi"), Reply("d
 Every model request whose conversation contains the tag takes the next step;
 the last step repeats. Requests that match no script get `Reply("ok")`.
 Steps are provider-neutral; each provider module renders them in its own
-wire format (Anthropic Messages SSE, OpenAI Responses SSE).
+wire format (Anthropic Messages SSE, OpenAI Responses SSE, Gemini SSE), and
+names the errors its real API answers with, with their real bodies and headers
+(`stub.unauthorized`, `stub.forbidden`, `stub.rate_limited`,
+`stub.too_many(retry_after)`, `stub.usage_limit(reset)`, `stub.overloaded`,
+`stub.server_error`, `stub.unavailable`). `Slow(seconds, step)` answers late.
+
+`stub.limit(k)` makes it a provider with capacity for K requests at once: a
+model request that arrives while K are being served is answered at once with
+the provider's 429 and its Retry-After; `stub.load` counts the requests, the
+429s and the most requests served at once.
 
 The stub also counts sessions: a session (one agent conversation, named by a
 header the CLI sends) is in flight while one of its model requests is being
@@ -28,19 +37,22 @@ REQUEST_TIMEOUT = 30.0  # a client that stalls mid-request is dropped after this
 
 @dataclass(frozen=True)
 class Reply:
-    """The model answers with text and ends its turn."""
+    """The model answers with text and ends its turn (`headers`: more response headers)."""
 
     text: str
     tokens_in: int = 120
     tokens_out: int = 30
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class WriteFile:
-    """The model calls the CLI's file-writing tool to create `path` (relative to the cwd) with `content`."""
+    """The model calls the CLI's file-writing tool to create `path` (relative to the cwd) with
+    `content` (`headers`: more response headers)."""
 
     path: str
     content: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class ReadFile:
     after reading it). Rendered by the Anthropic stub."""
 
     path: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,7 +75,37 @@ class Fail:
     fields: dict[str, Any] = field(default_factory=dict)  # more members of the error object
 
 
-Step = Reply | WriteFile | ReadFile | Fail
+@dataclass(frozen=True)
+class Slow:
+    """The API takes `seconds` before it answers as `step` (a slow model, a congested provider)."""
+
+    seconds: float
+    step: Reply | WriteFile | ReadFile | Fail
+
+
+Step = Reply | WriteFile | ReadFile | Fail | Slow
+Answer = Reply | WriteFile | ReadFile | Fail  # what a request is finally answered with
+
+
+@dataclass
+class Load:
+    """What a stub with a capacity (`StubServer.limit`) saw: model requests, those it refused with a
+    429 for want of capacity, those it served, and the most it served at once."""
+
+    capacity: int
+    retry_after: float
+    requests: int = 0
+    rejected: int = 0
+    served: int = 0
+    in_service: int = 0
+    peak: int = 0
+    first_at: float | None = None  # when the first and the last model request was answered
+    last_at: float | None = None
+
+    @property
+    def rejected_share(self) -> float:
+        """The share of model requests answered 429."""
+        return self.rejected / self.requests if self.requests else 0.0
 
 
 @dataclass
@@ -75,19 +118,34 @@ class Request:
     body: Any
     session: str | None
     at: float  # when it arrived (time.time())
-    answer: Step | None = None
+    answer: Answer | None = None
 
 
 class StubServer:
     """A provider stub on 127.0.0.1 (a random port), serving from a thread until `close()`."""
 
-    rate_limited: Fail  # this provider's HTTP 429
-    unauthorized: Fail  # this provider's HTTP 401
+    # the provider's answers, as its real API gives them (each provider module sets them)
+    unauthorized: Fail  # a rejected key (401; the Gemini API says 400 API_KEY_INVALID)
+    forbidden: Fail  # a key without the permission (403)
+    rate_limited: Fail  # 429 without a time to come back
+    final_rate_limit: Fail  # a 429 the CLI gives up on at once (with the e2e rig's settings)
+    overloaded: Fail  # the provider is overloaded (Anthropic 529, the others 503)
+    server_error: Fail  # 500
+    unavailable: Fail  # 503
+
+    def too_many(self, retry_after: float) -> Fail:
+        """429 that says when to come back (Retry-After, or the provider's own way of saying it)."""
+        raise NotImplementedError
+
+    def usage_limit(self, reset: float) -> Fail:
+        """A subscription's or a quota's limit, reached until `reset` (unix seconds)."""
+        raise NotImplementedError
 
     def __init__(self, hold: float = 0.0) -> None:
         self.hold = hold
         self.requests: list[Request] = []
         self.peak_sessions = 0
+        self.load: Load | None = None  # set by `limit`
         self._scripts: dict[str, list[Step]] = {}
         self._lock = threading.Condition()
         self._in_flight: dict[str, int] = {}
@@ -129,13 +187,26 @@ class StubServer:
         with self._lock:
             self._scripts[tag] = list(steps)
 
-    def next_step(self, conversation: str) -> Step:
-        """The step for a model request whose conversation text is `conversation`."""
+    def next_step(self, conversation: str) -> Answer:
+        """The answer for a model request whose conversation text is `conversation` (after the
+        wait of a `Slow` step)."""
+        step: Step = Reply("ok")
         with self._lock:
             for tag, steps in self._scripts.items():
                 if tag in conversation:
-                    return steps.pop(0) if len(steps) > 1 else steps[0]
-        return Reply("ok")
+                    step = steps.pop(0) if len(steps) > 1 else steps[0]
+                    break
+        if isinstance(step, Slow):
+            time.sleep(step.seconds)  # the request's own thread: others are served meanwhile
+            return step.step
+        return step
+
+    def limit(self, capacity: int, retry_after: float = 1.0) -> Load:
+        """Serve at most `capacity` model requests at once; answer the others at once with a 429
+        that says to come back after `retry_after` seconds. Returns the counts it keeps."""
+        with self._lock:
+            self.load = Load(capacity, retry_after)
+            return self.load
 
     def model_requests(self, tag: str = "") -> list[Request]:
         """The model requests served so far, or those whose conversation held `tag`."""
@@ -164,7 +235,37 @@ class StubServer:
             if not self._in_flight[session]:
                 del self._in_flight[session]
 
+    def admit(self, request: Request) -> bool:
+        """Whether a model request is served (False: no capacity left; it is counted as a 429)."""
+        with self._lock:
+            load = self.load
+            if load is None:
+                return True
+            load.requests += 1
+            if load.in_service >= load.capacity:
+                load.rejected += 1
+                return False
+            load.in_service += 1
+            load.served += 1
+            load.peak = max(load.peak, load.in_service)
+            return True
+
+    def done(self, request: Request) -> None:
+        """A served model request is answered."""
+        with self._lock:
+            load = self.load
+            if load is None:
+                return
+            load.in_service = max(0, load.in_service - 1)
+            now = time.time()
+            load.first_at = now if load.first_at is None else load.first_at
+            load.last_at = now
+
     # ------------------------------------------------------------ provider hooks
+
+    def error_body(self, fail: Fail) -> Any:
+        """The JSON body of the provider's HTTP error for `fail`."""
+        raise NotImplementedError
 
     def session_of(self, headers: dict[str, str], body: Any) -> str | None:
         """The agent session a request belongs to (None: not a model request)."""
@@ -207,11 +308,18 @@ class Handler(BaseHTTPRequestHandler):
             time.time(),
         )
         self.owner.requests.append(request)
+        if request.session is not None and not self.owner.admit(request):
+            answer = self.owner.too_many(self.owner.load.retry_after if self.owner.load else 1.0)
+            request.answer = answer
+            self.send_fail(answer)
+            return
         self.owner.enter_session(request.session)
         try:
             self.owner.route(self, request)
         finally:
             self.owner.leave_session(request.session)
+            if request.session is not None:
+                self.owner.done(request)
 
     do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _serve
 
@@ -225,6 +333,10 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+    def send_fail(self, fail: Fail) -> None:
+        """Answer with the provider's HTTP error."""
+        self.send_json(fail.status, self.owner.error_body(fail), fail.headers)
 
     def send_sse(
         self, events: list[tuple[str | None, Any]], headers: dict[str, str] | None = None

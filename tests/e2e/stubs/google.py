@@ -15,11 +15,12 @@ task in the same worktree hence counts as the same session. A `WriteFile`
 step becomes a `write_file` function call, which Gemini CLI runs and answers
 with a `functionResponse` in its next request.
 
-Errors take Google's shape, `{"error": {"code", "message", "status", "details"}}`.
-Gemini CLI retries a 429 or a 5xx itself for minutes, unless it reads the
-quota as exhausted for good (a message with `limit: 0`, a wait over five
-minutes, a daily quota): the stub's rate limit says `limit: 0`, so that the
-error reaches orch at once, as it does when Gemini CLI's own retries run out.
+Errors take Google's shape, `{"error": {"code", "message", "status", "details"}}`:
+a bad key is 400 INVALID_ARGUMENT with an ErrorInfo `API_KEY_INVALID`; a 429
+RESOURCE_EXHAUSTED names its quota in a QuotaFailure (`...PerMinute...`,
+`...PerDay...`) and when to come back in a RetryInfo (`retryDelay: "38s"`) and
+in its message ("Please retry in 38.3s."). Gemini CLI reads those, never a
+Retry-After header. See docs/providers.md for what it does with each.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import hashlib
 import itertools
 import json
 import re
+import time
 from typing import Any
 
 from tests.e2e.stubs.base import Fail, Handler, Reply, Request, StubServer, WriteFile
@@ -52,14 +54,77 @@ def error_document(step: Fail) -> dict[str, Any]:
     }
 
 
+QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n"
+    "* Quota exceeded for metric: generativelanguage.googleapis.com/{metric}, limit: {limit}, "
+    "model: gemini-2.5-flash"
+)
+HELP = {
+    "@type": "type.googleapis.com/google.rpc.Help",
+    "links": [
+        {
+            "description": "Learn more about Gemini API quotas",
+            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+        }
+    ],
+}
+
+
+def quota_exceeded(quota_id: str, metric: str, limit: int, retry_after: float | None) -> Fail:
+    """A 429 RESOURCE_EXHAUSTED as the Gemini API sends it: the quota, and when to come back."""
+    message = QUOTA_MESSAGE.format(metric=metric, limit=limit)
+    details: list[dict[str, Any]] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [
+                {
+                    "quotaMetric": f"generativelanguage.googleapis.com/{metric}",
+                    "quotaId": quota_id,
+                    "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"},
+                    "quotaValue": str(limit),
+                }
+            ],
+        },
+        HELP,
+    ]
+    if retry_after is not None:
+        message += f"\nPlease retry in {retry_after:.1f}".rstrip("0").rstrip(".") + "s."
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": f"{int(retry_after)}s",
+            }
+        )
+    return Fail(429, "RESOURCE_EXHAUSTED", message, fields={"details": details})
+
+
 class GoogleStub(StubServer):
     """Serves the Gemini API's generateContent and streamGenerateContent from the scripted steps."""
 
-    rate_limited = Fail(
+    # a quota of 0 requests: Gemini CLI gives up at once (the e2e tests' rate limit, see test_gemini.py)
+    final_rate_limit = Fail(
         429,
         "RESOURCE_EXHAUSTED",
         "Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_requests, "
         "limit: 0, model: gemini-2.5-flash",
+    )
+    rate_limited = Fail(
+        429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."
+    )
+    forbidden = Fail(
+        403,
+        "PERMISSION_DENIED",
+        "Method doesn't allow unregistered callers (callers without established identity). "
+        "Please use API Key or other form of API consumer identity to call this API.",
+    )
+    overloaded = Fail(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+    unavailable = overloaded
+    server_error = Fail(
+        500,
+        "INTERNAL",
+        "An internal error has occurred. Please retry or report in "
+        "https://developers.generativeai.google/guide/troubleshooting",
     )
     # the Gemini API answers a bad key with 400, not 401
     unauthorized = Fail(
@@ -99,6 +164,27 @@ class GoogleStub(StubServer):
         },
     )
 
+    def too_many(self, retry_after: float) -> Fail:
+        return quota_exceeded(
+            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+            "generate_content_free_tier_requests",
+            10,
+            retry_after,
+        )
+
+    def usage_limit(self, reset: float) -> Fail:
+        """The free tier's daily quota (it resets at midnight Pacific time, whatever `reset` says;
+        the RetryInfo says how long until `reset`)."""
+        return quota_exceeded(
+            "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+            "generate_content_free_tier_requests",
+            250,
+            max(1.0, reset - time.time()),
+        )
+
+    def error_body(self, fail: Fail) -> Any:
+        return error_document(fail)
+
     def session_of(self, headers: dict[str, str], body: Any) -> str | None:
         if not isinstance(body, dict) or not body.get("contents") or _routing(body):
             return None
@@ -125,7 +211,7 @@ class GoogleStub(StubServer):
         step = self.next_step(conversation)
         request.answer = step
         if isinstance(step, Fail):
-            http.send_json(step.status, error_document(step), step.headers)
+            http.send_fail(step)
             return
         part, tokens_in, tokens_out = _turn(step, _workspace(conversation))
         if method == "streamGenerateContent":
@@ -136,9 +222,9 @@ class GoogleStub(StubServer):
                 "modelVersion": model,
                 "responseId": last["responseId"],
             }
-            http.send_sse([(None, first), (None, last)])
+            http.send_sse([(None, first), (None, last)], step.headers)
         else:
-            http.send_json(200, _response(part, model, tokens_in, tokens_out))
+            http.send_json(200, _response(part, model, tokens_in, tokens_out), step.headers)
 
 
 def _workspace(conversation: str) -> str:
