@@ -14,6 +14,7 @@ Nothing here does I/O or reads a clock.
 | orch stopped it: its timeout passed                  | timeout   | retrying after backoff (a retry spent), else failed |
 | its output says it succeeded                         | success   | completed                                    |
 | the user asked to cancel meanwhile                   | cancelled | cancelled                                    |
+| orch stopped it: orchd stopped with --end-sessions   | interrupted | retrying at once (the next start), no retry spent, never failed for it |
 | its output says: permanent (auth, billing, ...)      | permanent | failed, with what to do                      |
 | nothing says how it ended (lost)                     | lost      | retrying at once, no retry spent; the MAX_LOST-th lost attempt fails it |
 | it failed while its disk was full                    | disk_full | retrying after backoff, no retry spent (the first MAX_DISK_FULL-1 times) |
@@ -38,9 +39,11 @@ from orchd.streams.base import AUTH, BILLING, OVERLOAD, RATE_LIMIT, ApiError, Li
 SUCCESS, RETRY, PARK, PERMANENT = "success", "retry", "park", "permanent"
 # ... and these come from orch itself: it stopped the attempt, or nothing says how it ended.
 TIMEOUT, CANCELLED, LOST = "timeout", "cancelled", "lost"
+INTERRUPTED = "interrupted"  # orchd ended it as it stopped (`orchctl daemon stop --end-sessions`)
 DISK_FULL = "disk_full"  # the attempt failed while its disk had no room: not its fault
 STALLED = "stalled"  # why orch stopped an attempt: no output for `stall` (recorded as a timeout)
 RETRYABLE = frozenset({RETRY, TIMEOUT})  # outcomes that spend a retry
+FREE = frozenset({LOST, INTERRUPTED})  # orch's doing, not the task's: an attempt more, not a retry
 
 MAX_LOST = 100  # lost attempts spend no retry (orch's trouble, not the task's); a task that keeps
 # losing them (an agent that takes orch down with it, a node that keeps dying) fails in the end
@@ -74,7 +77,7 @@ class Ended(msgspec.Struct, frozen=True):
     attempt: int
     reading: Outcome  # what its output says (or LOST when nothing does)
     exit: Exit | None = None  # None: it never started, or its exit status is lost
-    stopped: str | None = None  # CANCELLED or TIMEOUT: orch stopped it, and why
+    stopped: str | None = None  # CANCELLED, TIMEOUT, STALLED, INTERRUPTED: orch stopped it, and why
     duration: float = 0.0
 
 
@@ -98,6 +101,10 @@ def outcome(task: TaskState, ended: Ended, timeout: float) -> Outcome:
     reading = ended.reading
     if task.cancel_requested and reading.outcome != SUCCESS:
         return Outcome(CANCELLED, reason="cancelled by the user", report=reading.report)
+    if ended.stopped == INTERRUPTED and reading.outcome != SUCCESS:
+        # what it did is kept (a resumed session goes on from it); it never counts against the task
+        reason = "ended as orchd stopped (`orchctl daemon stop --end-sessions`)"
+        return Outcome(INTERRUPTED, reason=reason, report=reading.report)
     return reading
 
 
@@ -134,6 +141,8 @@ def _next(
         return ev.TaskCancelled(run_id, tid)
     if o.outcome == PERMANENT:
         return ev.TaskFailed(run_id, tid, reason=o.reason)
+    if o.outcome == INTERRUPTED:  # the user stopped orchd: the next start runs it again
+        return _retrying(run_id, tid, o.reason, now, 0.0, spends=False)
     if o.outcome == LOST:
         if _ended_so(task, LOST) + 1 >= MAX_LOST:
             return ev.TaskFailed(run_id, tid, reason=f"{o.reason} (lost {MAX_LOST} attempts)")
