@@ -1,4 +1,4 @@
-"""orchctl daemon start|stop|status."""
+"""orchctl daemon start|stop|restart|status."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ import click
 from orchctl.common import handle_errors, print_json
 from orchd import protocol as p
 from orchd.errors import ErrorCode, OrchError
+
+STOP_TIMEOUT = (
+    600.0  # seconds to wait for orchd to come to rest (it waits kill_grace + 15 s at most)
+)
 
 
 @click.group()
@@ -49,27 +53,61 @@ def daemon_start() -> None:
 
 
 @daemon.command("stop")
+@click.option(
+    "--end-sessions",
+    is_flag=True,
+    help="End the running sessions first (TERM, then KILL after kill_grace): their tasks run "
+    "again at the next start, no retry spent.",
+)
 @handle_errors
-def daemon_stop() -> None:
-    """Stop orchd; running agents are stopped and retried when it starts again.
+def daemon_stop(end_sessions: bool) -> None:
+    """Stop orchd; running sessions keep running, and the next start takes them over.
 
     \b
     Example:
       orchctl daemon stop
+      orchctl daemon stop --end-sessions
     """
     paths, pong = _daemon()
     if pong is None:
         click.echo("orchd is not running")
         return
+    click.echo(f"orchd stopped (pid {pong.pid}): {_stop(paths, pong, end_sessions)}")
+
+
+@daemon.command("restart")
+@handle_errors
+def daemon_restart() -> None:
+    """Stop orchd and start it again (after an upgrade, say): running sessions keep running, and
+    the new orchd takes them over; no session is lost or run twice.
+
+    \b
+    Example:
+      pipx upgrade orch && orchctl daemon restart
+    """
+    from orchctl.connect import start_daemon
+
+    paths, pong = _daemon()
+    said = ""
+    if pong is not None:
+        said = f" ({_stop(paths, pong, end_sessions=False)})"
+    new = start_daemon(paths)
+    was = f"pid {pong.pid} -> " if pong is not None else ""
+    click.echo(f"orchd {new.version} running ({was}pid {new.pid}){said}")
+
+
+def _stop(paths: Any, pong: p.Pong, end_sessions: bool) -> str:
+    """Ask orchd to stop, wait until its process is gone; what it did with the sessions."""
     with p.Client(paths.address) as client:
-        client.call(p.Shutdown())
+        # the reply comes once orchd is at rest: ending sessions takes up to kill_grace
+        done = client.call(p.Shutdown(end_sessions=end_sessions), timeout=STOP_TIMEOUT)
+    assert isinstance(done, p.Done)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             os.kill(pong.pid, 0)
         except ProcessLookupError:
-            click.echo(f"orchd stopped (pid {pong.pid})")
-            return
+            return done.message
         time.sleep(0.05)  # poll with a deadline: the daemon is not our child
     raise OrchError(f"orchd (pid {pong.pid}) did not stop within 30s", ErrorCode.INTERNAL)
 

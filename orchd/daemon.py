@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import tomllib
 from typing import Annotated, Any, Literal
 
@@ -17,8 +18,11 @@ import msgspec
 import pykka
 
 from orchd import __version__, store
+from orchd import events as ev
+from orchd import state as st
 from orchd.actors.context import Context
-from orchd.actors.pool import Dispatcher
+from orchd.actors.messages import Settle, Settled
+from orchd.actors.pool import Dispatcher, tell
 from orchd.actors.supervisor import SupervisorActor
 from orchd.errors import OrchError
 from orchd.executors.base import Executor
@@ -33,6 +37,8 @@ from orchd.server import Server
 log = logging.getLogger("orchd")
 
 SESSION_THREADS = 2  # the session actors' shared pool (1 measured slower on 2 cores)
+SETTLE_TIME = 10.0  # seconds a stop waits for the launches already recorded to start
+END_TIME = 15.0  # seconds past kill_grace a stop --end-sessions waits for their ends to be recorded
 
 
 class RayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -117,6 +123,8 @@ class Daemon:
     def __init__(self, paths: Paths, config: Config) -> None:
         self.paths, self.config = paths, config
         self.stopping = threading.Event()
+        self._settling = threading.Lock()
+        self._settled: tuple[int, int] | None = None  # (sessions left running, sessions ended)
 
     def start(self) -> Daemon:
         paths = self.paths
@@ -139,6 +147,11 @@ class Daemon:
             self.notifier = Notifier(self.config.notify, self.journal, paths).start()
         else:  # notifications turned on later start from their moment, not from here
             cursor_file(paths).unlink(missing_ok=True)
+        running = running_attempts(state)
+        started = ev.DaemonStarted(
+            "", __version__, os.getpid(), running, st.previous_daemon(state.daemon)
+        )
+        self.journal.append([started])  # before the runs record what they take over
         self.reactor = Reactor().start()
         self.dispatcher = Dispatcher(threads=SESSION_THREADS, blocking=4, name="sessions")
         self.ctx = Context(
@@ -159,6 +172,7 @@ class Daemon:
         self.server = Server(
             self.ctx,
             self.stopping.set,
+            settle=self.settle,
             workers=self.config.server_workers,
             max_message=self.config.max_message_bytes,
             max_runs=self.config.max_runs,
@@ -168,23 +182,72 @@ class Daemon:
         log.info("listening on %s (pid %d)", paths.address, os.getpid())
         return self
 
+    def settle(self, end_sessions: bool) -> tuple[int, int]:
+        """Bring orchd to rest before it stops, and say how: (sessions left running, sessions
+        ended). Nothing starts any more; every launch already recorded gets its process (so that
+        none is durable without one, which the next start would record lost); with
+        `end_sessions`, every session is ended (TERM, then KILL after kill_grace) and recorded
+        interrupted. Otherwise sessions keep running under the keeper, for the next start to take
+        over. Once: a later call (SIGTERM during `orchctl daemon stop`) gets the first answer."""
+        with self._settling:
+            if self._settled is None:
+                self._settled = self._settle(end_sessions)
+            return self._settled
+
+    def _settle(self, end: bool) -> tuple[int, int]:
+        self.ctx.stopping = True  # read by the supervisor and the runs: no launch from here on
+        wait = self.config.kill_grace + END_TIME if end else SETTLE_TIME
+        deadline = time.monotonic() + wait
+        replies = []
+        for ref in list(self.ctx.runs.values()):
+            reply: pykka.ThreadingFuture[Settled] = pykka.ThreadingFuture()
+            if tell(ref, Settle(end, reply)):
+                replies.append(reply)
+        ended = 0
+        for reply in replies:
+            try:
+                ended += reply.get(timeout=max(0.0, deadline - time.monotonic())).ended
+            except pykka.Timeout:
+                log.warning("a run did not come to rest within %gs; stopping anyway", wait)
+        with self.journal.lock:
+            left = running_attempts(self.journal.state)
+        return left, ended
+
     def stop(self) -> None:
         log.info("stopping")
+        _, ended = self.settle(end_sessions=False)
         self.server.stop()
         if self.notifier is not None:
             self.notifier.stop()
-        self.ctx.stopping = True  # launches still committing start nothing: recorded lost on restart, as killed ones
         self.supervisor.stop()
         getattr(
             self.ctx.executor, "close", lambda: None
         )()  # a remote executor lets go of waiting sessions
         pykka.ActorRegistry.stop_all()
         self.dispatcher.stop()
-        self.journal.stop()
+        with self.journal.lock:  # what ended since it settled is in the fold by now, or it runs on
+            left = running_attempts(self.journal.state)
+        self.journal.append([ev.DaemonStopped("", __version__, os.getpid(), left, ended)])
+        self.journal.stop()  # writes what is queued: DaemonStopped last
+        if ended:
+            log.info("stopped: %d sessions ended (interrupted: run again at the next start)", ended)
+        if left:
+            log.info("stopped: %d sessions keep running under the keeper for the next start", left)
         self.reactor.stop()
         self.conn.close()
         self.paths.socket.unlink(missing_ok=True)
         self._lock.close()
+
+
+def running_attempts(state: st.State) -> int:
+    """Attempts the log shows running (in the runs that have not finished)."""
+    return sum(
+        1
+        for run in state.runs.values()
+        if run.state == "running"
+        for task in run.tasks.values()
+        if task.current is not None
+    )
 
 
 def run(paths: Paths, config: Config) -> None:

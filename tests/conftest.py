@@ -34,6 +34,24 @@ def wait_until(
         time.sleep(interval)
 
 
+def keepers(home: Path) -> list[int]:
+    """The pids of the keepers of ORCH_HOME `home`, of any version (found by their command lines,
+    which name their exits journals under it)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"keeper" in arg for arg in cmdline[:3]) and any(
+            arg.startswith(bytes(home)) for arg in cmdline
+        ):
+            found.append(int(name))
+    return found
+
+
 @pytest.fixture(autouse=True)
 def orch_home(monkeypatch: pytest.MonkeyPatch) -> Path:
     """A short private ORCH_HOME (it holds a unix socket, whose path length is limited)."""
@@ -41,6 +59,13 @@ def orch_home(monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ORCH_HOME", str(home))
     monkeypatch.delenv("ORCH_NO_AUTOSTART", raising=False)
     yield home
+    # a stopped orchd leaves its sessions running under the keeper: end them with it (each
+    # agent dies with its keeper)
+    for pid in keepers(home):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     shutil.rmtree(home, ignore_errors=True)
 
 
