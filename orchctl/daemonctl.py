@@ -104,12 +104,25 @@ def _stop(paths: Any, pong: p.Pong, end_sessions: bool) -> str:
     assert isinstance(done, p.Done)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        try:
-            os.kill(pong.pid, 0)
-        except ProcessLookupError:
+        if _gone(pong.pid):
             return done.message
         time.sleep(0.05)  # poll with a deadline: the daemon is not our child
     raise OrchError(f"orchd (pid {pong.pid}) did not stop within 30s", ErrorCode.INTERNAL)
+
+
+def _gone(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie its parent has not reaped yet has)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] in (b"Z", b"X")
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
 
 
 @daemon.command("status")
