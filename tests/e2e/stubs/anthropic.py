@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from typing import Any
 
 from tests.e2e.stubs.base import Fail, Handler, Reply, Request, StubServer, WriteFile
@@ -52,6 +53,8 @@ class AnthropicStub(StubServer):
                 step.headers,
             )
             return
+        if isinstance(step, Reply) and step.delay:
+            time.sleep(step.delay)  # a model that takes its time: the session waits on its answer
         message = _message(step, body.get("model", "claude-stub"), _cwd(json.dumps(body)))
         if body.get("stream"):
             http.send_sse(_stream(message))

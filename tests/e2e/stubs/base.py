@@ -28,11 +28,12 @@ REQUEST_TIMEOUT = 30.0  # a client that stalls mid-request is dropped after this
 
 @dataclass(frozen=True)
 class Reply:
-    """The model answers with text and ends its turn."""
+    """The model answers with text and ends its turn (`delay`: after thinking that many seconds)."""
 
     text: str
     tokens_in: int = 120
     tokens_out: int = 30
+    delay: float = 0.0
 
 
 @dataclass(frozen=True)
