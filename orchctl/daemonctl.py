@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -69,10 +71,12 @@ def daemon_stop(end_sessions: bool) -> None:
       orchctl daemon stop --end-sessions
     """
     paths, pong = _daemon()
-    if pong is None:
+    if pong is None and end_sessions:  # what a stopped orchd left running: an orchd ends it
+        click.echo(f"orchd is not running: {_end_sessions(paths)}")
+    elif pong is None:
         click.echo("orchd is not running")
-        return
-    click.echo(f"orchd stopped (pid {pong.pid}): {_stop(paths, pong, end_sessions)}")
+    else:
+        click.echo(f"orchd stopped (pid {pong.pid}): {_stop(paths, pong, end_sessions)}")
 
 
 @daemon.command("restart")
@@ -108,6 +112,31 @@ def _stop(paths: Any, pong: p.Pong, end_sessions: bool) -> str:
             return done.message
         time.sleep(0.05)  # poll with a deadline: the daemon is not our child
     raise OrchError(f"orchd (pid {pong.pid}) did not stop within 30s", ErrorCode.INTERNAL)
+
+
+def _end_sessions(paths: Any) -> str:
+    """Run `orchd --end-sessions`: it takes over what a stopped orchd left running, ends it, and
+    exits; what it says it did."""
+    from orchctl.connect import daemon_env
+
+    paths.ensure()
+    with open(paths.daemon_log, "ab") as log:
+        done = subprocess.run(
+            [sys.executable, "-m", "orchd", "--end-sessions"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd="/",
+            env=daemon_env(),
+            timeout=STOP_TIMEOUT,
+        )
+    said = done.stdout.decode(errors="replace").strip().splitlines()
+    if done.returncode != 0 or not said:
+        raise OrchError(
+            f"orchd --end-sessions exited with code {done.returncode}; see {paths.daemon_log}",
+            ErrorCode.INTERNAL,
+        )
+    return said[-1]
 
 
 def _gone(pid: int) -> bool:

@@ -24,6 +24,7 @@ from orchd.actors.context import Context
 from orchd.actors.messages import Settle, Settled
 from orchd.actors.pool import Dispatcher, tell
 from orchd.actors.supervisor import SupervisorActor
+from orchd.dispatch import stopped
 from orchd.errors import OrchError
 from orchd.executors.base import Executor
 from orchd.executors.local import LocalExecutor
@@ -120,8 +121,9 @@ def _lock(paths: Paths) -> Any:
 class Daemon:
     """The parts of one orchd, started in order and stopped in reverse."""
 
-    def __init__(self, paths: Paths, config: Config) -> None:
+    def __init__(self, paths: Paths, config: Config, end_sessions: bool = False) -> None:
         self.paths, self.config = paths, config
+        self.end_sessions = end_sessions  # started only to end what a stopped orchd left running
         self.stopping = threading.Event()
         self._settling = threading.Lock()
         self._settled: tuple[int, int] | None = None  # (sessions left running, sessions ended)
@@ -167,6 +169,7 @@ class Daemon:
             self.ctx, self.config.max_sessions, self.config.on_provider_hold == "fail"
         )
         self.ctx.supervisor = self.supervisor
+        self.ctx.stopping = self.end_sessions  # then it takes the sessions over, and starts none
         unfinished = [r.run_id for r in state.runs.values() if r.state == "running"]
         self.supervisor.proxy().resume(unfinished).get()
         self.server = Server(
@@ -250,14 +253,18 @@ def running_attempts(state: st.State) -> int:
     )
 
 
-def run(paths: Paths, config: Config) -> None:
-    """Run the daemon until SIGTERM/SIGINT or a Shutdown request."""
-    daemon = Daemon(paths, config)
+def run(paths: Paths, config: Config, end_sessions: bool = False) -> None:
+    """Run the daemon until SIGTERM/SIGINT or a Shutdown request; with `end_sessions`, only take
+    over the sessions a stopped orchd left running, end them, say so on stdout, and stop."""
+    daemon = Daemon(paths, config, end_sessions)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stopping.set())
     daemon.start()
-    while not daemon.stopping.wait(3600):
-        pass
+    if end_sessions:
+        print(stopped(*daemon.settle(end_sessions=True)), flush=True)
+    else:
+        while not daemon.stopping.wait(3600):
+            pass
     daemon.stop()
 
 
@@ -268,6 +275,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--version", action="version", version=f"orchd {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("ORCH_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--end-sessions",
+        action="store_true",
+        help="take over the sessions a stopped orchd left running, end them (TERM, then KILL; "
+        "their tasks run again at the next start), and exit",
+    )
     args = parser.parse_args(argv)
     logging.logThreads = (
         False  # no thread names in records: commits of worktrees run on bare threads (session.py)
@@ -279,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     paths = resolve()
     try:
-        run(paths, load_config(paths))
+        run(paths, load_config(paths), args.end_sessions)
     except OrchError as exc:
         print(f"orchd: {exc}", file=sys.stderr)
         sys.exit(1)

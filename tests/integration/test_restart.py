@@ -138,6 +138,34 @@ def test_stop_end_sessions_ends_them_and_the_next_start_runs_them_again(
     consistent(orchd)
 
 
+def test_end_sessions_after_a_stop_ends_what_it_left_running(make_daemon, tmp_path: Path) -> None:
+    """The hint a stop gives holds once orchd is gone: `--end-sessions` takes the sessions over
+    (an orchd that starts nothing), ends them and stops."""
+    gate = tmp_path / "gate"
+    orchd = make_daemon()
+    run_id = submit(orchd, tmp_path, gated(gate, 2))
+    pids = wait_until(lambda: running_pids(orchd, run_id, 2), what="two sessions to run")
+    assert "2 sessions keep running" in stop(orchd)
+
+    said = orchd.orchctl("daemon", "stop", "--end-sessions", check=True).stdout
+    assert said.startswith("orchd is not running: 2 sessions ended: their tasks run again"), said
+    assert all(gone(pid) for pid in pids)
+    assert orchd.orchctl("daemon", "status").returncode == 3  # nothing left running
+
+    gate.touch()
+    orchd.start()
+    wait_until(lambda: finished(orchd, run_id), what="the run to finish")
+    assert [(t["state"], t["attempts"]) for t in tasks(orchd, run_id).values()] == [
+        ("completed", 2)
+    ] * 2
+    daemon = [e for e in events(orchd) if e["kind"].startswith("Daemon")]
+    ending = [e["event"] for e in daemon[2:4]]  # the orchd that only ended the sessions
+    assert [e["kind"] for e in daemon] == ["DaemonStarted", "DaemonStopped"] * 2 + ["DaemonStarted"]
+    assert ending[0]["running"] == 2 and ending[1]["ended"] == 2
+    launched = [e for e in events(orchd, run_id) if e["kind"] == "AttemptLaunching"]
+    assert all(e["seq"] > daemon[3]["seq"] for e in launched[2:])  # it started none
+
+
 def test_five_restarts_during_twenty_running_tasks_cost_no_attempt(
     make_daemon, tmp_path: Path
 ) -> None:
