@@ -76,7 +76,7 @@ def daemon_stop(end_sessions: bool) -> None:
     elif pong is None:
         click.echo("orchd is not running")
     else:
-        click.echo(f"orchd stopped (pid {pong.pid}): {_stop(paths, pong, end_sessions)}")
+        click.echo(f"orchd stopped (pid {pong.pid}): {_stop(paths, pong, end_sessions).message}")
 
 
 @daemon.command("restart")
@@ -92,15 +92,14 @@ def daemon_restart() -> None:
     from orchctl.connect import start_daemon
 
     paths, pong = _daemon()
-    said = ""
-    if pong is not None:
-        said = f" ({_stop(paths, pong, end_sessions=False)})"
+    kept = _stop(paths, pong, end_sessions=False).count if pong is not None else 0
     new = start_daemon(paths)
     was = f"pid {pong.pid} -> " if pong is not None else ""
+    said = f": {kept} session{'s' * (kept != 1)} kept running, taken over" if kept else ""
     click.echo(f"orchd {new.version} running ({was}pid {new.pid}){said}")
 
 
-def _stop(paths: Any, pong: p.Pong, end_sessions: bool) -> str:
+def _stop(paths: Any, pong: p.Pong, end_sessions: bool) -> p.Done:
     """Ask orchd to stop, wait until its process is gone; what it did with the sessions."""
     with p.Client(paths.address) as client:
         # the reply comes once orchd is at rest: ending sessions takes up to kill_grace
@@ -109,7 +108,7 @@ def _stop(paths: Any, pong: p.Pong, end_sessions: bool) -> str:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if _gone(pong.pid):
-            return done.message
+            return done
         time.sleep(0.05)  # poll with a deadline: the daemon is not our child
     raise OrchError(f"orchd (pid {pong.pid}) did not stop within 30s", ErrorCode.INTERNAL)
 

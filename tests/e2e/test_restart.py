@@ -28,7 +28,7 @@ def test_restarts_during_claude_code_sessions_cost_no_session(rig: Callable) -> 
             what="a session to ask the model",
         )
         said = claude.daemon.orchctl("daemon", "restart", check=True).stdout
-        assert "keep running under the keeper" in said, said
+        assert "sessions kept running, taken over" in said, said
     done = claude.daemon.orchctl("wait", run_id, "--json", timeout=200)
     assert done.returncode == 0, done.stdout
     view = json.loads(claude.daemon.orchctl("status", run_id, "--json", check=True).stdout)

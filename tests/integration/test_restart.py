@@ -184,7 +184,7 @@ def test_five_restarts_during_twenty_running_tasks_cost_no_attempt(
             seq = client.call(p.Ping()).seq
             client.call(p.Events(after=seq + 2, wait=10.0, limit=1))
         said = orchd.orchctl("daemon", "restart", check=True).stdout
-        assert "sessions keep running under the keeper" in said, said
+        assert said.startswith("orchd 0.1.0 running (pid "), said
     wait_until(lambda: finished(orchd, run_id), timeout=120, what="the run to finish")
 
     view = tasks(orchd, run_id)
