@@ -254,11 +254,12 @@ class OrchHome:
             return "no daemon log"
 
     def stop_daemon(self) -> None:
-        """`orchctl daemon stop` (TERM and wait when that fails); a no-op when none runs."""
+        """`orchctl daemon stop --end-sessions` (TERM and wait when that fails): a stop alone would
+        leave running agents to the next start; a no-op when none runs."""
         if not self.root.exists() or not (self.root / "run").exists():
             return
         try:
-            stopped = self.orchctl("daemon", "stop", timeout=60).returncode == 0
+            stopped = self.orchctl("daemon", "stop", "--end-sessions", timeout=60).returncode == 0
         except BenchFailure:
             stopped = False
         if not stopped:

@@ -46,14 +46,20 @@ def ping(paths: Paths) -> Pong | None:
     return reply if isinstance(reply, Pong) else None
 
 
+def daemon_env() -> dict[str, str]:
+    """The environment of an orchd started from here: this one (its agents inherit it), with
+    ORCH_HOME made absolute (relative to here, not to the daemon's "/")."""
+    env = dict(os.environ)
+    if env.get("ORCH_HOME"):
+        env["ORCH_HOME"] = str(Path(env["ORCH_HOME"]).expanduser().absolute())
+    return env
+
+
 def start_daemon(paths: Paths) -> Pong:
     """Start orchd detached from this terminal and wait until it answers."""
     paths.ensure()
     with open(paths.daemon_log, "ab") as log:
-        # cwd "/": the daemon must not keep the user's directory busy; it inherits this environment
-        env = dict(os.environ)
-        if env.get("ORCH_HOME"):  # relative to here, not to the daemon's "/"
-            env["ORCH_HOME"] = str(Path(env["ORCH_HOME"]).expanduser().absolute())
+        # cwd "/": the daemon must not keep the user's directory busy
         proc = subprocess.Popen(
             [sys.executable, "-m", "orchd"],
             stdin=subprocess.DEVNULL,
@@ -62,7 +68,7 @@ def start_daemon(paths: Paths) -> Pong:
             start_new_session=True,
             close_fds=True,
             cwd="/",
-            env=env,
+            env=daemon_env(),
         )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:

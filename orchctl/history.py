@@ -117,5 +117,5 @@ def _event_line(row: Any, event: Any) -> str:
         for key in ("kind", "run_id", "task_id", "spec"):
             fields.pop(key, None)
         detail = " ".join(f"{k}={v}" for k, v in fields.items() if v not in ("", None, [], {}))
-    task = row.task_id or "-"
-    return f"{row.seq:>7} {when(row.ts)} {row.run_id} {task} {row.kind} {detail}".rstrip()
+    run, task = row.run_id or "-", row.task_id or "-"  # an event of the whole daemon: no run
+    return f"{row.seq:>7} {when(row.ts)} {run} {task} {row.kind} {detail}".rstrip()

@@ -159,20 +159,22 @@ def why(ctx: click.Context, run: str, task: str, as_json: bool) -> None:
     if as_json:
         print_json(info)
         return
-    rows = []  # the task's events, and the cancels and retries of the run that name it
-    for request in (
-        p.Events(run=info.run_id, task=info.task.id, limit=10_000),
+    # the task's events, the cancels and retries of the run that name it, orchd's stops and starts
+    rows = _rows(client, p.Events(run=info.run_id, task=info.task.id, limit=10_000))
+    rows += _rows(
+        client,
         p.Events(run=info.run_id, kinds=["CancelRequested", "RetryRequested"], limit=10_000),
-    ):
-        reply = client.call(request, p.EventsReply)
-        rows += reply.events
-    events = [(row.seq, row.ts, ev.decode(row.kind, row.payload)) for row in rows]
-    told = [
-        (ts, e)
-        for _, ts, e in sorted(events, key=lambda x: x[0])
-        if story.concerns(e, info.task.id)
-    ]
-    click.echo(story.story(info.run_id, info.task, told))
+    )
+    if rows:
+        since, daemon = min(row.seq for row in rows), [kind.__name__ for kind in story.DAEMON]
+        rows += _rows(client, p.Events(after=since, kinds=daemon, limit=10_000))
+    rows.sort(key=lambda row: row.seq)
+    events = [(row.ts, ev.decode(row.kind, row.payload)) for row in rows]
+    click.echo(story.story(info.run_id, info.task, story.told(events, info.task.id)))
+
+
+def _rows(client: p.Client, request: p.Events) -> list[ev.Row]:
+    return client.call(request, p.EventsReply).events
 
 
 @click.command()

@@ -3,7 +3,8 @@
 A headline says where the task stands and what became of each attempt before it, e.g.
 "completed on attempt 3 (attempt 1 failed: exit code 1; retried after 2.0s; then attempt 2
 failed: exit code 1 (gave up after 2 attempts); retried by `orchctl retry` at 19:49)"; then each
-event of the task in order; then what comes next. Pure: events in, lines out.
+event of the task in order, with the stops and starts of orchd while one of its attempts ran
+(and how the new orchd took the attempt over); then what comes next. Pure: events in, lines out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from orchd import events as ev
 from orchd import views
 
 SHOWN = 3  # earlier attempts the headline tells of one by one; the lines below tell of them all
+Told = tuple[float, ev.Event | None]  # an event of the story, with the time it was recorded
 
 
 def clock(ts: float) -> str:
@@ -35,7 +37,9 @@ ENDED = {
     "disk_full": "failed with the disk full",
     "verify_failed": "failed its checks",
     "cancelled": "was cancelled",
+    "interrupted": "was interrupted",
 }
+DAEMON = (ev.DaemonStarted, ev.DaemonStopped)  # events of the whole daemon
 
 
 @dataclass
@@ -45,9 +49,17 @@ class Attempt:
     n: int
     ended: str = "is running"
     then: str = ""
+    restarts: int = 0  # starts of orchd while it ran (each took it over)
 
     def phrase(self) -> str:
-        return f"attempt {self.n} {self.ended}" + (f"; {self.then}" if self.then else "")
+        return f"attempt {self.n} {self.ended}{self.across()}" + (
+            f"; {self.then}" if self.then else ""
+        )
+
+    def across(self) -> str:
+        """`, across 2 restarts of orchd`, or nothing."""
+        n = self.restarts
+        return f", across {n} restart{'s' * (n != 1)} of orchd" if n else ""
 
 
 def concerns(event: ev.Event | None, task_id: str) -> bool:
@@ -57,7 +69,23 @@ def concerns(event: ev.Event | None, task_id: str) -> bool:
     return event is not None and getattr(event, "task_id", None) == task_id
 
 
-def attempts(events: Iterable[tuple[float, ev.Event | None]]) -> list[Attempt]:
+def told(events: Iterable[tuple[float, ev.Event | None]], task_id: str) -> list[Told]:
+    """The events of a task's story, in order: its own, the run's cancels and retries that name
+    it, and the stops and starts of orchd while one of its attempts ran."""
+    out: list[Told] = []
+    running = False
+    for ts, event in events:
+        if isinstance(event, DAEMON):
+            if running:
+                out.append((ts, event))
+        elif concerns(event, task_id):
+            out.append((ts, event))
+            if isinstance(event, ev.AttemptLaunching | ev.AttemptFinished):
+                running = isinstance(event, ev.AttemptLaunching)
+    return out
+
+
+def attempts(events: Iterable[Told]) -> list[Attempt]:
     """Each attempt of a task, from its events (with the times they were recorded), in order."""
     out: list[Attempt] = []
     for ts, event in events:
@@ -65,6 +93,8 @@ def attempts(events: Iterable[tuple[float, ev.Event | None]]) -> list[Attempt]:
             out.append(Attempt(event.attempt))
         elif not out:
             continue
+        elif isinstance(event, ev.DaemonStarted):
+            out[-1].restarts += out[-1].ended == "is running"
         elif isinstance(event, ev.AttemptFinished):
             ended = ENDED.get(event.outcome, event.outcome)
             told = event.reason and event.outcome != "cancelled"  # "cancelled by the user"
@@ -94,11 +124,11 @@ def headline(task: views.TaskView, tried: list[Attempt]) -> str:
             [],
         )
     elif task.state == "completed":
-        head = f"completed on attempt {last.n}"
+        head = f"completed on attempt {last.n}{last.across()}"
     elif task.state == "failed":
         head = f"failed on attempt {last.n}: {task.reason}"
     elif task.state == "running":
-        head = f"attempt {last.n} is running"
+        head = f"attempt {last.n} is running{last.across()}"
     elif task.state == "cancelled" and last.ended.startswith("was cancelled"):
         head = f"cancelled during attempt {last.n}"
     else:  # retrying, pending again after a retry, cancelled between attempts: every one is told
@@ -120,6 +150,17 @@ def line(ts: float, event: ev.Event | None) -> str | None:
         return f"{at}  attempt {event.attempt} launched: {shown}  (in {event.cwd})"
     if isinstance(event, ev.AttemptStarted):
         return f"{at}    running as pid {event.pid}"
+    if isinstance(event, ev.AttemptAdopted):
+        if event.ended:
+            return f"{at}    taken over: it had ended meanwhile, its exit status kept for orchd"
+        return f"{at}    taken over: still running as pid {event.pid}"
+    if isinstance(event, ev.DaemonStopped):
+        kept = [f"{event.ended} ended (interrupted)"] if event.ended else []
+        kept += [f"{event.left_running} kept running"] if event.left_running else []
+        return f"{at}  orchd {event.version} stopped: sessions {', '.join(kept) or 'none'}"
+    if isinstance(event, ev.DaemonStarted):
+        after = {"stopped": "", "crashed": " after a crash"}.get(event.previous, "")
+        return f"{at}  orchd {event.version} started{after}, to take over {event.running} sessions"
     if isinstance(event, ev.AttemptFinished):
         how = (
             f"exit {event.exit_code}"
@@ -168,7 +209,7 @@ def what_next(task: views.TaskView) -> str:
     return f"nothing: it is {task.state}"
 
 
-def story(run_id: str, task: views.TaskView, events: list[tuple[float, ev.Event | None]]) -> str:
+def story(run_id: str, task: views.TaskView, events: list[Told]) -> str:
     """The whole story of `task` of `run_id` from its events (and the run's that concern it)."""
     lines = [f"{task.id} of {run_id}: {headline(task, attempts(events))}"]
     lines += [text for ts, event in events if (text := line(ts, event)) is not None]

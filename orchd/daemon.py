@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import tomllib
 from typing import Annotated, Any, Literal
 
@@ -17,9 +18,13 @@ import msgspec
 import pykka
 
 from orchd import __version__, store
+from orchd import events as ev
+from orchd import state as st
 from orchd.actors.context import Context
-from orchd.actors.pool import Dispatcher
+from orchd.actors.messages import Settle, Settled
+from orchd.actors.pool import Dispatcher, tell
 from orchd.actors.supervisor import SupervisorActor
+from orchd.dispatch import stopped
 from orchd.errors import OrchError
 from orchd.executors.base import Executor
 from orchd.executors.local import LocalExecutor
@@ -33,6 +38,8 @@ from orchd.server import Server
 log = logging.getLogger("orchd")
 
 SESSION_THREADS = 2  # the session actors' shared pool (1 measured slower on 2 cores)
+SETTLE_TIME = 10.0  # seconds a stop waits for the launches already recorded to start
+END_TIME = 15.0  # seconds past kill_grace a stop --end-sessions waits for their ends to be recorded
 
 
 class RayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -114,9 +121,12 @@ def _lock(paths: Paths) -> Any:
 class Daemon:
     """The parts of one orchd, started in order and stopped in reverse."""
 
-    def __init__(self, paths: Paths, config: Config) -> None:
+    def __init__(self, paths: Paths, config: Config, end_sessions: bool = False) -> None:
         self.paths, self.config = paths, config
+        self.end_sessions = end_sessions  # started only to end what a stopped orchd left running
         self.stopping = threading.Event()
+        self._settling = threading.Lock()
+        self._settled: tuple[int, int] | None = None  # (sessions left running, sessions ended)
 
     def start(self) -> Daemon:
         paths = self.paths
@@ -140,6 +150,11 @@ class Daemon:
             self.notifier = Notifier(self.config.notify, self.journal, paths).start()
         else:  # notifications turned on later start from their moment, not from here
             cursor_file(paths).unlink(missing_ok=True)
+        running = running_attempts(state)
+        started = ev.DaemonStarted(
+            "", __version__, os.getpid(), running, st.previous_daemon(state.daemon)
+        )
+        self.journal.append([started])  # before the runs record what they take over
         self.reactor = Reactor().start()
         self.dispatcher = Dispatcher(threads=SESSION_THREADS, blocking=4, name="sessions")
         self.ctx = Context(
@@ -155,11 +170,13 @@ class Daemon:
             self.ctx, self.config.max_sessions, self.config.on_provider_hold == "fail"
         )
         self.ctx.supervisor = self.supervisor
+        self.ctx.stopping = self.end_sessions  # then it takes the sessions over, and starts none
         unfinished = [r.run_id for r in state.runs.values() if r.state == "running"]
         self.supervisor.proxy().resume(unfinished).get()
         self.server = Server(
             self.ctx,
             self.stopping.set,
+            settle=self.settle,
             workers=self.config.server_workers,
             max_message=self.config.max_message_bytes,
             max_runs=self.config.max_runs,
@@ -169,33 +186,86 @@ class Daemon:
         log.info("listening on %s (pid %d)", paths.address, os.getpid())
         return self
 
+    def settle(self, end_sessions: bool) -> tuple[int, int]:
+        """Bring orchd to rest before it stops, and say how: (sessions left running, sessions
+        ended). Nothing starts any more; every launch already recorded gets its process (so that
+        none is durable without one, which the next start would record lost); with
+        `end_sessions`, every session is ended (TERM, then KILL after kill_grace) and recorded
+        interrupted. Otherwise sessions keep running under the keeper, for the next start to take
+        over. Once: a later call (SIGTERM during `orchctl daemon stop`) gets the first answer."""
+        with self._settling:
+            if self._settled is None:
+                self._settled = self._settle(end_sessions)
+            return self._settled
+
+    def _settle(self, end: bool) -> tuple[int, int]:
+        self.ctx.stopping = True  # read by the supervisor and the runs: no launch from here on
+        wait = self.config.kill_grace + END_TIME if end else SETTLE_TIME
+        deadline = time.monotonic() + wait
+        replies = []
+        for ref in list(self.ctx.runs.values()):
+            reply: pykka.ThreadingFuture[Settled] = pykka.ThreadingFuture()
+            if tell(ref, Settle(end, reply)):
+                replies.append(reply)
+        ended = 0
+        for reply in replies:
+            try:
+                ended += reply.get(timeout=max(0.0, deadline - time.monotonic())).ended
+            except pykka.Timeout:
+                log.warning("a run did not come to rest within %gs; stopping anyway", wait)
+        with self.journal.lock:
+            left = running_attempts(self.journal.state)
+        return left, ended
+
     def stop(self) -> None:
         log.info("stopping")
+        _, ended = self.settle(end_sessions=False)
         self.server.stop()
         if self.notifier is not None:
             self.notifier.stop()
-        self.ctx.stopping = True  # launches still committing start nothing: recorded lost on restart, as killed ones
         self.supervisor.stop()
         getattr(
             self.ctx.executor, "close", lambda: None
         )()  # a remote executor lets go of waiting sessions
         pykka.ActorRegistry.stop_all()
         self.dispatcher.stop()
-        self.journal.stop()
+        with self.journal.lock:  # what ended since it settled is in the fold by now, or it runs on
+            left = running_attempts(self.journal.state)
+        self.journal.append([ev.DaemonStopped("", __version__, os.getpid(), left, ended)])
+        self.journal.stop()  # writes what is queued: DaemonStopped last
+        if ended:
+            log.info("stopped: %d sessions ended (interrupted: run again at the next start)", ended)
+        if left:
+            log.info("stopped: %d sessions keep running under the keeper for the next start", left)
         self.reactor.stop()
         self.conn.close()
         self.paths.socket.unlink(missing_ok=True)
         self._lock.close()
 
 
-def run(paths: Paths, config: Config) -> None:
-    """Run the daemon until SIGTERM/SIGINT or a Shutdown request."""
-    daemon = Daemon(paths, config)
+def running_attempts(state: st.State) -> int:
+    """Attempts the log shows running (in the runs that have not finished)."""
+    return sum(
+        1
+        for run in state.runs.values()
+        if run.state == "running"
+        for task in run.tasks.values()
+        if task.current is not None
+    )
+
+
+def run(paths: Paths, config: Config, end_sessions: bool = False) -> None:
+    """Run the daemon until SIGTERM/SIGINT or a Shutdown request; with `end_sessions`, only take
+    over the sessions a stopped orchd left running, end them, say so on stdout, and stop."""
+    daemon = Daemon(paths, config, end_sessions)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: daemon.stopping.set())
     daemon.start()
-    while not daemon.stopping.wait(3600):
-        pass
+    if end_sessions:
+        print(stopped(*daemon.settle(end_sessions=True)), flush=True)
+    else:
+        while not daemon.stopping.wait(3600):
+            pass
     daemon.stop()
 
 
@@ -206,6 +276,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--version", action="version", version=f"orchd {__version__}")
     parser.add_argument("--log-level", default=os.environ.get("ORCH_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--end-sessions",
+        action="store_true",
+        help="take over the sessions a stopped orchd left running, end them (TERM, then KILL; "
+        "their tasks run again at the next start), and exit",
+    )
     args = parser.parse_args(argv)
     logging.logThreads = (
         False  # no thread names in records: commits of worktrees run on bare threads (session.py)
@@ -217,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     paths = resolve()
     try:
-        run(paths, load_config(paths))
+        run(paths, load_config(paths), args.end_sessions)
     except OrchError as exc:
         print(f"orchd: {exc}", file=sys.stderr)
         sys.exit(1)

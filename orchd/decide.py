@@ -16,6 +16,7 @@ Nothing here does I/O or reads a clock.
 | its output says it succeeded (and its checks passed) | success   | completed                                    |
 | the user asked to cancel meanwhile                   | cancelled | cancelled                                    |
 | it succeeded, but a check could not be started       | permanent | failed (no retry installs it)                |
+| orch stopped it: orchd stopped with --end-sessions   | interrupted | retrying at once (the next start), no retry spent, never failed for it |
 | its output says: permanent (auth, billing, ...)      | permanent | failed, with what to do                      |
 | it succeeded, but a check failed or timed out        | verify_failed | retrying after backoff (a retry spent), else failed; the next attempt is told why |
 | nothing says how it ended (lost)                     | lost      | retrying at once, no retry spent; the MAX_LOST-th lost attempt fails it |
@@ -52,12 +53,15 @@ from orchd.streams.base import (
 SUCCESS, RETRY, PARK, PERMANENT = "success", "retry", "park", "permanent"
 # ... and these come from orch itself: it stopped the attempt, or nothing says how it ended.
 TIMEOUT, CANCELLED, LOST = "timeout", "cancelled", "lost"
+INTERRUPTED = "interrupted"  # orchd ended it as it stopped (`orchctl daemon stop --end-sessions`)
 DISK_FULL = "disk_full"  # the attempt failed while its disk had no room: not its fault
 VERIFY_FAILED = "verify_failed"  # the agent succeeded, but the task's checks did not pass
 STALLED = "stalled"  # why orch stopped an attempt: no output for `stall` (recorded as a timeout)
 # ... or orch stopped it before its provider answered it, for want of the provider's capacity
 DEFERRED = "deferred"
 RETRYABLE = frozenset({RETRY, TIMEOUT, VERIFY_FAILED})  # outcomes that spend a retry
+# orch's doing, not the task's: an attempt more, not a retry
+FREE = frozenset({LOST, INTERRUPTED, DEFERRED})
 
 MAX_LOST = 100  # lost attempts spend no retry (orch's trouble, not the task's); a task that keeps
 # losing them (an agent that takes orch down with it, a node that keeps dying) fails in the end
@@ -94,7 +98,7 @@ class Ended(msgspec.Struct, frozen=True):
     attempt: int
     reading: Outcome  # what its output says (or LOST when nothing does)
     exit: Exit | None = None  # None: it never started, or its exit status is lost
-    stopped: str | None = None  # CANCELLED or TIMEOUT: orch stopped it, and why
+    stopped: str | None = None  # CANCELLED, TIMEOUT, STALLED, INTERRUPTED: orch stopped it, and why
     duration: float = 0.0
 
 
@@ -118,6 +122,11 @@ def outcome(task: TaskState, ended: Ended, timeout: float) -> Outcome:
     reading = checked(reading)
     if task.cancel_requested and reading.outcome != SUCCESS:
         return _instead(reading, CANCELLED, "cancelled by the user")
+    if ended.stopped == INTERRUPTED and reading.outcome != SUCCESS:
+        # what it did is kept (a resumed session goes on from it); it never counts against the task
+        return _instead(
+            reading, INTERRUPTED, "ended as orchd stopped (`orchctl daemon stop --end-sessions`)"
+        )
     return reading
 
 
@@ -173,6 +182,8 @@ def _next(
         return ev.TaskCancelled(run_id, tid)
     if o.outcome == PERMANENT:
         return ev.TaskFailed(run_id, tid, reason=o.reason)
+    if o.outcome == INTERRUPTED:  # the user stopped orchd: the next start runs it again
+        return _retrying(run_id, tid, o.reason, now, 0.0, spends=False)
     if o.outcome == LOST:
         if _ended_so(task, LOST) + 1 >= MAX_LOST:
             return ev.TaskFailed(run_id, tid, reason=f"{o.reason} (lost {MAX_LOST} attempts)")

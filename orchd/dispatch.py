@@ -43,6 +43,25 @@ def _encoded(encoded: list[msgspec.Raw]) -> list[views.RunView]:
     return cast("list[views.RunView]", encoded)
 
 
+def stopped(left: int, ended: int) -> str:
+    """What a stop did with the running sessions, in words."""
+    said = []
+    if ended:
+        said.append(
+            f"{_sessions(ended)} ended: their tasks run again at the next start, no retry spent"
+        )
+    if left:
+        said.append(
+            f"{_sessions(left)} {'keeps' if left == 1 else 'keep'} running under the keeper, and "
+            "the next start takes them over; `orchctl daemon stop --end-sessions` ends them"
+        )
+    return "; ".join(said) or "no session was running"
+
+
+def _sessions(n: int) -> str:
+    return f"{n} session{'s' * (n != 1)}"
+
+
 class Dispatcher:
     """Carries out requests for one daemon, from any of the transport's workers."""
 
@@ -50,12 +69,14 @@ class Dispatcher:
         self,
         ctx: Context,
         *,
+        settle: Callable[[bool], tuple[int, int]] | None = None,
         workers: int,
         max_message: int,
         max_runs: int,
         dashboard_port: int = 0,
     ) -> None:
         self.ctx, self.max_message, self.max_runs = ctx, max_message, max_runs
+        self.settle = settle  # the daemon's: brings it to rest before it stops (Daemon.settle)
         self.dashboard_port = dashboard_port
         self._dashboard: Any = None  # the DashboardServer, once asked for (dashboard/server.py)
         self._dashboard_lock = threading.Lock()
@@ -159,9 +180,10 @@ class Dispatcher:
                     # encoded under the lock: a record holds the fold's own attempts
                     record = msgspec.Raw(p.encode(views.run_record(run, journal.state.providers)))
                     return p.ExportReply(seq=journal.state.seq, run=record)  # type: ignore[arg-type]
-            case p.Shutdown():
+            case p.Shutdown(end_sessions=end):
+                left, ended = self.settle(end) if self.settle is not None else (0, 0)
                 self.shutdown_requested.set()
-                return p.Done(count=0, message="orchd is stopping")
+                return p.Done(count=ended if end else left, message=stopped(left, ended))
         raise OrchError(f"unknown request {type(request).__name__}", ErrorCode.BAD_REQUEST)
 
     def diff(self, run_name: str, task_id: str) -> p.DiffReply:

@@ -55,7 +55,8 @@ class VerifyResult(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
 
 
 class _Event(msgspec.Struct, frozen=True, tag=True, tag_field="kind", omit_defaults=True, gc=False):
-    """Base of all events: every event belongs to a run; most to a task."""
+    """Base of all events: every event belongs to a run, most to a task; an event of the whole
+    daemon (DaemonStarted, DaemonStopped) has the run id ""."""
 
     run_id: str
 
@@ -104,8 +105,9 @@ class AttemptFinished(_Event, frozen=True):
     """An attempt ended. `outcome` is how its adapter classified it.
 
     outcome: success | retry | park | permanent | timeout | cancelled | lost | disk_full |
-    verify_failed | deferred. `verify`: how the task's checks went, when its agent exited 0 and it
-    has any.
+    outcome: success | retry | park | permanent | timeout | cancelled | lost | disk_full |
+    verify_failed | deferred | interrupted. `verify`: how the task's checks went, when its agent
+    exited 0 and it has any.
     """
 
     task_id: str
@@ -156,6 +158,35 @@ class ProviderReleased(_Event, frozen=True):
 
     provider: str
     reason: str = ""
+
+
+class DaemonStarted(_Event, frozen=True):
+    """orchd started. An event of the whole daemon: its `run_id` is "" (it belongs to no run).
+
+    `running`: the attempts the log showed running, which it takes over (re-adopted through the
+    keeper, or recorded lost if nothing of them is left). `previous`: how the daemon before it
+    ended: "stopped" (its DaemonStopped says how), "crashed" (it left no DaemonStopped: killed,
+    crashed, or the machine went down), "" (none before it in the log).
+    """
+
+    version: str
+    pid: int
+    running: int = 0
+    previous: str = ""
+
+
+class DaemonStopped(_Event, frozen=True):
+    """orchd stopped cleanly (`orchctl daemon stop`, SIGTERM). `run_id` is "", as for DaemonStarted.
+
+    `left_running`: sessions it left running under the keeper, for the next start to take over;
+    `ended`: sessions it ended first (`orchctl daemon stop --end-sessions`: recorded interrupted,
+    run again at the next start without spending a retry).
+    """
+
+    version: str
+    pid: int
+    left_running: int = 0
+    ended: int = 0
 
 
 class TaskRetrying(_Event, frozen=True):
@@ -215,6 +246,8 @@ Event = Union[
     ProviderHeld,
     ProviderLimited,
     ProviderReleased,
+    DaemonStarted,
+    DaemonStopped,
     TaskRetrying,
     TaskCompleted,
     TaskFailed,

@@ -135,6 +135,7 @@ def notification(row: ev.Row, run: st.RunState | None) -> Notification:
         title, body, status = words(event, run)
     else:
         where = f"task {row.task_id} of {row.run_id}" if row.task_id else f"run {row.run_id}"
+        where = where if row.run_id else "orchd"  # an event of the whole daemon
         title, body, status = f"orch: {row.kind} ({where})", bytes(row.payload).decode(), "info"
     return Notification(
         seq=row.seq,

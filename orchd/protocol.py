@@ -83,8 +83,14 @@ class Audit(_Request):
     pass
 
 
-class Shutdown(_Request):
-    pass
+class Shutdown(_Request, omit_defaults=True):
+    """Stop orchd. Its running sessions keep running under the keeper, for the next start to take
+    over, unless `end_sessions` (TERM, then KILL after kill_grace; recorded interrupted). The reply
+    (Done) comes once orchd is at rest: `count` is the sessions left running, or with
+    `end_sessions` the sessions ended. (Defaults are left out on the wire: an orchd from before
+    `end_sessions` reads a plain stop.)"""
+
+    end_sessions: bool = False
 
 
 class Diff(_Request):

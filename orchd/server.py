@@ -44,6 +44,7 @@ class Server:
         ctx: Context,
         on_shutdown: Callable[[], None],
         *,
+        settle: Callable[[bool], tuple[int, int]] | None = None,
         workers: int = 16,
         max_message: int = 16 << 20,
         max_runs: int = 10_000,
@@ -53,6 +54,7 @@ class Server:
         self.workers, self.max_message = workers, max_message
         self.dispatcher = Dispatcher(
             ctx,
+            settle=settle,
             workers=workers,
             max_message=max_message,
             max_runs=max_runs,

@@ -101,15 +101,23 @@ class ProviderState(msgspec.Struct, gc=False):
     limit: int | None = None  # sessions at once, lowered by its rate limits (None: the caps)
 
 
+class DaemonState(msgspec.Struct, gc=False):
+    """orchd as the log last said of it (DaemonStarted, DaemonStopped)."""
+
+    version: str = ""
+    pid: int = 0
+    started_at: float | None = None  # None: no DaemonStarted in the log (a log of orch 0.1)
+    stopped_at: float | None = None  # None while it runs, or once it ended without a DaemonStopped
+
+
 class State(msgspec.Struct, gc=False):
-    """Every run in the log, the providers' holds, and the last sequence number folded in."""
+    """Every run in the log, the providers' holds, the daemon, and the last sequence number folded in."""
 
     runs: dict[str, RunState] = msgspec.field(default_factory=dict)
     seq: int = 0
     providers: dict[str, ProviderState] = msgspec.field(default_factory=dict)
-    providers_seq: int = (
-        0  # the last provider event folded in: their views are the same while this is
-    )
+    providers_seq: int = 0  # the last event of the whole daemon folded in: the providers' views are the same while this is
+    daemon: DaemonState = msgspec.field(default_factory=DaemonState)
 
 
 def copy_run(run: RunState) -> RunState:
@@ -348,10 +356,29 @@ def _limited(state: State, event: ev.ProviderLimited, ts: float) -> None:
     _provider(state, event.provider).limit = event.limit
 
 
+def _daemon_started(state: State, event: ev.DaemonStarted, ts: float) -> None:
+    state.daemon = DaemonState(event.version, event.pid, started_at=ts)
+
+
+def _daemon_stopped(state: State, event: ev.DaemonStopped, ts: float) -> None:
+    state.daemon.stopped_at = ts
+
+
+def previous_daemon(daemon: DaemonState) -> str:
+    """How the daemon before a new start ended, as DaemonStarted.previous says it."""
+    if daemon.started_at is None:
+        return ""
+    return "crashed" if daemon.stopped_at is None else "stopped"
+
+
+# Events of the whole daemon have the run id "": they are folded before the run lookup (no run has
+# that id). A daemon's start or stop bumps `providers_seq` too: rare enough not to matter.
 _STATE_EVENTS: dict[type, Callable[[State, Any, float], None]] = {
     ev.ProviderHeld: _held,
     ev.ProviderReleased: _released,
     ev.ProviderLimited: _limited,
+    ev.DaemonStarted: _daemon_started,
+    ev.DaemonStopped: _daemon_stopped,
 }
 assert set(_TASK_EVENTS) | set(_RUN_EVENTS) | set(_STATE_EVENTS) | {ev.RunSubmitted} == set(
     ev.EVENT_TYPES

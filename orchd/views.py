@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from orchd.decide import FREE
 from orchd.events import VerifyResult
 from orchd.state import TASK_STATES, TERMINAL, AttemptState, ProviderState, RunState, TaskState
 
@@ -140,9 +141,9 @@ def task_view(
     attempts = task.attempts
     first = attempts[0] if attempts else None
     last = attempts[-1] if attempts else None
-    # at most: the attempts before the user's latest retry, then a fresh budget (lost and deferred
-    # attempts spend no retry)
-    lost = sum(1 for a in attempts[task.budget_from :] if a.outcome in ("lost", "deferred"))
+    # at most: the attempts before the user's latest retry, then a fresh budget (lost, deferred and
+    # interrupted attempts spend no retry)
+    lost = sum(1 for a in attempts[task.budget_from :] if a.outcome in FREE)
     started = first.started_at or first.launched_at if first else None
     end = task.finished_at
     return TaskView(

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,42 @@ def wait_until(
         time.sleep(interval)
 
 
+def keepers(home: Path) -> list[int]:
+    """The pids of the keepers of ORCH_HOME `home`, of any version (found by their command lines,
+    which name their exits journals under it)."""
+    found = []
+    for pid, cmdline in _processes():
+        if any(b"keeper" in arg for arg in cmdline[:3]) and any(
+            arg.startswith(bytes(home)) for arg in cmdline
+        ):
+            found.append(pid)
+    return found
+
+
+def daemons(home: Path) -> list[int]:
+    """The pids of the orchd processes of ORCH_HOME `home` (`orchctl daemon restart` starts one
+    that no Daemon here holds), found by their environment."""
+    found = []
+    mark = b"ORCH_HOME=" + bytes(home) + b"\0"
+    for pid, cmdline in _processes():
+        if any(arg.endswith(b"orchd") or arg.endswith(b"orchd_v1.py") for arg in cmdline[:3]):
+            try:
+                if mark in Path(f"/proc/{pid}/environ").read_bytes():
+                    found.append(pid)
+            except OSError:
+                continue
+    return found
+
+
+def _processes() -> Iterator[tuple[int, list[bytes]]]:
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                yield int(name), Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+
+
 @pytest.fixture(autouse=True)
 def orch_home(monkeypatch: pytest.MonkeyPatch) -> Path:
     """A short private ORCH_HOME (it holds a unix socket, whose path length is limited)."""
@@ -41,6 +77,13 @@ def orch_home(monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ORCH_HOME", str(home))
     monkeypatch.delenv("ORCH_NO_AUTOSTART", raising=False)
     yield home
+    # a stopped orchd leaves its sessions running under the keeper: end them with it (each
+    # agent dies with its keeper), and any orchd no Daemon here stopped
+    for pid in [*daemons(home), *keepers(home)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -54,9 +97,12 @@ def _toml(value: Any) -> str:
 class Daemon:
     """A real orchd process in ORCH_HOME, driven through orchctl or the Client."""
 
-    def __init__(self, home: Path, config: dict[str, Any]) -> None:
+    def __init__(
+        self, home: Path, config: dict[str, Any], command: list[str] | None = None
+    ) -> None:
         self.home = home
         self.config = config
+        self.command = command or [sys.executable, "-m", "orchd"]  # what starts it
         self.proc: subprocess.Popen | None = None
         self.env = {**os.environ, "ORCH_HOME": str(home)}
 
@@ -69,7 +115,7 @@ class Daemon:
         self.write_config()
         log = open(self.home / "orchd-test.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchd"],
+            self.command,
             env=self.env,
             stdout=log,
             stderr=log,
@@ -143,10 +189,10 @@ def make_daemon(orch_home: Path) -> Callable[..., Daemon]:
     """Start real orchd processes; all are stopped at the end of the test."""
     started: list[Daemon] = []
 
-    def make(**config: Any) -> Daemon:
+    def make(command: list[str] | None = None, **config: Any) -> Daemon:
         config.setdefault("max_sessions", 16)
         config.setdefault("kill_grace", 1.0)
-        daemon = Daemon(orch_home, config).start()
+        daemon = Daemon(orch_home, config, command).start()
         started.append(daemon)
         return daemon
 

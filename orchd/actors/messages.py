@@ -153,3 +153,21 @@ class RetryTasks:
     run_id: str
     task_ids: list[str]
     reply: pykka.Future
+
+
+@dataclass(frozen=True)
+class Settle:
+    """Daemon → run, as orchd stops (nothing starts any more): `reply` gets a `Settled` once every
+    launch the run recorded has its process (none is durable without one), and, with `end`, once
+    every session of the run has been ended (TERM, then KILL: recorded interrupted) and its end is
+    durable. Without `end`, the sessions keep running under the keeper for the next start."""
+
+    end: bool
+    reply: pykka.Future
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Run → daemon: the run is at rest; `ended`: the sessions it ended as interrupted."""
+
+    ended: int = 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import random
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -35,12 +34,13 @@ from orchd.actors.messages import (
     RetryTasks,
     RunCrashed,
     RunDone,
+    Settle,
+    Settled,
     Unhold,
 )
 from orchd.actors.pool import tell, teller
 from orchd.actors.ready import Ready
-from orchd.actors.session import Cancel, Reattach, Recorded, SessionEnded, Start
-from orchd.executors.base import Process
+from orchd.actors.session import Cancel, Interrupt, Reattach, Recorded, SessionEnded, Start
 from orchd.streams import tells_answers
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ class RunActor(Actor):
         # way, with what they spent that the fold does not show yet
         self.closing: set[str] = set()  # tasks whose terminal event is on its way to the log
         self.finishing = False
+        self.settling: Settle | None = None  # orchd stops: start nothing, reply once at rest
+        self.interrupted = 0  # sessions ended as interrupted while orchd stops
         self.rand = random.Random()
 
     @property
@@ -101,7 +103,7 @@ class RunActor(Actor):
                 for deferred in self.deferred:
                     self.on_receive(deferred)
                 self.deferred.clear()
-            elif kind in (CancelTasks, RetryTasks):  # a request for a run this actor is taking over
+            elif kind in (CancelTasks, RetryTasks, Settle):  # for a run this actor takes over
                 self.deferred.append(message)
         elif kind is Grant:
             self._granted(message.provider)
@@ -117,6 +119,10 @@ class RunActor(Actor):
             self._retry(message)
         elif kind is FailHeld:
             self._fail_waiting(lambda t: _provider(t) == message.provider, message.reason)
+        elif kind is Settle:
+            self._settle(message)
+        if self.settling is not None and self.resumed:
+            self._reply_if_settled()
         return None
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
@@ -124,6 +130,10 @@ class RunActor(Actor):
             "run %s: actor failed (%s); restarting it from the log", self.run_id, exception_value
         )
         self.ctx.supervisor.tell(RunCrashed(self.run_id, self.actor_ref))
+
+    def on_stop(self) -> None:
+        if self.settling is not None:  # the run finished meanwhile: nothing of it runs
+            self._reply_settled()
 
     # ------------------------------------------------------------ taking the run over
 
@@ -218,6 +228,7 @@ class RunActor(Actor):
             self._schedule_retry(event.task_id, event.due_at)
         elif type(event) is ev.AttemptFinished:
             self.ending.pop((event.task_id, event.attempt), None)
+            self.interrupted += event.outcome == decide.INTERRUPTED
             session = self.ctx.sessions.get((self.run_id, event.task_id, event.attempt))
             if session is not None:
                 tell(session, Recorded())
@@ -319,7 +330,8 @@ class RunActor(Actor):
     def _launching(self, task_id: str) -> Launching | None:
         task = self.run.tasks[task_id]
         if (
-            task.state in st.TERMINAL
+            self.ctx.stopping  # orchd stops: the next one starts it
+            or task.state in st.TERMINAL
             or task.cancel_requested
             or task_id in self.closing
             or task.current
@@ -423,22 +435,34 @@ class RunActor(Actor):
 
         self._record([ev.RetryRequested(self.run_id, again)], then=act)
 
-    def kill_all(self) -> None:
-        """On daemon shutdown: kill every running attempt's process group (recorded lost on restart)."""
-        groups = {
-            (a.pid or 0, a.pgid)
-            for t in self.run.tasks.values()
-            if (a := t.current) and a.pgid is not None
-        }
-        for ref in self.sessions.values():  # pids not yet folded
-            try:
-                process = ref.proxy().process.get(timeout=1)
-            except (pykka.ActorDeadError, pykka.Timeout):
-                continue
-            if process is not None:
-                groups.add((process.pid, process.pgid))
-        for pid, pgid in groups:
-            self.ctx.executor.signal(Process(pid, pgid, 0), signal.SIGKILL)
+    # ------------------------------------------------------------ orchd stops
+
+    def _settle(self, message: Settle) -> None:
+        """orchd stops (nothing starts any more): with `end`, end every session (interrupted)."""
+        self.settling = message
+        if message.end:
+            for session in self.sessions.values():
+                tell(session, Interrupt())
+
+    def _reply_if_settled(self) -> None:
+        """Reply to Settle once the run is at rest: every launch recorded has its process (none is
+        durable without one: the next orchd takes each over from the keeper); with `end`, every
+        session has ended and its end is durable."""
+        assert self.settling is not None
+        if self.settling.end:
+            settled = not self.sessions and not self.ending
+        else:
+            settled = all(
+                (a := self.run.tasks[tid].current) is not None and a.pid is not None
+                for tid in self.sessions
+            )
+        if settled:
+            self._reply_settled()
+
+    def _reply_settled(self) -> None:
+        assert self.settling is not None
+        self.settling.reply.set(Settled(self.interrupted))
+        self.settling = None  # once: what the run does from here on is the next orchd's
 
 
 def _provider(task: st.TaskState) -> str:

@@ -49,12 +49,9 @@ class Runs:
             ref.stop(block=False)
 
     def stop_all(self) -> None:
-        """On daemon shutdown: each run kills its attempts' processes, then stops."""
+        """On daemon shutdown: stop every run actor. Their attempts' processes keep running under
+        the keeper, for the next orchd to take over (`--end-sessions` ended them before: Settle)."""
         for ref in list(self.refs.values()):
-            try:
-                ref.proxy().kill_all().get(timeout=5)
-            except (pykka.ActorDeadError, pykka.Timeout):
-                pass
             ref.stop(block=False)
 
     def submit(self, message: Submit) -> None:

@@ -34,6 +34,7 @@ from orchd.attempt import Wrapper, start_dir, wrap
 from orchd.decide import (
     CANCELLED,
     DISK_FULL,
+    INTERRUPTED,
     LOST,
     PERMANENT,
     RETRY,
@@ -50,6 +51,7 @@ from orchd.reactor import Timer
 log = logging.getLogger(__name__)
 
 DECIDED = "decided"  # stopping: the attempt ends as its `verdict` says
+WON = (None, INTERRUPTED)  # success counts, and is committed, unless orch stopped it otherwise
 TRANSIENT = (errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM)
 
 
@@ -64,6 +66,11 @@ class Start:
 @dataclass(frozen=True)
 class Cancel:
     """Run → session: the user cancelled the task: stop the attempt (TERM, then KILL)."""
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    """Run → session: orchd stops and ends its sessions (`--end-sessions`): TERM, then KILL."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +157,7 @@ class SessionActor(PooledActor):
         self.process: Process | None = adopt  # a process that outlived the previous orchd
         self.adopted = adopt is not None
         self.elapsed = elapsed  # seconds the attempt ran before this session took it over
-        self.stopping: str | None = None  # TIMEOUT or CANCELLED once we began to stop it
+        self.stopping: str | None = None  # why we began to stop it (CANCELLED, TIMEOUT, ...)
         self.timers: list[Timer] = []
         self.started = time.monotonic()
         self.verdict: Outcome | None = None  # how it ends, decided while it ran (decide.live)
@@ -201,6 +208,8 @@ class SessionActor(PooledActor):
             self._start()
         elif kind is Cancel:
             self._terminate(CANCELLED)
+        elif kind is Interrupt:
+            self._terminate(INTERRUPTED)
         elif kind is _TimedOut:
             self._terminate(TIMEOUT)
         elif kind is _Kill and self.process is not None:
@@ -225,11 +234,11 @@ class SessionActor(PooledActor):
 
     def _start(self) -> None:
         """Start the attempt's process, once its AttemptLaunching is durable."""
-        if self.stopping == CANCELLED:  # cancelled before it started: it never will
-            self._end(None, Outcome(CANCELLED, reason="cancelled by the user"))
+        if self.stopping is not None:  # cancelled or interrupted before it started: it never will
+            self._end(None, Outcome(self.stopping))
             return
-        if self.ctx.stopping:  # orchd is stopping: a restart records it lost, as a killed one
-            return
+        # even while orchd stops: its launch is durable, so it starts, and the next orchd takes it
+        # over from the keeper (orchd stops once every recorded launch has started: Settle)
         if self.wrapper is None:
             argv, cwd = self.launch.argv, self.launch.cwd
         else:
@@ -326,7 +335,7 @@ class SessionActor(PooledActor):
             reading = Outcome(DISK_FULL, reason=why, report=reading.report)
         if self.verdict is not None:
             reading = msgspec.structs.replace(self.verdict, report=reading.report)
-        if read.passed(reading) and self.prep is not None and self.stopping is None:
+        if read.passed(reading) and self.prep is not None and self.stopping in WON:
             # committing runs git: on the blocking pool, so that sessions go on
             commit = functools.partial(read.commit, self.prep, self.task.id, reading)
             self.ctx.dispatcher.blocking(commit, self._tell_checked(exit))

@@ -163,6 +163,8 @@ class SupervisorActor(Actor):
         return limit
 
     def _dispatch(self) -> None:
+        if self.ctx.stopping:  # orchd stops: no slot is granted any more (the next one grants)
+            return
         idle = 0
         while self.total < self.max_sessions and idle < len(self.order):
             key = self.order[0]

@@ -34,6 +34,7 @@ from orchd.reactor import Reactor
 log = logging.getLogger(__name__)
 
 KEEPER_TIMEOUT = 30.0  # seconds to wait on the keeper's socket before calling it unreachable
+KEEPER = ("-m", "orchd.keeper")  # how python runs a keeper of this version: `KEEPER FD JOURNAL`
 JOURNAL_AGE = 7 * 86400.0  # seconds a dead keeper's exits journal is kept
 
 
@@ -184,7 +185,7 @@ class LocalExecutor:
             os.chmod(path, 0o600)
             listener.listen(8)
             subprocess.Popen(
-                [sys.executable, "-m", "orchd.keeper", str(listener.fileno()), str(journal)],
+                [sys.executable, *KEEPER, str(listener.fileno()), str(journal)],
                 pass_fds=(listener.fileno(),),
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,

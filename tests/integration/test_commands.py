@@ -227,7 +227,8 @@ def test_a_log_from_the_first_version_is_migrated(make_daemon, orch_home: Path) 
         json.loads(line)["kind"]
         for line in orchd.orchctl("events", "--json", check=True).stdout.splitlines()
     ]
-    assert kinds[-1] == "FromTheFuture"  # kept, and skipped by the fold
+    # kept, and skipped by the fold; then this orchd's start
+    assert kinds[-2:] == ["FromTheFuture", "DaemonStarted"]
 
 
 def test_why_tells_the_story_of_a_task(orchd: Daemon, tmp_path: Path) -> None:

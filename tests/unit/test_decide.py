@@ -106,6 +106,31 @@ TABLE = [
     ([], 2, False, ended(d.LOST), d.LOST, "retrying", False, 0.0),
     ([d.LOST] * (d.MAX_LOST - 2), 0, False, ended(d.LOST), d.LOST, "retrying", False, 0.0),
     ([d.LOST] * (d.MAX_LOST - 1), 0, False, ended(d.LOST), d.LOST, "failed", False, None),
+    # interrupted (orchd stopped with --end-sessions): run again at the next start, no retry
+    # spent, even with none left, and never counted as lost; success and a cancel still win
+    ([], 0, False, ended(d.RETRY, stopped=d.INTERRUPTED), d.INTERRUPTED, "retrying", False, 0.0),
+    (
+        [d.RETRY, d.RETRY],
+        2,
+        False,
+        ended(d.PERMANENT, stopped=d.INTERRUPTED),
+        d.INTERRUPTED,
+        "retrying",
+        False,
+        0.0,
+    ),
+    (
+        [d.LOST] * (d.MAX_LOST - 1),
+        0,
+        False,
+        ended(d.LOST, stopped=d.INTERRUPTED),
+        d.INTERRUPTED,
+        "retrying",
+        False,
+        0.0,
+    ),
+    ([], 0, False, ended(d.SUCCESS, stopped=d.INTERRUPTED), d.SUCCESS, "completed", False, None),
+    ([], 0, True, ended(d.RETRY, stopped=d.INTERRUPTED), d.CANCELLED, "cancelled", False, None),
     # failed on a full disk: retried after backoff without spending a retry, MAX_DISK_FULL-1 times
     ([], 2, False, ended(d.DISK_FULL), d.DISK_FULL, "retrying", False, 2.0),
     ([d.DISK_FULL] * 3, 0, False, ended(d.DISK_FULL), d.DISK_FULL, "retrying", False, 16.0),

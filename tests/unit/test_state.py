@@ -159,3 +159,16 @@ def test_a_copy_of_a_run_folds_on_its_own_and_shares_only_frozen_parts() -> None
     assert mine.tasks["t0"].state == "completed" and mine.tasks["t0"].attempts[0].exit_code == 0
     assert run.tasks["t0"].state == "running" and run.tasks["t0"].attempts[0].exit_code is None
     assert run.unfinished == 2 and mine.unfinished == 1
+
+
+def test_the_daemon_s_starts_and_stops_are_folded_before_any_run() -> None:
+    """Events of the whole daemon have no run ("") and say how the daemon before a start ended."""
+    state = st.replay(records([ev.RunSubmitted("r1", spec())]))
+    assert st.previous_daemon(state.daemon) == ""  # a log of orch 0.1: no daemon events
+    st.replay(records([ev.DaemonStarted("", "0.2.0", 10, running=0)], t0=2000.0), state)
+    assert state.daemon == st.DaemonState("0.2.0", 10, started_at=2000.0)
+    assert st.previous_daemon(state.daemon) == "crashed"  # no DaemonStopped: it died
+    st.replay(records([ev.DaemonStopped("", "0.2.0", 10, left_running=2)], t0=2100.0), state)
+    assert state.daemon.stopped_at == 2100.0
+    assert st.previous_daemon(state.daemon) == "stopped"
+    assert list(state.runs) == ["r1"]  # no run "" was made

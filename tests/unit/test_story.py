@@ -137,6 +137,7 @@ def test_every_outcome_of_an_attempt_is_told_in_words() -> None:
         d.LOST,
         d.DISK_FULL,
         d.VERIFY_FAILED,
+        d.INTERRUPTED,
     }
     assert outcomes == set(story.ENDED)
 
@@ -158,4 +159,73 @@ def test_the_story_tells_the_user_s_retries_and_cancels_of_the_task_only() -> No
     assert not story.concerns(ev.TaskCompleted("r", "u"), "t")
     assert story.line(T0, ev.RetryRequested("r", ["t"])) == (
         "19:40:00  -> `orchctl retry`: run again with a fresh retry budget"
+    )
+
+
+def stopped(left: int = 1, ended: int = 0) -> ev.Event:
+    return ev.DaemonStopped("", "0.2.0", 10, left_running=left, ended=ended)
+
+
+def started(running: int = 1, previous: str = "stopped") -> ev.Event:
+    return ev.DaemonStarted("", "0.2.0", 11, running=running, previous=previous)
+
+
+ADOPTED = ev.AttemptAdopted("r", "t", 1, 123, 123)
+
+
+def test_a_task_s_story_tells_the_restarts_of_orchd_its_attempt_ran_across() -> None:
+    other = ev.AttemptLaunching("r", "u", 1, ["x"], "/w", "/u1")
+    events = [
+        stopped(),  # before the task ran: not its story
+        *launch(1),
+        ev.AttemptStarted("r", "t", 1, 123, 123),
+        other,
+        stopped(),
+        started(),
+        ADOPTED,
+        started(previous="crashed"),
+        ADOPTED,
+        *succeeded(1),
+        stopped(0),  # after it ended: not its story either
+    ]
+    timed = [(T0 + 60 * i, e) for i, e in enumerate(events)]
+    kept = story.told(timed, "t")
+    assert [type(e).__name__ for _, e in kept] == [
+        "AttemptLaunching",
+        "AttemptStarted",
+        "DaemonStopped",
+        "DaemonStarted",
+        "AttemptAdopted",
+        "DaemonStarted",
+        "AttemptAdopted",
+        "AttemptFinished",
+        "TaskCompleted",
+    ]
+    assert told([e for e in events if e is not other]) == (
+        "completed on attempt 1, across 2 restarts of orchd"
+    )
+    lines = [story.line(ts, e) for ts, e in kept]
+    assert lines[2] == "19:44:00  orchd 0.2.0 stopped: sessions 1 kept running"
+    assert lines[3] == "19:45:00  orchd 0.2.0 started, to take over 1 sessions"
+    assert lines[4] == "19:46:00    taken over: still running as pid 123"
+    assert lines[5] == "19:47:00  orchd 0.2.0 started after a crash, to take over 1 sessions"
+
+
+def test_an_attempt_ended_as_orchd_stopped_is_told_interrupted() -> None:
+    reason = "ended as orchd stopped (`orchctl daemon stop --end-sessions`)"
+    events = [
+        *launch(1),
+        stopped(0, ended=1),
+        failed(1, "interrupted", reason),
+        retrying(0, spends=False),
+        started(0),
+        *launch(2),
+        *succeeded(2),
+    ]
+    assert told(events) == (
+        f"completed on attempt 2 (attempt 1 was interrupted: {reason}; run again at 19:50, no "
+        "retry spent)"
+    )
+    assert story.line(T0, stopped(0, ended=1)) == (
+        "19:40:00  orchd 0.2.0 stopped: sessions 1 ended (interrupted)"
     )
