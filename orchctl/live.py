@@ -31,6 +31,7 @@ from orchd import protocol as p
 from orchd import state as st
 from orchd import views
 from orchd.activity import latest_activity, one_line
+from orchd.fold import apply
 
 FILTERS: tuple[str | None, ...] = (
     None,
@@ -61,7 +62,7 @@ class RunTracker:
         """Fold `rows` in one by one, yielding each (with its event) right after it is folded."""
         for row in rows:
             event = ev.decode(row.kind, row.payload)
-            st.apply(self.state, ev.Record(row.seq, row.ts, row.kind, event))
+            apply(self.state, ev.Record(row.seq, row.ts, row.kind, event))
             yield row, event
 
     @property

@@ -41,6 +41,7 @@ from orchd.actors.messages import (
 from orchd.actors.pool import tell, teller
 from orchd.actors.ready import Ready
 from orchd.actors.session import Cancel, Interrupt, Reattach, Recorded, SessionEnded, Start
+from orchd.fold import replay
 from orchd.streams import tells_answers
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ class RunActor(Actor):
             log.error("run %s: %s", self.run_id, message.error)
             return
         records = [r for r in message.records or () if r.seq > self.state.seq]
-        st.replay(records, self.state)
+        replay(records, self.state)
         for record in records:
             self._act(record.event)
         if message.then is not None and message.origin is self:
