@@ -31,6 +31,7 @@ from orchd import protocol as p
 from orchd import state as st
 from orchd import views
 from orchd.activity import latest_activity, one_line
+from orchd.client import Client
 from orchd.fold import apply
 
 FILTERS: tuple[str | None, ...] = (
@@ -230,7 +231,7 @@ class EventFeed(threading.Thread):
 
     def __init__(self, address: str, run_id: str, after: int = 0) -> None:
         super().__init__(name="orchctl-events", daemon=True)
-        self.client = p.Client(address)
+        self.client = Client(address)
         self.run_id, self.after = run_id, after
         self.batches: queue.SimpleQueue[list[ev.Row] | BaseException] = queue.SimpleQueue()
         self.wake_r, self.wake_w = os.pipe()
