@@ -74,10 +74,28 @@ def read_journals(journals: Path) -> dict[str, tuple[int, int, int]]:
     found: dict[str, tuple[int, int, int]] = {}
     now = time.time()
     for path in sorted(journals.glob("exits-*.log")):
-        found.update(kp.read_journal(str(path)))
+        found.update(read_journal(str(path)))
         try:
             if now - path.stat().st_mtime > JOURNAL_AGE:
                 path.unlink()
         except OSError:
             pass
+    return found
+
+
+def read_journal(path: str) -> dict[str, tuple[int, int, int]]:
+    """The statuses an exits journal holds, by attempt log: (pid, start ticks, status), from the
+    lines the keeper appends as it reaps (`PID TICKS STATUS LOG`)."""
+    found: dict[str, tuple[int, int, int]] = {}
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                parts = line.decode("utf-8", "replace").rstrip("\n").split(" ", 3)
+                if len(parts) == 4 and parts[0].isdigit():
+                    try:
+                        found[parts[3]] = (int(parts[0]), int(parts[1]), int(parts[2]))
+                    except ValueError:
+                        continue  # a line cut by a crash mid-write
+    except OSError:
+        pass
     return found

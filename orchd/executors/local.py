@@ -27,6 +27,7 @@ from orchd.executors.base import Process, Started, _status, exit_file, read_exit
 from orchd.executors.keepers import (
     KeeperLink,
     keeper_socket,
+    read_journal,
     read_journals,
     start_keeper,
 )
@@ -113,7 +114,7 @@ class LocalExecutor:
                 if link is None:
                     continue
                 if link.journal:
-                    self._journaled.update(kp.read_journal(link.journal))
+                    self._journaled.update(read_journal(link.journal))
                 log.info(
                     "%s the keeper (protocol %d): %d attempts run under it",
                     "started" if fresh else "connected to",
@@ -182,7 +183,7 @@ class LocalExecutor:
         self._reactor.remove_reader(link.sock.fileno())
         link.sock.close()
         if link.journal:
-            self._journaled.update(kp.read_journal(link.journal))
+            self._journaled.update(read_journal(link.journal))
         with self._lock:
             if link in self._links:
                 self._links.remove(link)
