@@ -79,8 +79,8 @@ def _events(run_id: str, task_id: str, count: int) -> list[Any]:
 def _open_log(path: Path, writers: int) -> tuple[Any, Any]:
     """A fresh migrated log holding one run of `writers` tasks: its connection and its state."""
     from orchd import events as ev
-    from orchd import state as st
     from orchd import store
+    from orchd.fold import replay
     from orchd.plan import RunSpec, TaskSpec
 
     conn = store.connect(path)
@@ -90,7 +90,7 @@ def _open_log(path: Path, writers: int) -> tuple[Any, Any]:
     ]
     spec = RunSpec(name="bench", concurrency=writers, workdir="/tmp", tasks=tasks)
     records, _ = store.append(conn, [ev.RunSubmitted("bench-log", spec)], store.tail(conn))
-    return conn, st.replay(records)
+    return conn, replay(records)
 
 
 def _drive(

@@ -1,7 +1,7 @@
 """A private orchd for one measurement, and what the parts do with it: plans, runs, its process.
 
 orch is a black box here: it is driven through `orchctl` (a process, as users
-run it) and `orchd.protocol.Client` (the socket), never through its actors.
+run it) and `orchd.client.Client` (the socket), never through its actors.
 """
 
 from __future__ import annotations
@@ -159,8 +159,8 @@ class OrchHome:
         return result
 
     def client(self, timeout: float = 60.0) -> Any:
-        """An `orchd.protocol.Client` of this home's daemon (close it, or use it in `with`)."""
-        from orchd.protocol import Client
+        """An `orchd.client.Client` of this home's daemon (close it, or use it in `with`)."""
+        from orchd.client import Client
 
         return Client(self.address, timeout)
 

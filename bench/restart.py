@@ -66,8 +66,9 @@ def python_wall(code: str, runs: int) -> list[float]:
 
 def first_pong(home: OrchHome, proc: subprocess.Popen, timeout: float) -> Any:
     """Ping until the daemon answers; its Pong."""
+    from orchd.client import Client
     from orchd.errors import OrchError
-    from orchd.protocol import Client, Ping
+    from orchd.protocol import Ping
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

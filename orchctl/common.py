@@ -13,6 +13,7 @@ import click
 import msgspec
 
 from orchd import protocol as p
+from orchd.client import Client
 from orchd.errors import OrchError
 
 _SORTED = msgspec.json.Encoder(order="sorted")
@@ -58,14 +59,14 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def client_for(ctx: click.Context, timeout: float = 30.0) -> p.Client:
+def client_for(ctx: click.Context, timeout: float = 30.0) -> Client:
     from orchctl.connect import autostart_allowed, connect
 
     return connect(autostart=autostart_allowed(ctx.obj["no_start"]), timeout=timeout)
 
 
 def follow_log(
-    client: p.Client,
+    client: Client,
     *,
     after: int = 0,
     run: str | None = None,

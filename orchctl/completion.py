@@ -18,8 +18,8 @@ SHELLS = ("bash", "zsh", "fish")
 def _ask(request: Any) -> Any:
     """The daemon's reply to `request`, or None when it does not answer quickly (or at all)."""
     try:
+        from orchd.client import Client
         from orchd.paths import resolve
-        from orchd.protocol import Client
 
         with Client(resolve().address, timeout=ASK_TIMEOUT) as client:
             return client.call(request)

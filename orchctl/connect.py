@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+from orchd.client import Client
 from orchd.errors import ErrorCode, OrchError
 from orchd.paths import Paths, resolve
-from orchd.protocol import Client, Ping, Pong
+from orchd.protocol import Ping, Pong
 
 START_TIMEOUT = 20.0
 

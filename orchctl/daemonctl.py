@@ -12,6 +12,7 @@ import click
 
 from orchctl.common import handle_errors, print_json
 from orchd import protocol as p
+from orchd.client import Client
 from orchd.errors import ErrorCode, OrchError
 
 STOP_TIMEOUT = (
@@ -101,7 +102,7 @@ def daemon_restart() -> None:
 
 def _stop(paths: Any, pong: p.Pong, end_sessions: bool) -> p.Done:
     """Ask orchd to stop, wait until its process is gone; what it did with the sessions."""
-    with p.Client(paths.address) as client:
+    with Client(paths.address) as client:
         # the reply comes once orchd is at rest: ending sessions takes up to kill_grace
         done = client.call(p.Shutdown(end_sessions=end_sessions), timeout=STOP_TIMEOUT)
     assert isinstance(done, p.Done)

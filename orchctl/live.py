@@ -31,6 +31,8 @@ from orchd import protocol as p
 from orchd import state as st
 from orchd import views
 from orchd.activity import latest_activity, one_line
+from orchd.client import Client
+from orchd.fold import apply
 
 FILTERS: tuple[str | None, ...] = (
     None,
@@ -61,7 +63,7 @@ class RunTracker:
         """Fold `rows` in one by one, yielding each (with its event) right after it is folded."""
         for row in rows:
             event = ev.decode(row.kind, row.payload)
-            st.apply(self.state, ev.Record(row.seq, row.ts, row.kind, event))
+            apply(self.state, ev.Record(row.seq, row.ts, row.kind, event))
             yield row, event
 
     @property
@@ -229,7 +231,7 @@ class EventFeed(threading.Thread):
 
     def __init__(self, address: str, run_id: str, after: int = 0) -> None:
         super().__init__(name="orchctl-events", daemon=True)
-        self.client = p.Client(address)
+        self.client = Client(address)
         self.run_id, self.after = run_id, after
         self.batches: queue.SimpleQueue[list[ev.Row] | BaseException] = queue.SimpleQueue()
         self.wake_r, self.wake_w = os.pipe()

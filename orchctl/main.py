@@ -16,6 +16,7 @@ from orchctl.common import client_for, follow_log, handle_errors, print_json
 from orchctl.completion import complete_run, complete_task, completion
 from orchctl.export import export
 from orchd import protocol as p
+from orchd.client import Client
 from orchd.errors import ErrorCode, OrchError
 from orchd.plan import STDIN
 
@@ -135,7 +136,7 @@ def _read_plan(plan: str, fmt: str | None) -> p.Submit:
     return p.Submit(plan=text, source=source, base_dir=base_dir, fmt=fmt)
 
 
-def _wait_for_run(client: p.Client, run_id: str, *, live: bool, quiet: bool) -> None:
+def _wait_for_run(client: Client, run_id: str, *, live: bool, quiet: bool) -> None:
     from orchctl import live as lv
     from orchctl import render
 
@@ -174,7 +175,7 @@ def _wait_for_run(client: p.Client, run_id: str, *, live: bool, quiet: bool) -> 
             return
 
 
-def _finish(client: p.Client, run_id: str, as_json: bool) -> None:
+def _finish(client: Client, run_id: str, as_json: bool) -> None:
     from orchctl import render
 
     reply = client.call(p.Status(run=run_id), p.StatusReply)

@@ -11,6 +11,7 @@ from orchctl.completion import complete_run, complete_task
 from orchd import events as ev
 from orchd import protocol as p
 from orchd import reports, views
+from orchd.client import Client
 from orchd.errors import ErrorCode, OrchError
 
 
@@ -54,7 +55,7 @@ def results(ctx: click.Context, run: str, as_json: bool, markdown: bool, into: s
 
 
 def _forecasts(
-    client: p.Client, view: views.RunView, into: str | None
+    client: Client, view: views.RunView, into: str | None
 ) -> list[reports.ConflictForecast] | None:
     """The conflicts predicted between the run's completed branches, None for a run without any
     (or when they cannot be predicted: then it says why on stderr)."""
@@ -173,7 +174,7 @@ def why(ctx: click.Context, run: str, task: str, as_json: bool) -> None:
     click.echo(story.story(info.run_id, info.task, story.told(events, info.task.id)))
 
 
-def _rows(client: p.Client, request: p.Events) -> list[ev.Row]:
+def _rows(client: Client, request: p.Events) -> list[ev.Row]:
     return client.call(request, p.EventsReply).events
 
 

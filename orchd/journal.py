@@ -39,6 +39,7 @@ from orchd import events as ev
 from orchd import state as st
 from orchd import store
 from orchd.errors import ErrorCode, OrchError
+from orchd.fold import replay
 from orchd.quiet import Quiet
 
 log = logging.getLogger(__name__)
@@ -205,7 +206,7 @@ class Journal:
         self._retry_in = 0.0
         self.failed = None
         with self.lock:
-            st.replay(recs, self.state)
+            replay(recs, self.state)
         for rec in recs:
             self._latest[rec.kind] = rec.seq
         i = 0

@@ -29,7 +29,10 @@ running its attempts, takes them over through it and lets it drain, while its
 own keeper starts the new ones.
 
 Run as `python -m orchd.keeper FD JOURNAL`, FD being the listening socket orchd
-made, JOURNAL the exits journal to append to.
+made, JOURNAL the exits journal to append to. It is one file that imports only the
+standard library and msgspec: a keeper outlives the orchd that started it, and an
+older keeper is tested as it was, its file run by path (tests/fixtures/keeper_v1.py
+is orch 0.1's keeper.py). What only orchd needs of it lives in orchd/executors/keepers.py.
 """
 
 from __future__ import annotations
@@ -50,9 +53,8 @@ import msgspec
 HEADER = struct.Struct(">I")
 ACCEPT_TIMEOUT = 30.0  # seconds a new keeper waits for the orchd that started it
 PROTOCOL = 2  # 1: orch 0.1 (no version in Hello, no journal, attempts outlive their keeper)
-JOURNAL_KEEP = (
-    64 << 10
-)  # bytes the exits journal may hold before a moment with nothing unacked clears it
+# bytes the exits journal may hold before a moment with nothing unacked clears it
+JOURNAL_KEEP = 64 << 10
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -182,22 +184,18 @@ class Keeper:
         self.epoll.register(listener.fileno(), select.EPOLLIN)
         self.conn: socket.socket | None = None
         self.inbox = bytearray()
-        self.children: dict[
-            int, tuple[int, int, str, str]
-        ] = {}  # pidfd -> (pid, start ticks, exit file, log)
-        self.unacked: dict[
-            int, tuple[int, str]
-        ] = {}  # pid -> (status, exit file): told, not yet durable
+        # pidfd -> (pid, start ticks, exit file, log)
+        self.children: dict[int, tuple[int, int, str, str]] = {}
+        # pid -> (status, exit file): told, not yet durable
+        self.unacked: dict[int, tuple[int, str]] = {}
         self.programs: dict[tuple[str, str], str] = {}  # (argv[0], PATH) -> the file it names
         self.cwd = "/"
-        self.closing: list[
-            socket.socket | int
-        ] = []  # fds to close once the current batch of events is done
+        # fds to close once the current batch of events is done
+        self.closing: list[socket.socket | int] = []
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self.decoder = msgspec.msgpack.Decoder(ToKeeper)
-        self._ticks_of: dict[
-            int, tuple[int, str]
-        ] = {}  # pid -> (start ticks, log), for the journal
+        # pid -> (start ticks, log), for the journal
+        self._ticks_of: dict[int, tuple[int, str]] = {}
 
     def serve(self) -> None:
         self.listener.settimeout(ACCEPT_TIMEOUT)
@@ -221,9 +219,8 @@ class Keeper:
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
-        if (
-            self.conn is not None
-        ):  # a new orchd: the old one is gone (orchd holds a lock while it lives)
+        if self.conn is not None:
+            # a new orchd: the old one is gone (orchd holds a lock while it lives)
             self._drop()
         conn.setblocking(True)
         self.conn = conn
@@ -291,9 +288,8 @@ class Keeper:
         try:
             if request.stdin is not None:
                 source = os.open(request.stdin, os.O_RDONLY | os.O_CLOEXEC)
-            if (
-                request.cwd != self.cwd
-            ):  # one thread: the working directory is ours to set before each spawn
+            if request.cwd != self.cwd:
+                # one thread: the working directory is ours to set before each spawn
                 os.chdir(request.cwd)
                 self.cwd = request.cwd
             key = (request.argv[0], request.env.get("PATH", os.defpath))
@@ -384,23 +380,6 @@ def _write_status(exit_path: str, status: int) -> None:
 
 
 CANNOT_RUN = 126  # the exit code of an attempt whose program could not be executed
-
-
-def read_journal(path: str) -> dict[str, tuple[int, int, int]]:
-    """The statuses an exits journal holds, by attempt log: (pid, start ticks, status)."""
-    found: dict[str, tuple[int, int, int]] = {}
-    try:
-        with open(path, "rb") as f:
-            for line in f:
-                parts = line.decode("utf-8", "replace").rstrip("\n").split(" ", 3)
-                if len(parts) == 4 and parts[0].isdigit():
-                    try:
-                        found[parts[3]] = (int(parts[0]), int(parts[1]), int(parts[2]))
-                    except ValueError:
-                        continue  # a line cut by a crash mid-write
-    except OSError:
-        pass
-    return found
 
 
 def main(argv: list[str]) -> None:

@@ -1,14 +1,13 @@
 """The wire protocol between orchctl and orchd: tagged msgspec unions over nng req/rep.
 
 The protocol is not the events: requests and responses are their own types,
-with a version and a request id; codecs are built once at import. `Client` is
-the typed client; it imports nothing of the daemon's store or actors.
+with a version and a request id; codecs are built once at import. The typed
+client that speaks it is `orchd.client.Client`.
 """
 
 from __future__ import annotations
 
-import itertools
-from typing import Any, TypeVar, Union, overload
+from typing import Union
 
 import msgspec
 
@@ -19,7 +18,6 @@ from orchd.reports import ConflictForecast, MergeResult
 from orchd.state import AttemptState
 from orchd.views import RunRecord, RunSummary, RunView, TaskView
 
-R = TypeVar("R", bound="_Response")
 MAX_WAIT = 30.0  # seconds a long-poll may hold a request
 
 
@@ -306,87 +304,17 @@ def _check_version(version: int | None) -> None:
         )
 
 
+def decode_response(data: bytes) -> Response:
+    """Decode a reply of orchd; raise msgspec.DecodeError for anything else."""
+    return _response_decoder.decode(data)
+
+
 def request_id(data: bytes) -> int:
     """The id of a request, if it is readable at all (for error replies)."""
     try:
         return _envelope_decoder.decode(data).id
     except (*_UNDECODABLE, TypeError):
         return 0
-
-
-class Client:
-    """A connection to orchd. `call` returns the typed response or raises OrchError."""
-
-    def __init__(self, address: str, timeout: float = 30.0) -> None:
-        import pynng
-
-        self._pynng = pynng
-        self.address = address
-        self.timeout = timeout
-        self._ids = itertools.count(1)
-        self._socket = pynng.Req0(
-            recv_timeout=int(timeout * 1000), send_timeout=int(timeout * 1000)
-        )
-        try:
-            self._socket.dial(address, block=True)
-        except pynng.NNGException as exc:
-            self._socket.close()
-            raise OrchError(
-                f"orchd is not running (no answer on {address}: {exc})", ErrorCode.UNAVAILABLE
-            ) from None
-
-    @overload
-    def call(self, request: Request, expect: type[R], timeout: float | None = None) -> R: ...
-
-    @overload
-    def call(self, request: Request, *, timeout: float | None = None) -> Response: ...
-
-    def call(
-        self, request: Request, expect: type[Any] | None = None, timeout: float | None = None
-    ) -> Any:
-        """Send `request`, wait for its reply (of type `expect`, when given); raise OrchError for
-        an Error reply, and for a reply of another type (orchd and orchctl disagree)."""
-        request.id = next(self._ids) if not request.id else request.id
-        wait = timeout if timeout is not None else self.timeout
-        if isinstance(request, Events):
-            wait += request.wait
-        self._socket.recv_timeout = int(wait * 1000)
-        data = encode(request)
-        try:
-            self._socket.send(data)
-            reply = _response_decoder.decode(self._socket.recv())
-        except self._pynng.Timeout:
-            hint = (
-                (
-                    f" (the request was {len(data) / (1 << 20):.1f} MiB: orchd drops a request over twice its "
-                    "max_message_bytes unanswered)"
-                )
-                if len(data) > 1 << 20
-                else ""
-            )
-            raise OrchError(
-                f"orchd did not answer within {wait:g}s{hint}", ErrorCode.UNAVAILABLE
-            ) from None
-        except self._pynng.NNGException as exc:
-            raise OrchError(f"lost the connection to orchd: {exc}", ErrorCode.UNAVAILABLE) from None
-        if isinstance(reply, Error):
-            raise OrchError(reply.message, reply.code)
-        if expect is not None and not isinstance(reply, expect):
-            raise OrchError(
-                f"orchd answered {type(reply).__name__} where {expect.__name__} was due: "
-                "upgrade orchctl and orchd together",
-                ErrorCode.VERSION_MISMATCH,
-            )
-        return reply
-
-    def close(self) -> None:
-        self._socket.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # ------------------------------------------------------------ what `orchctl ... --json` prints besides the replies

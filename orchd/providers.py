@@ -9,7 +9,7 @@ Tasks are given their provider at submit, from orchd's environment and the
 plan's `env`; `command` tasks have none.
 
 Holds (a rejected credential; a usage limit until its reset) are events in the
-log (`ProviderHeld`, `ProviderReleased`), folded in `state.py`. How many sessions
+log (`ProviderHeld`, `ProviderReleased`), folded in `fold.py`. How many sessions
 of a provider run at once adapts to its answers and rate limits (`Aimd`); the
 limit it learnt from a throttle is logged (`ProviderLimited`) and a restart takes
 it up again; a provider that never throttled starts again slowly. What the real

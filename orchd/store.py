@@ -20,6 +20,7 @@ import msgspec
 import sqlite_utils
 
 from orchd import events as ev
+from orchd import fold as folding
 from orchd import state as st
 from orchd.audit import ExactlyOnce
 from orchd.events import Row
@@ -39,9 +40,8 @@ def chain(
     """The hash of one event, chained to the previous one: editing, dropping or reordering any
     stored event changes every hash after it."""
     head = f"{seq}\x00{ts!r}\x00{run_id}\x00{task_id or ''}\x00{kind}\x00".encode()
-    body = (
-        payload.encode() if isinstance(payload, str) else bytes(payload)
-    )  # a tampered row may hold TEXT
+    # a tampered row may hold TEXT
+    body = payload.encode() if isinstance(payload, str) else bytes(payload)
     return hashlib.sha256(prev + head + body).digest()
 
 
@@ -305,13 +305,13 @@ def fold(conn: sqlite3.Connection, *, upto: int | None = None) -> st.State:
     last = last_seq(conn)
     upto = last if upto is None else min(upto, last)
     state = st.State()
-    with st.gc_paused(), contextlib.closing(_chunks(conn, upto)) as chunks:
+    with folding.gc_paused(), contextlib.closing(_chunks(conn, upto)) as chunks:
         for lo, hi, chunk in chunks:
             items = _chunk_items(lo, hi, chunk)
             if items is None:
-                st.fold_rows(_event_rows(conn, lo, hi, None, "seq, ts, payload"), state)
+                folding.fold_rows(_event_rows(conn, lo, hi, None, "seq, ts, payload"), state)
             else:
-                st.fold(state, items)
+                folding.fold(state, items)
     return state
 
 

@@ -127,8 +127,9 @@ class Daemon:
         return self
 
     def ping(self) -> bool:
+        from orchd.client import Client
         from orchd.errors import OrchError
-        from orchd.protocol import Client, Ping
+        from orchd.protocol import Ping
 
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"orchd exited with {self.proc.returncode}: {self.log()}")
@@ -140,7 +141,7 @@ class Daemon:
             return False
 
     def client(self, timeout: float = 30.0) -> Any:
-        from orchd.protocol import Client
+        from orchd.client import Client
 
         return Client(f"ipc://{self.home}/run/orchd.sock", timeout=timeout)
 

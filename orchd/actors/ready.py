@@ -6,6 +6,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Any
 
+from orchd import state as st
 from orchd.actors.context import Context
 from orchd.actors.messages import Enqueue, Release, Withdraw
 
@@ -78,3 +79,8 @@ class Ready:
 
     def release(self, provider: str) -> None:
         self.ctx.supervisor.tell(Release(self.run_id, provider))
+
+
+def provider_of(task: st.TaskState) -> str:
+    """The provider a task's sessions count against ("" for none)."""
+    return task.spec.provider or ""

@@ -35,12 +35,12 @@ from orchd.actors.messages import (
     RunCrashed,
     RunDone,
     Settle,
-    Settled,
-    Unhold,
 )
 from orchd.actors.pool import tell, teller
-from orchd.actors.ready import Ready
-from orchd.actors.session import Cancel, Interrupt, Reattach, Recorded, SessionEnded, Start
+from orchd.actors.ready import Ready, provider_of
+from orchd.actors.requests import Requests
+from orchd.actors.session import Reattach, Recorded, SessionEnded, Start
+from orchd.fold import replay
 from orchd.streams import tells_answers
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,7 @@ class RunActor(Actor):
         # way, with what they spent that the fold does not show yet
         self.closing: set[str] = set()  # tasks whose terminal event is on its way to the log
         self.finishing = False
-        self.settling: Settle | None = None  # orchd stops: start nothing, reply once at rest
-        self.interrupted = 0  # sessions ended as interrupted while orchd stops
+        self.requests = Requests(self)  # cancels, retries, and Settle as orchd stops
         self.rand = random.Random()
 
     @property
@@ -114,15 +113,15 @@ class RunActor(Actor):
             if task.state == "retrying" and message.task_id not in self.closing:
                 self._enqueue([message.task_id])
         elif kind is CancelTasks:
-            self._cancel(message)
+            self.requests.cancel(message)
         elif kind is RetryTasks:
-            self._retry(message)
+            self.requests.retry(message)
         elif kind is FailHeld:
-            self._fail_waiting(lambda t: _provider(t) == message.provider, message.reason)
+            self._fail_waiting(lambda t: provider_of(t) == message.provider, message.reason)
         elif kind is Settle:
-            self._settle(message)
-        if self.settling is not None and self.resumed:
-            self._reply_if_settled()
+            self.requests.settle(message)
+        if self.requests.settling is not None and self.resumed:
+            self.requests.reply_if_settled()
         return None
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
@@ -132,8 +131,8 @@ class RunActor(Actor):
         self.ctx.supervisor.tell(RunCrashed(self.run_id, self.actor_ref))
 
     def on_stop(self) -> None:
-        if self.settling is not None:  # the run finished meanwhile: nothing of it runs
-            self._reply_settled()
+        if self.requests.settling is not None:  # the run finished meanwhile: nothing of it runs
+            self.requests.reply_settled()
 
     # ------------------------------------------------------------ taking the run over
 
@@ -161,10 +160,10 @@ class RunActor(Actor):
                 session = self.ctx.sessions.get((self.run_id, tid, attempt.n))
                 if session is not None and tell(session, Reattach()):
                     self.sessions[tid] = session
-                    occupied[_provider(task)] += 1
+                    occupied[provider_of(task)] += 1
                 elif adopted := self.launcher.adopt(task, attempt):
                     self.sessions[tid] = adopted[0]
-                    occupied[_provider(task)] += 1
+                    occupied[provider_of(task)] += 1
                     self._record([adopted[1]])
                 else:
                     self._record(decide.lost_in_restart(self.run_id, task, attempt.n, now))
@@ -213,7 +212,7 @@ class RunActor(Actor):
             log.error("run %s: %s", self.run_id, message.error)
             return
         records = [r for r in message.records or () if r.seq > self.state.seq]
-        st.replay(records, self.state)
+        replay(records, self.state)
         for record in records:
             self._act(record.event)
         if message.then is not None and message.origin is self:
@@ -228,7 +227,7 @@ class RunActor(Actor):
             self._schedule_retry(event.task_id, event.due_at)
         elif type(event) is ev.AttemptFinished:
             self.ending.pop((event.task_id, event.attempt), None)
-            self.interrupted += event.outcome == decide.INTERRUPTED
+            self.requests.interrupted += event.outcome == decide.INTERRUPTED
             session = self.ctx.sessions.get((self.run_id, event.task_id, event.attempt))
             if session is not None:
                 tell(session, Recorded())
@@ -286,7 +285,7 @@ class RunActor(Actor):
     # ------------------------------------------------------------ scheduling
 
     def _enqueue(self, task_ids: Iterable[str], occupied: Counter[str] | None = None) -> None:
-        tasks = [(t, _provider(self.run.tasks[t])) for t in task_ids]
+        tasks = [(t, provider_of(self.run.tasks[t])) for t in task_ids]
         unclocked = {p for t, p in tasks if p and not tells_answers(self.run.tasks[t].spec.agent)}
         self.ready.add(tasks, self.run.spec.concurrency, self.actor_ref, occupied, unclocked)
 
@@ -365,7 +364,7 @@ class RunActor(Actor):
         self.ending[(tid, n)] = max(0.0, reported - (current.spent.cost_usd or 0.0))
         if isinstance(events[-1], TERMINAL_EVENTS):
             self.closing.add(tid)
-        provider = _provider(task)
+        provider = provider_of(task)
         step, extra = None, 0
         if (
             self.ready.has(provider)
@@ -383,88 +382,3 @@ class RunActor(Actor):
         self._record([*events, *step[0]], start=step[1])
         self.ready.withdraw(provider, extra)
         self._log_ahead(provider)
-
-    # ------------------------------------------------------------ user requests
-
-    def _cancel(self, message: CancelTasks) -> None:
-        ids = message.task_ids or list(self.run.tasks)
-        live = [
-            t for t in ids if self.run.tasks[t].state not in st.TERMINAL and t not in self.closing
-        ]
-
-        def act() -> None:
-            self.ready.remove(set(live))
-            for tid in live:
-                task = self.run.tasks[tid]
-                if tid in self.sessions:
-                    tell(self.sessions[tid], Cancel())
-                elif task.current is None and tid not in self.closing:
-                    if task.state not in st.TERMINAL:
-                        self._close(tid, [ev.TaskCancelled(self.run_id, tid)])
-            message.reply.set(len(live))
-
-        if not live:
-            message.reply.set(0)
-            return
-        self._record([ev.CancelRequested(self.run_id, live)], then=act)
-
-    def _retry(self, message: RetryTasks) -> None:
-        """Failed and cancelled tasks run again; the holds on their providers (and on those of the
-        run's tasks that wait) are released: the user says the cause is fixed."""
-        ids = message.task_ids or list(self.run.tasks)
-        tasks = [self.run.tasks[t] for t in ids]
-        again = [
-            t.spec.id
-            for t in tasks
-            if t.state in ("failed", "cancelled") and t.spec.id not in self.closing
-        ]
-        held = self.ctx.blocked
-        waiting = [t for t in tasks if t.state not in st.TERMINAL and _provider(t) in held]
-        providers = {_provider(t) for t in tasks if t.spec.id in again} | {
-            _provider(t) for t in waiting
-        }
-        if providers - {""}:
-            self.ctx.supervisor.tell(Unhold(self.run_id, sorted(providers - {""})))
-        if not again:
-            message.reply.set(len(waiting))
-            return
-
-        def act() -> None:
-            self._enqueue(again)
-            message.reply.set(len(again) + len(waiting))
-
-        self._record([ev.RetryRequested(self.run_id, again)], then=act)
-
-    # ------------------------------------------------------------ orchd stops
-
-    def _settle(self, message: Settle) -> None:
-        """orchd stops (nothing starts any more): with `end`, end every session (interrupted)."""
-        self.settling = message
-        if message.end:
-            for session in self.sessions.values():
-                tell(session, Interrupt())
-
-    def _reply_if_settled(self) -> None:
-        """Reply to Settle once the run is at rest: every launch recorded has its process (none is
-        durable without one: the next orchd takes each over from the keeper); with `end`, every
-        session has ended and its end is durable."""
-        assert self.settling is not None
-        if self.settling.end:
-            settled = not self.sessions and not self.ending
-        else:
-            settled = all(
-                (a := self.run.tasks[tid].current) is not None and a.pid is not None
-                for tid in self.sessions
-            )
-        if settled:
-            self._reply_settled()
-
-    def _reply_settled(self) -> None:
-        assert self.settling is not None
-        self.settling.reply.set(Settled(self.interrupted))
-        self.settling = None  # once: what the run does from here on is the next orchd's
-
-
-def _provider(task: st.TaskState) -> str:
-    """The provider a task's sessions count against ("" for none)."""
-    return task.spec.provider or ""

@@ -16,10 +16,7 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +24,13 @@ import msgspec
 
 from orchd import keeper as kp
 from orchd.executors.base import Process, Started, _status, exit_file, read_exit_file
+from orchd.executors.keepers import (
+    KeeperLink,
+    keeper_socket,
+    read_journal,
+    read_journals,
+    start_keeper,
+)
 from orchd.executors.orphans import Orphans
 from orchd.keeper import start_ticks
 from orchd.reactor import Reactor
@@ -34,34 +38,6 @@ from orchd.reactor import Reactor
 log = logging.getLogger(__name__)
 
 KEEPER_TIMEOUT = 30.0  # seconds to wait on the keeper's socket before calling it unreachable
-KEEPER = ("-m", "orchd.keeper")  # how python runs a keeper of this version: `KEEPER FD JOURNAL`
-JOURNAL_AGE = 7 * 86400.0  # seconds a dead keeper's exits journal is kept
-
-
-def keeper_socket(runtime: Path, version: int) -> Path:
-    """Where a keeper of protocol `version` listens (protocol 1: orch 0.1's `keeper.sock`)."""
-    return runtime / ("keeper.sock" if version == 1 else f"keeper-{version}.sock")
-
-
-class KeeperLink:
-    """One connection to a keeper: its socket, what it said it runs, what it still must hear."""
-
-    def __init__(self, sock: socket.socket, hello: kp.Hello, inbox: bytearray, path: Path) -> None:
-        self.sock, self.inbox, self.path = sock, inbox, path
-        self.version = hello.version
-        self.journal = getattr(hello, "journal", "")
-        self.running = {pid for pid, _, _ in hello.running}
-        self.unacked: set[int] = set()  # ended attempts whose end is not durable yet
-        self.draining = False  # an older keeper: it starts nothing more, and goes when empty
-        self.lock = threading.Lock()  # one writer on the socket at a time
-
-    def send(self, message: kp.Spawn | kp.Ack) -> None:
-        with self.lock:
-            self.sock.sendall(kp.frame(message))
-
-    @property
-    def idle(self) -> bool:
-        return not self.running and not self.unacked
 
 
 class LocalExecutor:
@@ -84,27 +60,16 @@ class LocalExecutor:
         ] = {}  # log -> children of earlier orchds
         self._watchers: dict[int, Callable[[], None]] = {}  # pid -> on_exit
         self._statuses: dict[int, int] = {}  # pid -> exit status, until reaped
-        self._journaled: dict[str, tuple[int, int, int]] = {}  # log -> (pid, ticks, status)
+        # log -> (pid, ticks, status): every exit status that keepers journaled
+        self._journaled: dict[str, tuple[int, int, int]] = read_journals(self._journals)
         self._current: KeeperLink | None = None  # the keeper that starts new attempts
         self._links: list[KeeperLink] = []
         self._orphans = Orphans()
-        self._read_journals()
         self._connect()
         for version in range(1, kp.PROTOCOL):
             self._drain(keeper_socket(runtime, version))
 
     # ------------------------------------------------------------ keepers
-
-    def _read_journals(self) -> None:
-        """Every exit status that keepers journaled (a keeper that died left its own behind)."""
-        now = time.time()
-        for path in sorted(self._journals.glob("exits-*.log")):
-            self._journaled.update(kp.read_journal(str(path)))
-            try:
-                if now - path.stat().st_mtime > JOURNAL_AGE:
-                    path.unlink()
-            except OSError:
-                pass
 
     def _hello(self, path: Path) -> KeeperLink | None:
         """A connection to the keeper listening at `path` and its `Hello`, or None."""
@@ -144,12 +109,12 @@ class LocalExecutor:
             path = keeper_socket(self._runtime, kp.PROTOCOL)
             for fresh in (False, True, True):
                 if fresh:
-                    self._start_keeper(path)
+                    start_keeper(path, self._journals)
                 link = self._hello(path)
                 if link is None:
                     continue
                 if link.journal:
-                    self._journaled.update(kp.read_journal(link.journal))
+                    self._journaled.update(read_journal(link.journal))
                 log.info(
                     "%s the keeper (protocol %d): %d attempts run under it",
                     "started" if fresh else "connected to",
@@ -174,26 +139,6 @@ class LocalExecutor:
             len(link.running),
         )
         self._let_go_if_idle(link)
-
-    def _start_keeper(self, path: Path) -> None:
-        """A new keeper, in a session of its own (so that it outlives orchd), on a socket made here."""
-        path.unlink(missing_ok=True)  # a keeper that ended leaves its socket behind
-        journal = self._journals / f"exits-{time.time_ns()}.log"
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            listener.bind(str(path))
-            os.chmod(path, 0o600)
-            listener.listen(8)
-            subprocess.Popen(
-                [sys.executable, *KEEPER, str(listener.fileno()), str(journal)],
-                pass_fds=(listener.fileno(),),
-                start_new_session=True,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                cwd=Path(kp.__file__).parent.parent,
-            )
-        finally:
-            listener.close()
 
     def _readable(self, link: KeeperLink) -> None:
         try:
@@ -238,7 +183,7 @@ class LocalExecutor:
         self._reactor.remove_reader(link.sock.fileno())
         link.sock.close()
         if link.journal:
-            self._journaled.update(kp.read_journal(link.journal))
+            self._journaled.update(read_journal(link.journal))
         with self._lock:
             if link in self._links:
                 self._links.remove(link)
@@ -407,11 +352,9 @@ def alive(pid: int, ticks: int) -> bool:
 
 
 __all__ = [
-    "KeeperLink",
     "LocalExecutor",
     "Process",
     "alive",
-    "keeper_socket",
     "read_exit_file",
     "signal",
 ]

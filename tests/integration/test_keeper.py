@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from orchd.executors.local import KeeperLink, LocalExecutor, Process, alive, read_exit_file
+from orchd.executors.keepers import KeeperLink
+from orchd.executors.local import LocalExecutor, Process, alive, read_exit_file
 from orchd.keeper import start_ticks
 from orchd.reactor import Reactor
 from tests.conftest import AGENTS, wait_until

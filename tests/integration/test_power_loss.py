@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from orchd import events as ev
-from orchd import state as st
 from orchd import store
+from orchd.fold import replay
 from tests.conftest import agent, write_plan
 
 
@@ -62,7 +62,7 @@ def _events(db: Path, where: Path, wal_bytes: int | None = None) -> list[ev.Reco
         result = store.audit(conn)
         assert result.first_bad is None, result.problem
         records = list(store.records(conn))
-        st.replay(records)
+        replay(records)
         return records
     finally:
         conn.close()

@@ -8,6 +8,7 @@ import msgspec
 from orchd import events as ev
 from orchd import state as st
 from orchd.dashboard import pages
+from orchd.fold import apply
 from orchd.plan import RunSpec, TaskSpec
 
 
@@ -22,7 +23,7 @@ class Log:
         touched = pages.Touched()
         for event in events:
             self.seq += 1
-            st.apply(self.state, ev.Record(self.seq, 1000.0 + self.seq, ev.kind_of(event), event))
+            apply(self.state, ev.Record(self.seq, 1000.0 + self.seq, ev.kind_of(event), event))
             touched.note(event.run_id, getattr(event, "task_id", None), ev.kind_of(event))
         return touched
 

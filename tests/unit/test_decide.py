@@ -11,6 +11,7 @@ from orchd import decide as d
 from orchd import events as ev
 from orchd import state as st
 from orchd.decide import Ended, Exit, Outcome
+from orchd.fold import replay
 from orchd.plan import BackoffSpec, RunSpec, TaskSpec
 
 NOW = 10_000.0
@@ -32,7 +33,7 @@ def task_after(
     if cancel:
         events.append(ev.CancelRequested("r", ["t"]))
     events.append(ev.AttemptLaunching("r", "t", len(history) + 1, ["x"], "/w", "/l/last"))
-    state = st.replay([ev.Record(i + 1, NOW, ev.kind_of(e), e) for i, e in enumerate(events)])
+    state = replay([ev.Record(i + 1, NOW, ev.kind_of(e), e) for i, e in enumerate(events)])
     task = state.runs["r"].tasks["t"]
     task.retries_spent = retries_spent  # however they were spent
     return state, task
@@ -173,7 +174,7 @@ def test_decide(history, spent, cancel, end, outcome, then, spends, delay) -> No
         assert after.due_at == pytest.approx(NOW + delay)
     # checked against the fold: the events are what the state then shows
     seq = state.seq
-    st.replay([ev.Record(seq + i + 1, NOW, ev.kind_of(e), e) for i, e in enumerate(events)], state)
+    replay([ev.Record(seq + i + 1, NOW, ev.kind_of(e), e) for i, e in enumerate(events)], state)
     folded = state.runs["r"].tasks["t"]
     assert folded.state == then
     assert folded.current is None and folded.attempts[-1].outcome == outcome

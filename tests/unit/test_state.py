@@ -10,6 +10,7 @@ import pytest
 from orchd import backoff, views
 from orchd import events as ev
 from orchd import state as st
+from orchd.fold import apply, fold_rows, replay
 from orchd.plan import BackoffSpec, RunSpec, TaskSpec
 
 
@@ -48,7 +49,7 @@ def story() -> list[ev.Event]:
 
 
 def test_fold_tells_the_story() -> None:
-    state = st.replay(records(story()))
+    state = replay(records(story()))
     run = state.runs["r1"]
     t0, t1 = run.tasks["t0"], run.tasks["t1"]
     assert t0.state == "completed" and len(t0.attempts) == 2 and t0.retries_spent == 1
@@ -63,10 +64,10 @@ def test_fold_tells_the_story() -> None:
 
 def test_retrying_shows_due_time_and_retry_resets_budget() -> None:
     events = story()[:5]
-    state = st.replay(records(events))
+    state = replay(records(events))
     view = views.task_view(state.runs["r1"].tasks["t0"])
     assert view.state == "retrying" and view.due_at == 2000.0
-    state = st.replay(
+    state = replay(
         records(
             [
                 *events,
@@ -84,7 +85,7 @@ def test_retrying_shows_due_time_and_retry_resets_budget() -> None:
 def test_unknown_kinds_are_skipped() -> None:
     recs = records(story()[:2])
     recs.insert(1, ev.Record(99, 0.0, "FromTheFuture", ev.decode("FromTheFuture", b"{}")))
-    state = st.replay(recs)
+    state = replay(recs)
     assert state.runs["r1"].tasks["t0"].state == "running"
 
 
@@ -96,8 +97,8 @@ def test_events_round_trip_through_json() -> None:
 
 
 def test_replay_is_deterministic_and_views_are_stable() -> None:
-    a = msgspec.json.encode([views.run_view(r) for r in st.replay(records(story())).runs.values()])
-    b = msgspec.json.encode([views.run_view(r) for r in st.replay(records(story())).runs.values()])
+    a = msgspec.json.encode([views.run_view(r) for r in replay(records(story())).runs.values()])
+    b = msgspec.json.encode([views.run_view(r) for r in replay(records(story())).runs.values()])
     assert a == b
 
 
@@ -134,25 +135,25 @@ def test_running_totals_of_a_resumed_session_count_once() -> None:
 
 def test_a_fold_from_stored_rows_skips_unknown_kinds_and_refuses_damaged_payloads() -> None:
     rows = [(1, 0.0, b'{"kind":"FromTheFuture","run_id":"r","anything":[1]}')]
-    assert st.fold_rows(rows).seq == 1  # kept in the log, skipped by the fold
+    assert fold_rows(rows).seq == 1  # kept in the log, skipped by the fold
     with pytest.raises(msgspec.ValidationError):
-        st.fold_rows(
+        fold_rows(
             [(1, 0.0, b'{"kind":"RunFinished","run_id":5}')]
         )  # a known kind that does not decode
 
 
 def test_a_copy_of_a_run_folds_on_its_own_and_shares_only_frozen_parts() -> None:
-    state = st.replay(records(story()[:3]))  # submitted, t0 launched and started
+    state = replay(records(story()[:3]))  # submitted, t0 launched and started
     run = state.runs["r1"]
     mine = st.copy_run(run)
     assert mine == run and mine.spec is run.spec and mine.tasks["t0"].spec is run.tasks["t0"].spec
-    st.apply(
+    apply(
         st.State(runs={"r1": mine}),
         ev.Record(
             4, 1003.0, "AttemptFinished", ev.AttemptFinished("r1", "t0", 1, "success", exit_code=0)
         ),
     )
-    st.apply(
+    apply(
         st.State(runs={"r1": mine}),
         ev.Record(5, 1004.0, "TaskCompleted", ev.TaskCompleted("r1", "t0")),
     )
@@ -163,12 +164,12 @@ def test_a_copy_of_a_run_folds_on_its_own_and_shares_only_frozen_parts() -> None
 
 def test_the_daemon_s_starts_and_stops_are_folded_before_any_run() -> None:
     """Events of the whole daemon have no run ("") and say how the daemon before a start ended."""
-    state = st.replay(records([ev.RunSubmitted("r1", spec())]))
+    state = replay(records([ev.RunSubmitted("r1", spec())]))
     assert st.previous_daemon(state.daemon) == ""  # a log of orch 0.1: no daemon events
-    st.replay(records([ev.DaemonStarted("", "0.2.0", 10, running=0)], t0=2000.0), state)
+    replay(records([ev.DaemonStarted("", "0.2.0", 10, running=0)], t0=2000.0), state)
     assert state.daemon == st.DaemonState("0.2.0", 10, started_at=2000.0)
     assert st.previous_daemon(state.daemon) == "crashed"  # no DaemonStopped: it died
-    st.replay(records([ev.DaemonStopped("", "0.2.0", 10, left_running=2)], t0=2100.0), state)
+    replay(records([ev.DaemonStopped("", "0.2.0", 10, left_running=2)], t0=2100.0), state)
     assert state.daemon.stopped_at == 2100.0
     assert st.previous_daemon(state.daemon) == "stopped"
     assert list(state.runs) == ["r1"]  # no run "" was made

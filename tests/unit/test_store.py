@@ -13,6 +13,7 @@ import pytest
 from orchd import events as ev
 from orchd import state as st
 from orchd import store
+from orchd.fold import fold_rows
 from orchd.plan import RunSpec, TaskSpec
 
 
@@ -41,7 +42,7 @@ def _log(path: Path, tasks: int) -> sqlite3.Connection:
 
 
 def _row_by_row(conn: sqlite3.Connection, upto: int | None = None) -> st.State:
-    return st.fold_rows(
+    return fold_rows(
         conn.execute(
             "SELECT seq, ts, payload FROM events WHERE seq <= ? ORDER BY seq",
             (upto or store.last_seq(conn),),

@@ -11,6 +11,7 @@ from orchctl import story
 from orchd import events as ev
 from orchd import state as st
 from orchd import views
+from orchd.fold import apply
 from orchd.plan import RunSpec, TaskSpec
 
 T0 = datetime(2026, 1, 5, 19, 40).timestamp()
@@ -43,7 +44,7 @@ def told(events: list[ev.Event]) -> str:
     timed = [(T0 + 60 * i, e) for i, e in enumerate([ev.RunSubmitted("r", SPEC), *events])]
     state = st.State()
     for seq, (ts, event) in enumerate(timed, 1):
-        st.apply(state, ev.Record(seq, ts, type(event).__name__, event))
+        apply(state, ev.Record(seq, ts, type(event).__name__, event))
     task = views.task_view(state.runs["r"].tasks["t"])
     return story.headline(task, story.attempts(timed[1:]))
 
