@@ -254,7 +254,10 @@ class RunActor(Actor):
 
     def _check_budget(self) -> None:
         """Once the run has spent its budget, no session starts: the tasks left fail."""
-        reason = decide.over_budget(self.run.spec.budget_usd, views.run_cost(self.run))
+        budget = self.run.spec.budget_usd
+        if budget is None:  # the sum is over every task: not at each event of a run without one
+            return
+        reason = decide.over_budget(budget, views.run_cost(self.run))
         if reason is not None:
             self._fail_waiting(lambda task: True, reason)
 
@@ -275,12 +278,15 @@ class RunActor(Actor):
 
     def _unstartable(self, task: st.TaskState) -> str | None:
         """Why a session of `task` may not start (its own budget, or the run's), else None."""
-        ending = sum(cost for (tid, _), cost in self.ending.items() if tid == task.spec.id)
-        spent = (views.task_cost(task) or 0.0) + ending
+        if task.spec.budget_usd is not None:
+            ending = sum(cost for (tid, _), cost in self.ending.items() if tid == task.spec.id)
+            spent = (views.task_cost(task) or 0.0) + ending
+            if (reason := decide.over_budget(task.spec.budget_usd, spent)) is not None:
+                return reason
+        if self.run.spec.budget_usd is None:  # the run's sum is over every task: only when needed
+            return None
         run_spent = (views.run_cost(self.run) or 0.0) + sum(self.ending.values())
-        return decide.over_budget(task.spec.budget_usd, spent) or decide.over_budget(
-            self.run.spec.budget_usd, run_spent
-        )
+        return decide.over_budget(self.run.spec.budget_usd, run_spent)
 
     # ------------------------------------------------------------ scheduling
 
