@@ -217,3 +217,20 @@ def write_plan(path: Path, plan: dict[str, Any]) -> Path:
 def agent(name: str, *args: str) -> list[str]:
     """argv of a fake agent script from tests/agents/."""
     return [sys.executable, str(AGENTS / f"{name}.py"), *args]
+
+
+def no_git_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A HOME with no git configuration at all, as on a fresh machine or for a service user."""
+    for name in ("home", "xdg"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name in (
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("EMAIL", raising=False)

@@ -21,11 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon, write_plan
+from tests.conftest import Daemon, no_git_identity, write_plan
 from tests.e2e import clis
 from tests.e2e.stubs.anthropic import AnthropicStub
 from tests.e2e.stubs.base import ReadFile, Reply, WriteFile
-from tests.integration.test_merge_queue import no_git_identity
 from tests.integration.test_worktree import git
 
 pytestmark = pytest.mark.timeout(400)

@@ -12,25 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, agent
+from tests.conftest import Daemon, agent, no_git_identity
 from tests.integration.test_worktree import git, make_repo, run_plan
-
-
-def no_git_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A HOME with no git configuration at all, as on a fresh machine or for a service user."""
-    for name in ("home", "xdg"):
-        (tmp_path / name).mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for name in (
-        "GIT_AUTHOR_NAME",
-        "GIT_AUTHOR_EMAIL",
-        "GIT_COMMITTER_NAME",
-        "GIT_COMMITTER_EMAIL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("EMAIL", raising=False)
 
 
 def bare_repo(path: Path) -> Path:

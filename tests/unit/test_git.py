@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchd import git
+from tests.conftest import no_git_identity
 
 
 def run(cwd: Path, *args: str) -> str:
@@ -20,19 +21,7 @@ def run(cwd: Path, *args: str) -> str:
 @pytest.fixture
 def nobody(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No git identity anywhere: an empty HOME, no system config, nothing in the environment."""
-    for name in ("home", "xdg"):
-        (tmp_path / name).mkdir()
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for name in (
-        "GIT_AUTHOR_NAME",
-        "GIT_AUTHOR_EMAIL",
-        "GIT_COMMITTER_NAME",
-        "GIT_COMMITTER_EMAIL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("EMAIL", raising=False)
+    no_git_identity(tmp_path, monkeypatch)
 
 
 @pytest.fixture
