@@ -16,11 +16,10 @@ would cost a file creation on the dispatch path.) The keeper exits once it has n
 attempts nor an orchd. It is one process for all attempts, not a shell per
 attempt: starting an attempt costs one vfork+exec, on the other core.
 
-Nothing it starts runs unobserved: each attempt dies with its keeper
-(PR_SET_PDEATHSIG), so an orchd that finds its keeper dead finds no orphan still
-at work (it ends what the attempts left in their process groups), and each exit
-status is appended to the keeper's exits journal the moment it is reaped, before
-orchd hears of it, so that a keeper killed right after has still left it behind.
+Nothing it starts runs unobserved: each attempt's process group dies with its keeper (the
+lifeline, orchd/lifeline.py, ends them), so an orchd that finds its keeper dead finds no orphan
+still at work, and each exit status is appended to the keeper's exits journal the moment it is
+reaped, before orchd hears of it, so that a keeper killed right after has still left it behind.
 
 Frames on the socket: a 4-byte big-endian length, then a msgpack message. The
 protocol is versioned (`PROTOCOL`, in `Hello`); each version listens on a socket
@@ -29,15 +28,14 @@ running its attempts, takes them over through it and lets it drain, while its
 own keeper starts the new ones.
 
 Run as `python -m orchd.keeper FD JOURNAL`, FD being the listening socket orchd
-made, JOURNAL the exits journal to append to. It is one file that imports only the
-standard library and msgspec: a keeper outlives the orchd that started it, and an
+made, JOURNAL the exits journal to append to. It imports only the standard library, msgspec
+and orchd/lifeline.py: a keeper outlives the orchd that started it, and an
 older keeper is tested as it was, its file run by path (tests/fixtures/keeper_v1.py
 is orch 0.1's keeper.py). What only orchd needs of it lives in orchd/executors/keepers.py.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import select
@@ -50,13 +48,13 @@ from typing import Union
 
 import msgspec
 
+from orchd import lifeline
+
 HEADER = struct.Struct(">I")
 ACCEPT_TIMEOUT = 30.0  # seconds a new keeper waits for the orchd that started it
 PROTOCOL = 2  # 1: orch 0.1 (no version in Hello, no journal, attempts outlive their keeper)
 # bytes the exits journal may hold before a moment with nothing unacked clears it
 JOURNAL_KEEP = 64 << 10
-PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class Spawn(msgspec.Struct, tag=True, array_like=True, gc=False):
@@ -196,6 +194,12 @@ class Keeper:
         self.decoder = msgspec.msgpack.Decoder(ToKeeper)
         # pid -> (start ticks, log), for the journal
         self._ticks_of: dict[int, tuple[int, str]] = {}
+        self.nice = os.getpriority(os.PRIO_PROCESS, 0)  # the keeper's; its attempts get 0
+        # what the lifeline ends should this keeper die: +PGID as an attempt starts, -PGID as it ends
+        self.live_path = os.path.join(os.path.dirname(journal), f"live-{os.getpid()}.log")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+        self.live = os.open(self.live_path, flags, 0o600)
+        lifeline.start(self.live_path, CANNOT_RUN)
 
     def serve(self) -> None:
         self.listener.settimeout(ACCEPT_TIMEOUT)
@@ -304,45 +308,27 @@ class Keeper:
             if source != self.devnull:
                 os.close(source)
 
-    @staticmethod
-    def _exec(path: str, request: Spawn, source: int, log: int) -> int:
-        """Fork the attempt: it dies with this keeper (PR_SET_PDEATHSIG), leads its own process
-        group, reads `source` and writes `log`, then execs `path`. posix_spawn cannot ask the
-        kernel for the first; the child runs a few lines of Python before its exec."""
-        keeper = os.getpid()
-        pid = os.fork()
-        if pid:
-            try:  # both sides make the group: it exists once this returns, whichever runs first
-                os.setpgid(pid, pid)
-            except OSError:
-                pass  # the child made it already, and has exec'd since
-            return pid
-        step = "prctl"
-        try:  # the child: no exception may leave it, whatever happens
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != keeper:  # the keeper died before the line above
-                os._exit(CANNOT_RUN)
-            step = "setpgid"
-            os.setpgid(0, 0)
-            step = "setpriority"
-            os.setpriority(os.PRIO_PROCESS, 0, 0)  # the agent runs at the usual priority
-            step = "signals"
-            for sig in _DEFAULTED:
-                signal.signal(sig, signal.SIG_DFL)
-            step = "dup2"
-            os.dup2(source, 0)
-            os.dup2(log, 1)
-            os.dup2(log, 2)
-            step = "execve"
-            os.execve(path, request.argv, request.env)
-        except BaseException as exc:
-            try:
-                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                where = "" if step == "execve" else f" (at {step})"
-                os.write(1, f"orch: cannot start {request.argv[0]!r}: {why}{where}\n".encode())
-            finally:
-                os._exit(CANNOT_RUN)
-        raise AssertionError("unreachable")
+    def _exec(self, path: str, request: Spawn, source: int, log: int) -> int:
+        """posix_spawn the attempt: the leader of its own process group, at the usual priority,
+        reading `source` and writing `log`; listed for the lifeline before anything else."""
+        if self.nice:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+        try:
+            pid = os.posix_spawn(
+                path,
+                request.argv,
+                request.env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate((source, log, log))
+                ],
+                setpgroup=0,
+                setsigdef=_DEFAULTED,
+            )
+        finally:
+            if self.nice:
+                os.setpriority(os.PRIO_PROCESS, 0, self.nice)
+        os.write(self.live, b"+%d\n" % pid)
+        return pid
 
     def _exited(self, pidfd: int) -> None:
         pid, _, exit_path, _ = self.children.pop(pidfd)
@@ -354,6 +340,10 @@ class Keeper:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
+        if self.children:  # no longer the lifeline's to end: its group id may be reused once reaped
+            os.write(self.live, b"-%d\n" % pid)
+        else:  # nothing runs: the list starts again
+            os.ftruncate(self.live, 0)
         _, wait_status = os.waitpid(pid, 0)
         status = os.waitstatus_to_exitcode(wait_status)
         ticks, log = self._ticks_of.pop(pid, (0, ""))

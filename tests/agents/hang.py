@@ -1,6 +1,7 @@
 """Fake agent: ignore SIGTERM, start a child that ignores it too, write both pids to PIDFILE, hang.
+With --leave-group the child leaves the agent's process group (a session of its own).
 
-usage: hang.py PIDFILE
+usage: hang.py PIDFILE [--leave-group]
 """
 
 import os
@@ -16,7 +17,8 @@ child = subprocess.Popen(
         "-c",
         "import signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         "while True: time.sleep(3600)",
-    ]
+    ],
+    start_new_session="--leave-group" in sys.argv[2:],
 )
 with open(sys.argv[1] + ".tmp", "w") as f:
     f.write(f"{os.getpid()} {child.pid}\n")

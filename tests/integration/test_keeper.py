@@ -244,18 +244,34 @@ def test_a_status_reaped_just_before_the_keeper_died_is_in_its_journal(
     assert second.executor.reap(found) == (5, None)
 
 
-def test_what_a_dead_keepers_attempt_left_in_its_group_is_ended(orchd, tmp_path: Path) -> None:
+def test_an_attempts_group_dies_with_its_keeper(orchd, tmp_path: Path) -> None:
+    """The lifeline ends the process group of every attempt of a keeper killed with SIGKILL: the
+    agent and what it started in its group, though both ignore SIGTERM."""
     first = orchd()
     pidfile = tmp_path / "pids"
-    env = {"ORCH_RUN_ID": "r", "ORCH_TASK_ID": "hang", "ORCH_ATTEMPT": "1"}
-    p = first.start([sys.executable, str(AGENTS / "hang.py"), str(pidfile)], "hang", extra_env=env)
+    p = first.start([sys.executable, str(AGENTS / "hang.py"), str(pidfile)], "hang")
     wait_until(pidfile.exists, what="the agent and its child to start")
     agent_pid, child_pid = map(int, pidfile.read_text().split())
     keeper = keeper_pid(tmp_path)
     first.close()
     os.kill(keeper, signal.SIGKILL)
     wait_until(lambda: not alive(agent_pid, p.start_ticks), what="the agent to die with its keeper")
-    assert not _gone(child_pid)  # its child lives on in the group, as an orphan
+    wait_until(lambda: _gone(child_pid), what="its child to die with it")
+
+
+def test_what_a_dead_keepers_attempt_left_outside_its_group_is_ended(orchd, tmp_path: Path) -> None:
+    first = orchd()
+    pidfile = tmp_path / "pids"
+    env = {"ORCH_RUN_ID": "r", "ORCH_TASK_ID": "hang", "ORCH_ATTEMPT": "1"}
+    argv = [sys.executable, str(AGENTS / "hang.py"), str(pidfile), "--leave-group"]
+    p = first.start(argv, "hang", extra_env=env)
+    wait_until(pidfile.exists, what="the agent and its child to start")
+    agent_pid, child_pid = map(int, pidfile.read_text().split())
+    keeper = keeper_pid(tmp_path)
+    first.close()
+    os.kill(keeper, signal.SIGKILL)
+    wait_until(lambda: not alive(agent_pid, p.start_ticks), what="the agent to die with its keeper")
+    assert not _gone(child_pid)  # its child left the group: it lives on, as an orphan
     second = orchd()
     assert second.executor.find("r", "hang", 1, p, first.log("hang")) is None
     assert _gone(child_pid)  # ended before anything of its task runs again
