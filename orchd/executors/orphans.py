@@ -1,8 +1,8 @@
 """What a dead keeper's attempts left running, found and ended before their tasks run again.
 
-An attempt dies with its keeper (PR_SET_PDEATHSIG), but what it started may live on
-in its process group, and an attempt of orch 0.1's keeper (protocol 1) outlives it
-whole. Every attempt's processes carry ORCH_RUN_ID, ORCH_TASK_ID and ORCH_ATTEMPT
+An attempt's process group dies with its keeper (its lifeline ends it), but what it
+started outside its group may live on, and an attempt of orch 0.1's keeper (protocol 1)
+outlives it whole. Every attempt's processes carry ORCH_RUN_ID, ORCH_TASK_ID and ORCH_ATTEMPT
 in their environment: after a restart, those of an attempt that no keeper runs
 any more are killed, group and all, and waited for, before the task goes on. So
 no two attempts of one task are ever alive at once.
