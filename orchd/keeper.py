@@ -327,8 +327,18 @@ class Keeper:
         finally:
             if self.nice:
                 os.setpriority(os.PRIO_PROCESS, 0, self.nice)
-        os.write(self.live, b"+%d\n" % pid)
+        self._list(b"+%d\n" % pid)
         return pid
+
+    def _list(self, line: bytes) -> None:
+        """Tell the lifeline that a group runs (+PGID) or no longer does (-PGID; b"": none does)."""
+        try:
+            if line:
+                os.write(self.live, line)
+            else:
+                os.ftruncate(self.live, 0)
+        except OSError as exc:  # a full disk: the attempt runs on, without its lifeline
+            print(f"orch keeper: cannot write {self.live_path}: {exc}", file=sys.stderr)
 
     def _exited(self, pidfd: int) -> None:
         pid, _, exit_path, _ = self.children.pop(pidfd)
@@ -340,10 +350,8 @@ class Keeper:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
-        if self.children:  # no longer the lifeline's to end: its group id may be reused once reaped
-            os.write(self.live, b"-%d\n" % pid)
-        else:  # nothing runs: the list starts again
-            os.ftruncate(self.live, 0)
+        # no longer the lifeline's to end (its group id may be reused once reaped); none runs: none
+        self._list(b"-%d\n" % pid if self.children else b"")
         _, wait_status = os.waitpid(pid, 0)
         status = os.waitstatus_to_exitcode(wait_status)
         ticks, log = self._ticks_of.pop(pid, (0, ""))
