@@ -28,18 +28,16 @@ running its attempts, takes them over through it and lets it drain, while its
 own keeper starts the new ones.
 
 Run as `python -m orchd.keeper FD JOURNAL`, FD being the listening socket orchd
-made, JOURNAL the exits journal to append to. It imports only the standard library, msgspec
-and orchd/lifeline.py: a keeper outlives the orchd that started it, and an
+made, JOURNAL the exits journal to append to. It imports only the standard library, msgspec,
+orchd/lifeline.py and orchd/procs.py: a keeper outlives the orchd that started it, and an
 older keeper is tested as it was, its file run by path (tests/fixtures/keeper_v1.py
 is orch 0.1's keeper.py). What only orchd needs of it lives in orchd/executors/keepers.py.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import select
-import shutil
 import signal
 import socket
 import struct
@@ -49,6 +47,7 @@ from typing import Union
 import msgspec
 
 from orchd import lifeline
+from orchd.procs import program, start_ticks
 
 HEADER = struct.Struct(">I")
 ACCEPT_TIMEOUT = 30.0  # seconds a new keeper waits for the orchd that started it
@@ -73,6 +72,16 @@ class Ack(msgspec.Struct, tag=True, array_like=True, gc=False):
     """orchd -> keeper: the ends of these attempts are durable in the log; forget their statuses."""
 
     pids: list[int]
+
+
+class Ended(msgspec.Struct):
+    """An attempt's end as the keeper keeps it until orchd has it."""
+
+    status: int
+    exit_path: str
+    ticks: int
+    log: str
+    journaled: bool  # in the exits journal
 
 
 class Hello(msgspec.Struct, tag=True, array_like=True, gc=False):
@@ -130,42 +139,8 @@ def frames(buffer: bytearray) -> list[bytes]:
     return out
 
 
-def start_ticks(pid: int) -> int | None:
-    """The start time of a process in clock ticks since boot (/proc/PID/stat field 22)."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        stat = os.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    if not stat:
-        return None
-    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    return int(stat[stat.rindex(b")") + 2 :].split()[19])
-
-
 # Python ignores these at start-up; an agent gets the defaults back, as subprocess's restore_signals does
 _DEFAULTED = tuple(s for s in (signal.SIGPIPE, getattr(signal, "SIGXFSZ", None)) if s is not None)
-
-
-def program(argv0: str, search: str) -> str:
-    """The file to execute for `argv0`: searched on `search` (the attempt's own PATH), as execvpe would.
-
-    Raises:
-        FileNotFoundError: nothing on that PATH is called so.
-    """
-    if os.sep in argv0:
-        return argv0
-    found = shutil.which(argv0, path=search)
-    if found is None:
-        raise FileNotFoundError(
-            errno.ENOENT, "not found (is it installed, and on orchd's PATH?)", argv0
-        )
-    return found
 
 
 class Keeper:
@@ -185,7 +160,10 @@ class Keeper:
         # pidfd -> (pid, start ticks, exit file, log)
         self.children: dict[int, tuple[int, int, str, str]] = {}
         # pid -> (status, exit file): told, not yet durable
-        self.unacked: dict[int, tuple[int, str]] = {}
+        self.unacked: dict[int, Ended] = {}
+        # pid -> its end, neither journaled nor written beside its log (a full disk): the keeper
+        # stays until an orchd hears of it
+        self.held: dict[int, Ended] = {}
         self.programs: dict[tuple[str, str], str] = {}  # (argv[0], PATH) -> the file it names
         self.cwd = "/"
         # fds to close once the current batch of events is done
@@ -207,7 +185,7 @@ class Keeper:
             self._accept()
         except OSError:
             return  # the orchd that started us is gone
-        while self.conn is not None or self.children:
+        while self.conn is not None or self.children or self.held:
             for fd, _ in self.epoll.poll():
                 if fd == self.listener.fileno():
                     self._accept()
@@ -230,7 +208,12 @@ class Keeper:
         self.conn = conn
         self.epoll.register(conn.fileno(), select.EPOLLIN)
         running = [(pid, ticks, log) for pid, ticks, _, log in self.children.values()]
+        running += [(pid, ended.ticks, ended.log) for pid, ended in self.held.items()]
         self._send(Hello(running, PROTOCOL, self.journal_path))
+        for pid, ended in self.held.items():  # told as ended the moment it is known
+            self.unacked[pid] = ended
+            self._send(Exited(pid, ended.status))
+        self.held.clear()
 
     def _drop(self) -> None:
         """orchd is gone: what it had not yet made durable goes to exit files, for the next one."""
@@ -238,8 +221,8 @@ class Keeper:
         self.epoll.unregister(self.conn.fileno())
         self.closing.append(self.conn)
         self.conn, self.inbox = None, bytearray()
-        for status, exit_path in self.unacked.values():
-            _write_status(exit_path, status)
+        for pid, ended in self.unacked.items():
+            self._leave(pid, ended)
         self.unacked.clear()
 
     def _send(self, message: msgspec.Struct) -> None:
@@ -338,7 +321,7 @@ class Keeper:
             else:
                 os.ftruncate(self.live, 0)
         except OSError as exc:  # a full disk: the attempt runs on, without its lifeline
-            print(f"orch keeper: cannot write {self.live_path}: {exc}", file=sys.stderr)
+            _say(f"cannot write {self.live_path}: {exc}")
 
     def _exited(self, pidfd: int) -> None:
         pid, _, exit_path, _ = self.children.pop(pidfd)
@@ -355,18 +338,33 @@ class Keeper:
         _, wait_status = os.waitpid(pid, 0)
         status = os.waitstatus_to_exitcode(wait_status)
         ticks, log = self._ticks_of.pop(pid, (0, ""))
+        ended = Ended(status, exit_path, ticks, log, journaled=True)
         try:  # before anything else: a keeper killed now has still left it behind
             os.write(self.journal, f"{pid} {ticks} {status} {log}\n".encode())
         except OSError as exc:  # a full disk: the status is still told, and kept in memory
-            print(f"orch keeper: cannot append to the exits journal: {exc}", file=sys.stderr)
+            _say(f"cannot append to the exits journal: {exc}")
+            ended.journaled = False
         if self.conn is None:
-            _write_status(exit_path, status)
+            self._leave(pid, ended)
             return
-        self.unacked[pid] = (status, exit_path)
+        self.unacked[pid] = ended
         self._send(Exited(pid, status))
 
+    def _leave(self, pid: int, ended: Ended) -> None:
+        """No orchd hears of `ended` now: beside its log, else held until one does."""
+        if not _write_status(ended.exit_path, ended.status) and not ended.journaled:
+            self.held[pid] = ended
 
-def _write_status(exit_path: str, status: int) -> None:
+
+def _say(complaint: str) -> None:
+    """A complaint on stderr (orchd's log), unless that cannot be written either (a full disk)."""
+    try:
+        os.write(2, f"orch keeper: {complaint}\n".encode())
+    except OSError:
+        pass
+
+
+def _write_status(exit_path: str, status: int) -> bool:
     try:
         fd = os.open(exit_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -374,7 +372,9 @@ def _write_status(exit_path: str, status: int) -> None:
         finally:
             os.close(fd)
     except OSError as exc:  # its run's directory is gone (cleaned), or the disk is full
-        print(f"orch keeper: cannot write {exit_path}: {exc}", file=sys.stderr, flush=True)
+        _say(f"cannot write {exit_path}: {exc}")
+        return False
+    return True
 
 
 CANNOT_RUN = 126  # the exit code of an attempt whose program could not be executed

@@ -347,7 +347,8 @@ class SessionActor(PooledActor):
         it ran (the log refused a commit), or its last words say so."""
         if disk.is_full(str(self.log_path.parent)):
             return True
-        if self.ctx.journal.failed_at >= self.started:
+        # an attempt taken over from an earlier orchd ran unwatched until this one started
+        if self.ctx.journal.failed_at >= (0.0 if self.adopted else self.started):
             return True
         return "No space left on device" in tail(exit.log_path, 4096)
 

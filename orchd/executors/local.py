@@ -32,7 +32,6 @@ from orchd.executors.keepers import (
     start_keeper,
 )
 from orchd.executors.orphans import Orphans
-from orchd.keeper import start_ticks
 from orchd.reactor import Reactor
 
 log = logging.getLogger(__name__)
@@ -339,22 +338,9 @@ class LocalExecutor:
         return None
 
 
-def alive(pid: int, ticks: int) -> bool:
-    """Whether the process `pid` still runs (not a zombie) and is the one that started at `ticks`."""
-    if ticks == 0 or start_ticks(pid) != ticks:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rpartition(b")")[2].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
-
-
 __all__ = [
     "LocalExecutor",
     "Process",
-    "alive",
     "read_exit_file",
     "signal",
 ]

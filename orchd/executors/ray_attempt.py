@@ -19,7 +19,7 @@ from typing import Any
 
 import ray
 
-from orchd.keeper import start_ticks
+from orchd.procs import start_ticks
 
 CHUNK = 1 << 20  # bytes a read returns at most
 EOF_GRACE = 2.0  # seconds to wait for the end of output after the group is killed (an escapee holds the pipe)

@@ -173,7 +173,13 @@ def test_a_disk_that_fills_mid_run_holds_the_work_and_space_back_resumes_it(
     wait_until(lambda: "disk full" in held(), timeout=60, what="orchd to say the disk is full")
     assert "disk full" in orchd.orchctl("status", run_id).stdout
     ballast.unlink()
-    assert orchd.orchctl("wait", run_id, timeout=180).returncode == 0
+    done = orchd.orchctl("wait", run_id, timeout=180)
+    assert done.returncode == 0, (
+        done.stdout,
+        orchd.orchctl("why", run_id, "s0").stdout,
+        orchd.orchctl("logs", run_id, "s0", "--raw").stdout[-800:],
+        orchd.log()[-3000:],
+    )
     view = _consistent(orchd, run_id)
     assert [t["state"] for t in view["tasks"]] == ["completed"] * 12  # max_retries = 0: none spent
     attempts = [e for e in _events(orchd, run_id) if e["kind"] == "AttemptFinished"]
@@ -199,7 +205,13 @@ def test_a_full_disk_across_a_restart(make_daemon, small_state: Path, tmp_path: 
     orchd.start()  # on a full disk: it replays, answers, and waits to write
     assert orchd.orchctl("status", run_id).returncode == 0
     ballast.unlink()
-    assert orchd.orchctl("wait", run_id, timeout=180).returncode == 0
+    done = orchd.orchctl("wait", run_id, timeout=180)
+    assert done.returncode == 0, (
+        done.stdout,
+        orchd.orchctl("why", run_id, "s0").stdout,
+        orchd.orchctl("logs", run_id, "s0", "--raw").stdout[-800:],
+        orchd.log()[-3000:],
+    )
     view = _consistent(orchd, run_id)
     assert [t["state"] for t in view["tasks"]] == ["completed"] * 6
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from orchd.executors.keepers import KeeperLink
-from orchd.executors.local import LocalExecutor, Process, alive, read_exit_file
-from orchd.keeper import start_ticks
+from orchd.executors.local import LocalExecutor, Process, read_exit_file
+from orchd.procs import alive, start_ticks
 from orchd.reactor import Reactor
 from tests.conftest import AGENTS, wait_until
 
