@@ -9,13 +9,16 @@ A successful attempt's change is then committed to its task's branch (orchd/bran
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 
-from orchd import branches
+from orchd import branches, disk
 from orchd.agents.base import AgentAdapter, tail
 from orchd.attempt import CANNOT_RUN, NOT_FOUND, SETUP_FAILED, Prep
 from orchd.decide import PERMANENT, RETRY, SUCCESS, Exit, Outcome
 from orchd.git import GitError
+from orchd.journal import Journal
 from orchd.plan import TaskSpec
 from orchd.verify import verify_result
 
@@ -76,3 +79,13 @@ def commit(prep: Prep, task_id: str, reading: Outcome) -> Outcome:
     return msgspec.structs.replace(
         reading, report=msgspec.structs.replace(reading.report, files=files)
     )
+
+
+def disk_was_full(exit: Exit, journal: Journal, since: float) -> bool:
+    """Whether the attempt failed for want of room: its disk is full, or was seen full while it
+    ran (the log refused a commit at `since` or later), or its last words say so."""
+    if disk.is_full(str(Path(exit.log_path).parent)):
+        return True
+    if journal.failed_at >= since:
+        return True
+    return "No space left on device" in tail(exit.log_path, 4096)

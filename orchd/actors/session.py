@@ -11,6 +11,7 @@ the log finds its sessions still there and takes them over (`Reattach`).
 
 from __future__ import annotations
 
+import enum
 import errno
 import functools
 import logging
@@ -29,7 +30,7 @@ from orchd.actors import reading as read
 from orchd.actors.context import Context
 from orchd.actors.pool import PooledActor, tell, teller
 from orchd.actors.stream import Stream
-from orchd.agents.base import AgentAdapter, Launch, tail
+from orchd.agents.base import AgentAdapter, Launch
 from orchd.attempt import Wrapper, start_dir, wrap
 from orchd.decide import (
     CANCELLED,
@@ -44,7 +45,7 @@ from orchd.decide import (
     Exit,
     Outcome,
 )
-from orchd.executors.base import Process
+from orchd.executors.base import UNANSWERED, Process
 from orchd.plan import TaskSpec
 from orchd.reactor import Timer
 
@@ -99,29 +100,21 @@ class _Started:
     result: Process | OSError
 
 
-@dataclass(frozen=True)
-class _Exited:
-    pass
+class Cue(enum.Enum):
+    """What a session's own watchers and timers tell it."""
+
+    EXITED = "its process exited"
+    TIMED_OUT = "its timeout passed"
+    KILL = "its kill grace passed"
+    GREW = "its log grew"
+    STALL_CHECK = "time to look for a stall"
 
 
 @dataclass(frozen=True)
-class _TimedOut:
-    pass
+class _Found:
+    """What is left of an attempt whose start was asked for and whose answer was lost."""
 
-
-@dataclass(frozen=True)
-class _Kill:
-    pass
-
-
-@dataclass(frozen=True)
-class _Grew:
-    pass
-
-
-@dataclass(frozen=True)
-class _StallCheck:
-    pass
+    found: Process | BaseException | None
 
 
 @dataclass(frozen=True)
@@ -200,8 +193,10 @@ class SessionActor(PooledActor):
         kind = type(message)
         if kind is _Started:
             self._started(message.result)
-        elif kind is _Exited:
+        elif message is Cue.EXITED:
             self._exited()
+        elif kind is _Found:
+            self._found(message.found)
         elif kind is _Checked:
             self._checked(message.exit, message.reading)
         elif kind is Start:
@@ -210,13 +205,13 @@ class SessionActor(PooledActor):
             self._terminate(CANCELLED)
         elif kind is Interrupt:
             self._terminate(INTERRUPTED)
-        elif kind is _TimedOut:
+        elif message is Cue.TIMED_OUT:
             self._terminate(TIMEOUT)
-        elif kind is _Kill and self.process is not None:
+        elif message is Cue.KILL and self.process is not None:
             self.ctx.executor.signal(self.process, signal.SIGKILL)
-        elif kind is _Grew and self.stream is not None and self.ended is None:
+        elif message is Cue.GREW and self.stream is not None and self.ended is None:
             self.stream.read()
-        elif kind is _StallCheck and self.stream is not None and self.ended is None:
+        elif message is Cue.STALL_CHECK and self.stream is not None and self.ended is None:
             if self.stream.stalled():
                 self._terminate(STALLED)
         elif kind is Recorded:
@@ -273,6 +268,15 @@ class SessionActor(PooledActor):
             self._signal_stop()
 
     def _not_started(self, exc: OSError) -> None:
+        if exc.errno == UNANSWERED:  # it may run, or have run: what is left of it says how it went
+            ref, ctx, key = self.actor_ref, self.ctx, (self.run_id, self.task.id, self.attempt)
+            find = functools.partial(ctx.executor.find, *key, None, self.log_path)
+
+            def found(result: Process | BaseException | None) -> None:
+                tell(ref, _Found(result))
+
+            ctx.dispatcher.blocking(find, found)
+            return
         reason = f"cannot start {self.launch.argv[0]!r}: {exc.strerror or exc}"
         hint = getattr(self.adapter, "install_hint", "")
         if exc.errno == errno.ENOENT and hint:
@@ -286,11 +290,24 @@ class SessionActor(PooledActor):
         # without spending a retry); a missing or unrunnable program does not pass
         self._end(None, Outcome(LOST if exc.errno in TRANSIENT else PERMANENT, reason=reason))
 
+    def _found(self, found: Process | BaseException | None) -> None:
+        """Once nothing of it runs (an orphan is ended): its status if its keeper journaled one,
+        else what its log proves, else lost (`_exited`)."""
+        if isinstance(found, BaseException):
+            log.error("cannot look for attempt %d of %s: %r", self.attempt, self.task.id, found)
+        if isinstance(found, Process) and not found.ended:  # a keeper still runs it
+            self.process = found
+            self._watch()
+            return
+        gone = Process(0, 0, 0, log_path=self.log_path, ended=True)
+        self.process = found if isinstance(found, Process) else gone
+        self._exited()
+
     def _watch(self) -> None:
         assert self.process is not None
-        self.ctx.executor.watch(self.process, self._tell(_Exited()))
+        self.ctx.executor.watch(self.process, self._tell(Cue.EXITED))
         remaining = max(0.0, self.task.timeout - self.elapsed)
-        self.timers.append(self.ctx.reactor.call_later(remaining, self._tell(_TimedOut())))
+        self.timers.append(self.ctx.reactor.call_later(remaining, self._tell(Cue.TIMED_OUT)))
         if self.stream is not None:
             self.stream.follow()
 
@@ -310,7 +327,7 @@ class SessionActor(PooledActor):
     def _signal_stop(self) -> None:
         assert self.process is not None
         self.ctx.executor.signal(self.process, signal.SIGTERM)
-        self.timers.append(self.ctx.reactor.call_later(self.ctx.kill_grace, self._tell(_Kill())))
+        self.timers.append(self.ctx.reactor.call_later(self.ctx.kill_grace, self._tell(Cue.KILL)))
 
     def _exited(self) -> None:
         assert self.process is not None
@@ -330,7 +347,9 @@ class SessionActor(PooledActor):
             )
         if reading is None:  # read even when orch stopped it: what it cost counts
             reading = read.classify(self.adapter, self.task, exit)
-        if reading.outcome in (RETRY, LOST) and self._disk_was_full(exit):
+        # an attempt taken over from an earlier orchd ran unwatched until this one started
+        since = 0.0 if self.adopted else self.started
+        if reading.outcome in (RETRY, LOST) and read.disk_was_full(exit, self.ctx.journal, since):
             why = f"{disk.full_reason(str(self.log_path.parent))}: it could not write its output"
             reading = Outcome(DISK_FULL, reason=why, report=reading.report)
         if self.verdict is not None:
@@ -341,16 +360,6 @@ class SessionActor(PooledActor):
             self.ctx.dispatcher.blocking(commit, self._tell_checked(exit))
             return
         self._end(exit, reading)
-
-    def _disk_was_full(self, exit: Exit) -> bool:
-        """Whether the attempt failed for want of room: its disk is full, or was seen full while
-        it ran (the log refused a commit), or its last words say so."""
-        if disk.is_full(str(self.log_path.parent)):
-            return True
-        # an attempt taken over from an earlier orchd ran unwatched until this one started
-        if self.ctx.journal.failed_at >= (0.0 if self.adopted else self.started):
-            return True
-        return "No space left on device" in tail(exit.log_path, 4096)
 
     def _tell_checked(self, exit: Exit) -> Callable[[Outcome | BaseException], None]:
         ref = self.actor_ref

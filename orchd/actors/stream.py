@@ -55,9 +55,9 @@ class Stream:
         """The process runs: hear of each write to its log, and check for stalls."""
         session = self.session
         if self.parsed and session.ctx.growth is not None:
-            from orchd.actors.session import _Grew
+            from orchd.actors.session import Cue
 
-            self.watch = session.ctx.growth.watch(session.log_path, session._tell(_Grew()))
+            self.watch = session.ctx.growth.watch(session.log_path, session._tell(Cue.GREW))
             self.read()  # what it wrote before the watch (all of it, for an attempt taken over)
         if session.task.stall:
             self._arm()
@@ -103,9 +103,9 @@ class Stream:
         finally:
             os.close(fd)
         if not final and read >= TURN:  # more to read: after the other sessions' turns
-            from orchd.actors.session import _Grew
+            from orchd.actors.session import Cue
 
-            self.session._tell(_Grew())()
+            self.session._tell(Cue.GREW)()
 
     def stalled(self) -> bool:
         """Whether the attempt has written nothing for its `stall` time (else check again later)."""
@@ -126,12 +126,12 @@ class Stream:
         return False
 
     def _arm(self) -> None:
-        from orchd.actors.session import _StallCheck
+        from orchd.actors.session import Cue
 
         stall = self.session.task.stall or 0.0
         check = max(1.0, stall / 4)
         self.session.timers.append(
-            self.session.ctx.reactor.call_later(check, self.session._tell(_StallCheck()))
+            self.session.ctx.reactor.call_later(check, self.session._tell(Cue.STALL_CHECK))
         )
 
     def _act(self, signal: Signal, final: bool) -> None:

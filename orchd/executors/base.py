@@ -6,6 +6,7 @@ Sessions see only `Executor` and `Process`; `local` (the keeper) and `ray` imple
 from __future__ import annotations
 
 import _thread
+import errno
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,10 @@ class Process:
     handle: Any = None
     log_path: Path | None = None
     ended: bool = False  # found after a restart already ended, with its exit status left behind
+
+
+# why a start failed when its answer was lost, not its request: the process may run (find says)
+UNANSWERED = errno.ECONNABORTED
 
 
 class Executor(Protocol):

@@ -23,7 +23,14 @@ from pathlib import Path
 import msgspec
 
 from orchd import keeper as kp
-from orchd.executors.base import Process, Started, _status, exit_file, read_exit_file
+from orchd.executors.base import (
+    UNANSWERED,
+    Process,
+    Started,
+    _status,
+    exit_file,
+    read_exit_file,
+)
 from orchd.executors.keepers import (
     KeeperLink,
     keeper_socket,
@@ -183,6 +190,7 @@ class LocalExecutor:
         link.sock.close()
         if link.journal:
             self._journaled.update(read_journal(link.journal))
+        self._orphans = Orphans()  # what its attempts left is looked for afresh (find)
         with self._lock:
             if link in self._links:
                 self._links.remove(link)
@@ -195,7 +203,7 @@ class LocalExecutor:
                 pid: self._watchers.pop(pid) for pid in link.running if pid in self._watchers
             }
         for on_started, _ in starting.values():
-            on_started(OSError(errno.EAGAIN, "the keeper died before it answered"))
+            on_started(OSError(UNANSWERED, "the keeper died before it answered"))
         for pid, on_exit in watchers.items():
             if not self._reactor.on_exit(pid, on_exit):
                 on_exit()
