@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 
-from screenshots import DOCS, FAKE_CLAUDE, ROOT, TASKS, orchctl  # noqa: E402
+from screenshots import DOCS, FAKE_CLAUDE, ROOT, TASKS, orchctl, write_plan  # noqa: E402
 
 from tests import browser  # noqa: E402
 
@@ -40,26 +40,7 @@ def main() -> None:
         "ORCH_HOME": str(home),
         "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
     }
-    plan = home / "type-hints.json"
-    plan.write_text(
-        json.dumps(
-            {
-                "name": "type-hints",
-                "concurrency": 4,
-                "workdir": str(home),
-                "isolation": "none",
-                "defaults": {
-                    "agent": "claude",
-                    "max_retries": 2,
-                    "backoff": {"initial": "45s", "jitter": "none"},
-                },
-                "tasks": [
-                    {"id": t, "prompt": f"Add type hints to src/{t.split('-', 1)[-1]}.py"}
-                    for t in TASKS
-                ],
-            }
-        )
-    )
+    plan = write_plan(home)
     try:
         run_id = json.loads(orchctl(env, "submit", str(plan), "--json"))["run_id"]
         url = json.loads(orchctl(env, "dashboard", "--json"))["url"]

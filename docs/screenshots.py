@@ -77,6 +77,31 @@ TASKS = [
 ]
 
 
+def write_plan(home: Path) -> Path:
+    """The plan both scripts run: type hints for TASKS, with the fake Claude, in `home`."""
+    plan = home / "type-hints.json"
+    plan.write_text(
+        json.dumps(
+            {
+                "name": "type-hints",
+                "concurrency": 4,
+                "workdir": str(home),
+                "isolation": "none",
+                "defaults": {
+                    "agent": "claude",
+                    "max_retries": 2,
+                    "backoff": {"initial": "45s", "jitter": "none"},
+                },
+                "tasks": [
+                    {"id": t, "prompt": f"Add type hints to src/{t.split('-', 1)[-1]}.py"}
+                    for t in TASKS
+                ],
+            }
+        )
+    )
+    return plan
+
+
 def orchctl(env: dict[str, str], *args: str) -> str:
     return subprocess.run(
         [sys.executable, "-m", "orchctl.main", *args],
@@ -113,26 +138,7 @@ def main() -> None:
     }
     for name in ("COLUMNS", "LINES"):
         env.pop(name, None)
-    plan = home / "type-hints.json"
-    plan.write_text(
-        json.dumps(
-            {
-                "name": "type-hints",
-                "concurrency": 4,
-                "workdir": str(home),
-                "isolation": "none",
-                "defaults": {
-                    "agent": "claude",
-                    "max_retries": 2,
-                    "backoff": {"initial": "45s", "jitter": "none"},
-                },
-                "tasks": [
-                    {"id": t, "prompt": f"Add type hints to src/{t.split('-', 1)[-1]}.py"}
-                    for t in TASKS
-                ],
-            }
-        )
-    )
+    plan = write_plan(home)
     session = f"orch-shots-{os.getpid()}"
     try:
         run_id = json.loads(orchctl(env, "submit", str(plan), "--json"))["run_id"]
