@@ -17,11 +17,12 @@ from tests.conftest import AGENTS, wait_until, write_plan
 
 @pytest.fixture
 def small_state(orch_home: Path):
-    """ORCH_HOME/state on a 4 MiB tmpfs (needs root, as in CI)."""
+    """ORCH_HOME/state on an 8 MiB tmpfs (needs root, as in CI): room for a run's logs and more than
+    orch's 1 MiB floor (disk.FULL) once the ballast is gone."""
     state = orch_home / "state"
     state.mkdir(parents=True)
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(state)],
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(state)],
         capture_output=True,
         text=True,
     )
